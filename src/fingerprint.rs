@@ -1,0 +1,1 @@
+//! EngineFingerprint. (Skeleton: being filled in.)

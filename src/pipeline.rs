@@ -1,0 +1,1 @@
+//! The threaded decode → infer → encode pipeline. (Skeleton: being filled in.)

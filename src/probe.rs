@@ -1,0 +1,1 @@
+//! Machine probe. (Skeleton: being filled in.)

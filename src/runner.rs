@@ -1,0 +1,1 @@
+//! Runs a plan over many files. (Skeleton: being filled in.)

@@ -1,0 +1,1 @@
+//! Media: demux/mux and decode/encode through FFmpeg. (Skeleton: being filled in.)
