@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-time set-up on Debian 12 / Ubuntu 22.04+: system packages (FFmpeg 5.1 development libraries, clang for
+# bindgen, the ffmpeg CLI used by tests) and the ONNX Runtime shared library from PyPI's `onnxruntime` wheel,
+# unpacked into .deps/onnxruntime/. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ORT_VERSION=${ORT_VERSION:-1.32.0}
+
+pkgs=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+      libswresample-dev libavfilter-dev libavdevice-dev ffmpeg python3 python3-pip ca-certificates git)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  sudo=; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: Rust is missing: install it with rustup (Rust 1.85 or newer)" >&2; exit 2; }
+
+ort_dir=.deps/onnxruntime
+if ! ls "$ort_dir"/libonnxruntime.so.* >/dev/null 2>&1; then
+  echo "setup: fetching onnxruntime $ORT_VERSION (CPU) from PyPI"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 "onnxruntime==$ORT_VERSION" -d "$tmp"
+  mkdir -p "$ort_dir"
+  python3 - "$tmp" "$ort_dir" <<'PY'
+import sys, zipfile, glob, os
+whl = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if n.startswith("onnxruntime/capi/libonnxruntime.so"):
+            dst = os.path.join(sys.argv[2], os.path.basename(n))
+            with open(dst, "wb") as f:
+                f.write(z.read(n))
+PY
+  rm -rf "$tmp"
+  lib=$(ls "$ort_dir"/libonnxruntime.so.1.* | head -n1)
+  ln -sf "$(basename "$lib")" "$ort_dir/libonnxruntime.so"
+fi
+echo "setup: ONNX Runtime at $ort_dir/libonnxruntime.so"
