@@ -17,10 +17,9 @@ pub mod exit_codes {
     pub const BAD_JOB: i32 = 3;
     /// A backend plugin or library could not be loaded or is incompatible. Fix the installation.
     pub const ENVIRONMENT: i32 = 4;
-    /// A transient failure: out of memory, I/O error, device lost. Retry.
+    /// A transient failure: out of memory, I/O error, device lost, or interrupted by SIGINT/SIGTERM (preempted).
+    /// Retry: finished files are kept and will be skipped.
     pub const TRANSIENT: i32 = 75;
-    /// Interrupted by SIGINT/SIGTERM (preempted). Retry; finished files are kept and will be skipped.
-    pub const INTERRUPTED: i32 = 130;
     /// An internal bug (a recovered panic). Report it.
     pub const INTERNAL: i32 = 70;
 }
@@ -123,7 +122,6 @@ impl EngineError {
                     exit_codes::BAD_JOB
                 }
             }
-            EngineError::Interrupted => exit_codes::INTERRUPTED,
             EngineError::PanicRecovered { .. } => exit_codes::INTERNAL,
             _ => match self.retry() {
                 Retry::Permanent => exit_codes::BAD_JOB,

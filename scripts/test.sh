@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: set-up (system packages, ONNX Runtime), then build everything and run every test.
+# GPU tests are #[ignore]d here; run them on a GPU machine with `scripts/test.sh -- --ignored`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.deps/onnxruntime/libonnxruntime.so}
+cargo build --workspace --locked
+cargo test --workspace --locked "$@"
