@@ -1,0 +1,96 @@
+//! The CLI as a user meets it: help text, validate, plan, schema and doctor, with snapshots of their output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn vf(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_videoforge"));
+    c.current_dir(root()).args(args).env("VIDEOFORGE_NO_GPU", "1").env("NO_COLOR", "1");
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.env("ORT_DYLIB_PATH", root().join(".deps/onnxruntime/libonnxruntime.so"));
+    }
+    c.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_teaches_the_commands_and_exit_codes() {
+    let o = vf(&["--help"]);
+    assert!(o.status.success());
+    insta::assert_snapshot!("help", stdout(&o));
+}
+
+#[test]
+fn run_help() {
+    let o = vf(&["run", "--help"]);
+    assert!(o.status.success());
+    insta::assert_snapshot!("run_help", stdout(&o));
+}
+
+#[test]
+fn validate_lists_every_problem_with_file_and_key() {
+    let o = vf(&["validate", "jobs/invalid/many_problems.toml", "jobs/invalid/bad_precision.toml", "jobs/demo.toml"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o).replace(&root().display().to_string(), "<root>");
+    insta::assert_snapshot!("validate_problems", err);
+    assert_eq!(stdout(&o), "jobs/demo.toml: ok\n");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = vf(&["run"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = vf(&["-i", "x.mp4"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn schema_command_prints_the_checked_in_schema() {
+    let o = vf(&["schema"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), std::fs::read_to_string(root().join("schemas/job.schema.json")).unwrap());
+}
+
+#[test]
+fn doctor_without_a_gpu_prints_a_cpu_plan_and_exits_0() {
+    let o = vf(&["doctor"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("plan:       CPU"), "{out}");
+    assert!(out.contains("gpus:       none"), "{out}");
+    assert!(out.contains("plugin:     onnxruntime"), "the ONNX Runtime plugin is found: {out}");
+    let o = vf(&["doctor", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["plan"].as_str().unwrap().starts_with("CPU"));
+    assert!(v["machine"]["gpus"].as_array().unwrap().is_empty());
+    assert!(!v["machine"]["notes"].as_array().unwrap().is_empty(), "says why there is no GPU");
+}
+
+#[test]
+fn plan_prints_the_full_engine_plan_as_json_deterministically() {
+    let a = vf(&["plan", "jobs/demo.toml", "--json"]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let b = vf(&["plan", "jobs/demo.toml", "--json"]);
+    assert_eq!(a.stdout, b.stdout, "the same inputs give the same plan, byte for byte");
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(v["model"]["scale"], 2, "scale read from the model");
+    assert_eq!(v["model"]["execution_provider"], "cpu");
+    assert_eq!(v["workers"][0]["device"], "Cpu");
+    assert_eq!(v["encode"]["encoder"], "libx264");
+    assert_eq!(v["work"].as_array().unwrap().len(), 1);
+    assert!(v["work"][0]["output"].as_str().unwrap().ends_with("sample.x2.mp4"));
+    let text = vf(&["plan", "jobs/demo.toml"]);
+    assert!(stdout(&text).contains("fingerprint "), "{}", stdout(&text));
+}
