@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod error;
 pub mod fingerprint;
+pub mod gpu;
 pub mod manifest;
 pub mod pipeline;
 pub mod plan;

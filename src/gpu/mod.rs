@@ -2,7 +2,9 @@
 //! against the plan's VRAM budget, and NVRTC-compiled kernels from `kernels/`. Nothing here is touched unless
 //! the plan says GPU.
 
+pub mod kernels;
 pub mod pool;
+pub mod reference;
 
 pub use pool::{Allocator, HostAllocator, Pool, PoolError, PoolStats, Pooled};
 

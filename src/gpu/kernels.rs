@@ -1,0 +1,152 @@
+//! The colour kernels of `kernels/colour.cu`, compiled with NVRTC for the device's architecture the first time a
+//! context needs them, and launched on a stream. `reference.rs` holds their plain-Rust twins.
+
+use super::reference::{Coeffs, InvCoeffs};
+use super::{GpuContext, GpuError};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use std::sync::Arc;
+
+/// The kernel source, embedded at build time (its hash is part of every fingerprint).
+pub const COLOUR_SRC: &str = include_str!("../../kernels/colour.cu");
+
+// SAFETY: plain `#[repr(C)]` structs of f32, passed by value as kernel arguments.
+unsafe impl DeviceRepr for Coeffs {}
+unsafe impl DeviceRepr for InvCoeffs {}
+
+/// The compiled colour kernels of one context.
+pub struct ColourKernels {
+    yuv_u8_f32: CudaFunction,
+    yuv_u16_f32: CudaFunction,
+    yuv_u8_f16: CudaFunction,
+    yuv_u16_f16: CudaFunction,
+    rgb_f32_u8: CudaFunction,
+    rgb_f32_u16: CudaFunction,
+    rgb_f16_u8: CudaFunction,
+    rgb_f16_u16: CudaFunction,
+}
+
+/// Element type of planar RGB on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RgbType {
+    /// f32.
+    F32,
+    /// f16 (stored as u16 bits).
+    F16,
+}
+
+/// A YUV 4:2:0 frame on the device: planes with pitches, 8-bit or 16-bit samples.
+pub struct DeviceYuv<'a> {
+    /// Luma plane.
+    pub y: &'a CudaSlice<u8>,
+    /// Luma pitch in bytes.
+    pub y_pitch: usize,
+    /// Cb plane, or the interleaved CbCr plane when `semi_planar`.
+    pub u: &'a CudaSlice<u8>,
+    /// Cb (or CbCr) pitch in bytes.
+    pub u_pitch: usize,
+    /// Cr plane (ignored when `semi_planar`).
+    pub v: &'a CudaSlice<u8>,
+    /// Cr pitch in bytes.
+    pub v_pitch: usize,
+    /// NV12/P010/P016 layout.
+    pub semi_planar: bool,
+    /// 16-bit samples.
+    pub wide: bool,
+    /// Right shift that brings a sample to its code value (6 for P010, 0 for yuv420p10le).
+    pub shift: i32,
+}
+
+impl ColourKernels {
+    /// Compiles the kernels for `gpu`'s architecture.
+    pub fn compile(gpu: &GpuContext) -> Result<ColourKernels, GpuError> {
+        let ctx = gpu.context();
+        let err = |m: String| GpuError { device: ctx.ordinal() as u32, message: m };
+        let (major, minor) = ctx.compute_capability().map_err(|e| err(format!("{e:?}")))?;
+        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(
+            COLOUR_SRC,
+            cudarc::nvrtc::CompileOptions { arch: Some(arch), ..Default::default() },
+        )
+        .map_err(|e| err(format!("NVRTC could not compile kernels/colour.cu: {e:?}")))?;
+        let module = ctx.load_module(ptx).map_err(|e| err(format!("loading the colour kernels: {e:?}")))?;
+        let f = |name: &str| module.load_function(name).map_err(|e| err(format!("kernel {name}: {e:?}")));
+        Ok(ColourKernels {
+            yuv_u8_f32: f("yuv420_u8_to_rgb_f32")?,
+            yuv_u16_f32: f("yuv420_u16_to_rgb_f32")?,
+            yuv_u8_f16: f("yuv420_u8_to_rgb_f16")?,
+            yuv_u16_f16: f("yuv420_u16_to_rgb_f16")?,
+            rgb_f32_u8: f("rgb_f32_to_yuv420_u8")?,
+            rgb_f32_u16: f("rgb_f32_to_yuv420_u16")?,
+            rgb_f16_u8: f("rgb_f16_to_yuv420_u8")?,
+            rgb_f16_u16: f("rgb_f16_to_yuv420_u16")?,
+        })
+    }
+
+    /// YUV 4:2:0 → planar RGB (`out` holds 3 × w × h elements of `ty`, as raw bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn yuv_to_rgb(
+        &self,
+        stream: &Arc<CudaStream>,
+        src: &DeviceYuv<'_>,
+        c: Coeffs,
+        ty: RgbType,
+        out: &mut CudaSlice<u8>,
+        width: u32,
+        height: u32,
+    ) -> Result<(), GpuError> {
+        let f = match (src.wide, ty) {
+            (false, RgbType::F32) => &self.yuv_u8_f32,
+            (true, RgbType::F32) => &self.yuv_u16_f32,
+            (false, RgbType::F16) => &self.yuv_u8_f16,
+            (true, RgbType::F16) => &self.yuv_u16_f16,
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (width.div_ceil(32), height.div_ceil(8), 1),
+            block_dim: (32, 8, 1),
+            shared_mem_bytes: 0,
+        };
+        let semi = i32::from(src.semi_planar);
+        let (w, h) = (width as i32, height as i32);
+        let mut b = stream.launch_builder(f);
+        b.arg(src.y).arg(&src.y_pitch).arg(src.u).arg(&src.u_pitch).arg(src.v).arg(&src.v_pitch);
+        b.arg(&semi).arg(&src.shift).arg(&c).arg(out).arg(&w).arg(&h);
+        // SAFETY: argument list matches the kernel signature; buffers hold the sizes the caller described.
+        unsafe { b.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| GpuError { device: stream.context().ordinal() as u32, message: format!("{e:?}") })
+    }
+
+    /// Planar RGB → planar YUV 4:2:0 (8-bit or 16-bit codes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rgb_to_yuv(
+        &self,
+        stream: &Arc<CudaStream>,
+        src: &CudaSlice<u8>,
+        ty: RgbType,
+        width: u32,
+        height: u32,
+        c: InvCoeffs,
+        wide: bool,
+        planes: [(&mut CudaSlice<u8>, usize); 3],
+    ) -> Result<(), GpuError> {
+        let f = match (ty, wide) {
+            (RgbType::F32, false) => &self.rgb_f32_u8,
+            (RgbType::F32, true) => &self.rgb_f32_u16,
+            (RgbType::F16, false) => &self.rgb_f16_u8,
+            (RgbType::F16, true) => &self.rgb_f16_u16,
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (width.div_ceil(2).div_ceil(32), height.div_ceil(2).div_ceil(8), 1),
+            block_dim: (32, 8, 1),
+            shared_mem_bytes: 0,
+        };
+        let (w, h) = (width as i32, height as i32);
+        let [(y, yp), (u, up), (v, vp)] = planes;
+        let mut b = stream.launch_builder(f);
+        b.arg(src).arg(&w).arg(&h).arg(&c).arg(y).arg(&yp).arg(u).arg(&up).arg(v).arg(&vp);
+        // SAFETY: argument list matches the kernel signature; buffers hold the sizes the caller described.
+        unsafe { b.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| GpuError { device: stream.context().ordinal() as u32, message: format!("{e:?}") })
+    }
+}
