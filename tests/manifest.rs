@@ -35,7 +35,7 @@ fn invalid_manifests_give_exact_errors() {
         ("missing_model.toml", "jobs/invalid/missing_model.toml:1:1: missing field `model`".into()),
         ("bad_gpus.toml", "jobs/invalid/bad_gpus.toml:5:8: device.gpus: invalid value: string \"gpu0\", expected \"auto\", \"cpu\" or a list of GPU indices like [0, 1]".into()),
         ("bad_vram_limit.toml", "jobs/invalid/bad_vram_limit.toml:5:14: device.vram_limit: invalid size \"8 parsecs\": unknown unit \"parsecs\" (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)".into()),
-        ("bad_container.toml", "jobs/invalid/bad_container.toml:7:13: output.container: unknown variant `avi`, expected one of `mp4`, `mkv`, `mov`, `same`".into()),
+        ("bad_container.toml", "jobs/invalid/bad_container.toml:8:13: output.container: unknown variant `avi`, expected one of `mp4`, `mkv`, `mov`, `same`".into()),
         ("syntax_error.toml", "jobs/invalid/syntax_error.toml:2:7: invalid table header\nexpected `.`, `]`".into()),
         ("unknown_input_key.toml", "jobs/invalid/unknown_input_key.toml:8:1: input[1].recurse: unknown field `recurse`, expected one of `path`, `recursive`, `encode`".into()),
         ("crf_out_of_range.toml", "encode.crf: crf 60 is out of range for h264 (expected 0..=51)".into()),
