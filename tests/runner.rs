@@ -217,3 +217,80 @@ fn a_bad_job_exits_3_and_names_every_problem() {
     assert!(t.contains("input[0].path"), "{t}");
     assert!(t.contains("encode.crf: crf 99 is out of range"), "{t}");
 }
+
+/// The shipped Slurm, Kubernetes and AWS Batch examples: their shard counts agree with the variables they set,
+/// and running the example job with the variables each scheduler would set covers every file exactly once.
+#[test]
+fn scheduler_examples_shard_the_farm_job() {
+    let farm = root().join("jobs/farm");
+    let slurm = std::fs::read_to_string(farm.join("slurm.sh")).unwrap();
+    let k8s = std::fs::read_to_string(farm.join("k8s-indexed-job.yaml")).unwrap();
+    let aws_def: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(farm.join("aws-batch-job-definition.json")).unwrap()).unwrap();
+    let aws_submit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(farm.join("aws-batch-submit.json")).unwrap()).unwrap();
+
+    let array = slurm.lines().find_map(|l| l.strip_prefix("#SBATCH --array=")).expect("an --array line");
+    let (lo, hi) = array.split_once('-').unwrap();
+    let (lo, hi): (u32, u32) = (lo.parse().unwrap(), hi.parse().unwrap());
+    assert!(slurm.contains("videoforge run jobs/farm/job.toml"));
+
+    let completions: u32 = k8s.lines().find_map(|l| l.trim().strip_prefix("completions: ")).unwrap().parse().unwrap();
+    let k8s_count: u32 = k8s
+        .split("name: VIDEOFORGE_SHARD_COUNT")
+        .nth(1)
+        .and_then(|r| r.split("value: \"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(completions, k8s_count, "VIDEOFORGE_SHARD_COUNT must equal completions");
+    assert!(k8s.contains("completionMode: Indexed"));
+
+    let size = aws_submit["arrayProperties"]["size"].as_u64().unwrap();
+    let env_size = aws_submit["containerOverrides"]["environment"][0]["value"].as_str().unwrap();
+    assert_eq!(size.to_string(), env_size, "AWS_BATCH_JOB_ARRAY_SIZE must equal the array size");
+    assert_eq!(aws_def["containerProperties"]["command"][1], "run");
+
+    let job = root().join("jobs/farm/job.toml");
+    let list = |env: Vec<(String, String)>| -> Vec<String> {
+        let mut c = bin();
+        c.arg("run").arg(&job).arg("--dry-run").envs(env);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+    };
+    let mut per_scheduler = Vec::new();
+    let s = |k: &str, v: String| (k.to_string(), v);
+    per_scheduler.push(
+        (lo..=hi)
+            .flat_map(|id| {
+                list(vec![
+                    s("SLURM_ARRAY_TASK_ID", id.to_string()),
+                    s("SLURM_ARRAY_TASK_MIN", lo.to_string()),
+                    s("SLURM_ARRAY_TASK_COUNT", (hi - lo + 1).to_string()),
+                ])
+            })
+            .collect::<Vec<_>>(),
+    );
+    per_scheduler.push(
+        (0..completions)
+            .flat_map(|i| {
+                list(vec![s("JOB_COMPLETION_INDEX", i.to_string()), s("VIDEOFORGE_SHARD_COUNT", k8s_count.to_string())])
+            })
+            .collect(),
+    );
+    per_scheduler.push(
+        (0..size)
+            .flat_map(|i| list(vec![s("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string()), s("AWS_BATCH_JOB_ARRAY_SIZE", size.to_string())]))
+            .collect(),
+    );
+    let all = list(vec![]);
+    assert!(!all.is_empty());
+    for mut files in per_scheduler {
+        files.sort();
+        let mut want = all.clone();
+        want.sort();
+        assert_eq!(files, want, "every file exactly once across the array");
+    }
+}
