@@ -92,10 +92,7 @@ pub enum EngineError {
 impl EngineError {
     /// Shorthand for an I/O error on a path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        EngineError::Io {
-            path: path.into(),
-            source,
-        }
+        EngineError::Io { path: path.into(), source }
     }
 
     /// Whether a scheduler should retry.
@@ -112,9 +109,7 @@ impl EngineError {
     /// The process exit code this error maps to when it ends the run.
     pub fn exit_code(&self) -> i32 {
         match self {
-            EngineError::Manifest(_) | EngineError::Invalid(_) | EngineError::Media { .. } => {
-                exit_codes::BAD_JOB
-            }
+            EngineError::Manifest(_) | EngineError::Invalid(_) | EngineError::Media { .. } => exit_codes::BAD_JOB,
             EngineError::Backend(e) if e.retry() == Retry::Permanent => {
                 if e.is_environment() {
                     exit_codes::ENVIRONMENT

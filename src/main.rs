@@ -153,10 +153,7 @@ fn main() -> ExitCode {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            let code = err
-                .downcast_ref::<EngineError>()
-                .map(EngineError::exit_code)
-                .unwrap_or(exit_codes::BAD_JOB);
+            let code = err.downcast_ref::<EngineError>().map(EngineError::exit_code).unwrap_or(exit_codes::BAD_JOB);
             eprintln!("error: {err:#}");
             code
         }
@@ -314,18 +311,8 @@ fn single_file(s: SingleFile, quiet: bool) -> anyhow::Result<i32> {
     }
     let source = PathBuf::from("<command line>");
     let manifest = manifest::parse(&text, &source).map_err(EngineError::from)?;
-    let spec = JobSpec {
-        source,
-        base_dir: std::env::current_dir()?,
-        manifest,
-    };
-    let opts = RunOptions {
-        shard: None,
-        force: true,
-        dry_run: false,
-        audit: s.audit,
-        progress: !quiet,
-    };
+    let spec = JobSpec { source, base_dir: std::env::current_dir()?, manifest };
+    let opts = RunOptions { shard: None, force: true, dry_run: false, audit: s.audit, progress: !quiet };
     Ok(runner::run_job(&spec, &opts)?.exit_code())
 }
 

@@ -170,7 +170,8 @@ impl ByteSize {
         let t = s.trim();
         let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected a number with a unit like \"8GiB\""))?;
+        let n: f64 =
+            num.parse().map_err(|_| format!("invalid size {s:?}: expected a number with a unit like \"8GiB\""))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1000,
@@ -181,7 +182,11 @@ impl ByteSize {
             "gib" => 1 << 30,
             "t" | "tb" => 1_000_000_000_000,
             "tib" => 1 << 40,
-            u => return Err(format!("invalid size {s:?}: unknown unit {u:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
+            u => {
+                return Err(format!(
+                    "invalid size {s:?}: unknown unit {u:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+                ))
+            }
         };
         Ok(ByteSize((n * mult as f64).round() as u64))
     }
@@ -417,13 +422,7 @@ impl ManifestError {
     fn display(&self) -> String {
         match self {
             ManifestError::Read { .. } => self.to_string(),
-            ManifestError::Parse {
-                path,
-                line,
-                column,
-                key,
-                message,
-            } => {
+            ManifestError::Parse { path, line, column, key, message } => {
                 let mut s = path.display().to_string();
                 if let Some(l) = line {
                     s.push_str(&format!(":{l}"));
@@ -445,21 +444,15 @@ impl ManifestError {
 
 /// Reads and parses a job file.
 pub fn load(path: &Path) -> Result<JobSpec, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
     let manifest = parse(&text, path)?;
     let base_dir = path
         .parent()
         .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    Ok(JobSpec {
-        source: path.to_path_buf(),
-        base_dir,
-        manifest,
-    })
+    Ok(JobSpec { source: path.to_path_buf(), base_dir, manifest })
 }
 
 /// Parses manifest text; `path` is only used in error messages.
@@ -468,11 +461,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
     serde_path_to_error::deserialize::<_, Manifest>(de).map_err(|err| {
         let key = dotted(err.path());
         let inner = err.into_inner();
-        let (line, column) = inner
-            .span()
-            .map(|s| line_col(text, s.start))
-            .map(|(l, c)| (Some(l), Some(c)))
-            .unwrap_or((None, None));
+        let (line, column) =
+            inner.span().map(|s| line_col(text, s.start)).map(|(l, c)| (Some(l), Some(c))).unwrap_or((None, None));
         ManifestError::Parse {
             path: path.to_path_buf(),
             line,

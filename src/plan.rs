@@ -23,10 +23,7 @@ pub struct Problem {
 
 impl Problem {
     fn new(key: impl Into<String>, message: impl Into<String>) -> Problem {
-        Problem {
-            key: key.into(),
-            message: message.into(),
-        }
+        Problem { key: key.into(), message: message.into() }
     }
 }
 
@@ -164,9 +161,8 @@ impl Codec {
 }
 
 /// x264/x265 preset names, fastest first.
-const X26X_PRESETS: [&str; 10] = [
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
-];
+const X26X_PRESETS: [&str; 10] =
+    ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
 
 impl Container {
     /// File extension for the container; `None` for [`Container::Same`].
@@ -181,9 +177,8 @@ impl Container {
 }
 
 /// File extensions taken from a directory input.
-pub const VIDEO_EXTENSIONS: [&str; 15] = [
-    "mp4", "mkv", "mov", "webm", "avi", "m4v", "ts", "mts", "m2ts", "y4m", "flv", "wmv", "mpg", "mpeg", "nut",
-];
+pub const VIDEO_EXTENSIONS: [&str; 15] =
+    ["mp4", "mkv", "mov", "webm", "avi", "m4v", "ts", "mts", "m2ts", "y4m", "flv", "wmv", "mpg", "mpeg", "nut"];
 
 /// Facts about the model and its backend, read by loading it (see [`crate::backend`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,10 +402,7 @@ pub fn validate(spec: &JobSpec) -> Vec<Problem> {
     }
     if let (Some(t), Some(o)) = (pl.tile, pl.tile_overlap) {
         if t != 0 && o * 2 >= t {
-            p.push(Problem::new(
-                "pipeline.tile_overlap",
-                format!("overlap {o} must be less than half the tile ({t})"),
-            ));
+            p.push(Problem::new("pipeline.tile_overlap", format!("overlap {o} must be less than half the tile ({t})")));
         }
     }
     if let Err(e) = check_template(&m.output.name) {
@@ -430,10 +422,9 @@ pub fn validate(spec: &JobSpec) -> Vec<Problem> {
 
 fn validate_encode(e: &crate::manifest::EncodeSection, container: Container, key: &str, p: &mut Vec<Problem>) {
     match (e.codec.crf_range(), e.crf) {
-        (None, Some(_)) => p.push(Problem::new(
-            format!("{key}.crf"),
-            format!("{} is lossless and takes no crf", e.codec.as_str()),
-        )),
+        (None, Some(_)) => {
+            p.push(Problem::new(format!("{key}.crf"), format!("{} is lossless and takes no crf", e.codec.as_str())))
+        }
         (Some((lo, hi)), Some(c)) if c < lo || c > hi => p.push(Problem::new(
             format!("{key}.crf"),
             format!("crf {c} is out of range for {} (expected {lo}..={hi})", e.codec.as_str()),
@@ -470,7 +461,8 @@ fn validate_encode(e: &crate::manifest::EncodeSection, container: Container, key
                 format!("{key}.profile"),
                 format!("unknown profile {profile:?} for {} (expected one of {})", e.codec.as_str(), list.join(", ")),
             ));
-        } else if e.bit_depth == Some(10) && matches!(profile.as_str(), "baseline" | "main" | "high")
+        } else if e.bit_depth == Some(10)
+            && matches!(profile.as_str(), "baseline" | "main" | "high")
             && e.codec == Codec::H264
         {
             p.push(Problem::new(
@@ -478,14 +470,14 @@ fn validate_encode(e: &crate::manifest::EncodeSection, container: Container, key
                 format!("profile {profile:?} cannot carry 10-bit video (use high10)"),
             ));
         } else if e.bit_depth == Some(10) && profile == "main" && e.codec == Codec::Hevc {
-            p.push(Problem::new(
-                format!("{key}.profile"),
-                "profile \"main\" cannot carry 10-bit video (use main10)",
-            ));
+            p.push(Problem::new(format!("{key}.profile"), "profile \"main\" cannot carry 10-bit video (use main10)"));
         }
     }
     if e.codec == Codec::Ffv1 && container == Container::Mp4 {
-        p.push(Problem::new(format!("{key}.codec"), "ffv1 cannot be stored in mp4 (use container = \"mkv\" or \"mov\")"));
+        p.push(Problem::new(
+            format!("{key}.codec"),
+            "ffv1 cannot be stored in mp4 (use container = \"mkv\" or \"mov\")",
+        ));
     }
 }
 
@@ -560,14 +552,7 @@ fn expand_inputs(spec: &JobSpec, scale: u32) -> (Vec<(usize, WorkItem)>, Vec<Pro
             });
             let name = output_name(&m.output.name, &input, &ext, scale, m.encode.codec, index);
             let size = std::fs::metadata(&input).map(|md| md.len()).unwrap_or(0);
-            (
-                from,
-                WorkItem {
-                    output: out_dir.join(name),
-                    input,
-                    size,
-                },
-            )
+            (from, WorkItem { output: out_dir.join(name), input, size })
         })
         .collect();
     (work, problems)
@@ -610,10 +595,7 @@ fn check_outputs(work: &[(usize, WorkItem)]) -> Vec<Problem> {
             ));
         }
         if inputs.contains(w.output.as_path()) {
-            p.push(Problem::new(
-                "output.name",
-                format!("output {} would overwrite an input", w.output.display()),
-            ));
+            p.push(Problem::new("output.name", format!("output {} would overwrite an input", w.output.display())));
         }
     }
     p
@@ -702,7 +684,10 @@ pub fn build(spec: &JobSpec, probe: &MachineProbe, facts: &ModelFacts) -> Result
             if !facts.execution_providers.iter().any(|e| e == "tensorrt") {
                 problems.push(Problem::new(
                     "model.backend",
-                    format!("tensorrt was asked for but the {} runtime has no TensorRT execution provider", facts.backend),
+                    format!(
+                        "tensorrt was asked for but the {} runtime has no TensorRT execution provider",
+                        facts.backend
+                    ),
                 ));
             }
             "tensorrt".into()
@@ -774,21 +759,14 @@ pub fn build(spec: &JobSpec, probe: &MachineProbe, facts: &ModelFacts) -> Result
             }
         }
         let (sw, sh) = if tile > 0 { (tile, tile) } else { REFERENCE_FRAME };
-        surface = Some(SurfacePlan {
-            pitch_alignment: 256,
-            reference_size: REFERENCE_FRAME,
-        });
+        surface = Some(SurfacePlan { pitch_alignment: 256, reference_size: REFERENCE_FRAME });
         let e = if precision == Precision::F16 { 2 } else { 4 };
         let (fw, fh) = (u64::from(REFERENCE_FRAME.0), u64::from(REFERENCE_FRAME.1));
         let s = u64::from(facts.scale);
         let pools = vec![
             PoolPlan { name: "decoded".into(), buffers: depth as u32, bytes_each: fw * fh * 3 / 2 * 2 },
             PoolPlan { name: "rgb_in".into(), buffers: depth as u32, bytes_each: 3 * fw * fh * e },
-            PoolPlan {
-                name: "infer".into(),
-                buffers: 1,
-                bytes_each: infer_bytes(sw, sh, facts.scale, precision),
-            },
+            PoolPlan { name: "infer".into(), buffers: 1, bytes_each: infer_bytes(sw, sh, facts.scale, precision) },
             PoolPlan { name: "rgb_out".into(), buffers: depth as u32, bytes_each: 3 * fw * fh * s * s * e },
             PoolPlan { name: "encode".into(), buffers: depth as u32, bytes_each: fw * fh * s * s * 3 / 2 * 2 },
         ];
@@ -836,10 +814,7 @@ pub fn build(spec: &JobSpec, probe: &MachineProbe, facts: &ModelFacts) -> Result
     let mut decode = Vec::new();
     for (codec, depths) in [("h264", [8u8, 10]), ("hevc", [8, 10]), ("vp9", [8, 10]), ("av1", [8, 10])] {
         for bd in depths {
-            let cap = probe
-                .gpus
-                .first()
-                .and_then(|g| g.nvdec.iter().find(|c| c.codec == codec && c.bit_depth == bd));
+            let cap = probe.gpus.first().and_then(|g| g.nvdec.iter().find(|c| c.codec == codec && c.bit_depth == bd));
             let (path, reason) = match (gpu, cap) {
                 (false, _) => ("cpu", "CPU plan".to_string()),
                 (true, Some(c)) if c.supported => (
@@ -852,12 +827,7 @@ pub fn build(spec: &JobSpec, probe: &MachineProbe, facts: &ModelFacts) -> Result
                 (true, Some(_)) => ("cpu", "NVDEC does not support it on this GPU".to_string()),
                 (true, None) => ("cpu", "NVDEC not available".to_string()),
             };
-            decode.push(DecodeRoute {
-                codec: codec.into(),
-                bit_depth: bd,
-                path: path.into(),
-                reason,
-            });
+            decode.push(DecodeRoute { codec: codec.into(), bit_depth: bd, path: path.into(), reason });
         }
     }
 
@@ -866,10 +836,7 @@ pub fn build(spec: &JobSpec, probe: &MachineProbe, facts: &ModelFacts) -> Result
     let (encoder_path, encoder_reason) = if !gpu {
         ("cpu".to_string(), "CPU plan: libavcodec encoder".to_string())
     } else if nvenc {
-        (
-            "cpu".into(),
-            "NVENC opens a session here, but this build encodes on the CPU with libavcodec".into(),
-        )
+        ("cpu".into(), "NVENC opens a session here, but this build encodes on the CPU with libavcodec".into())
     } else {
         let why = probe.gpus.first().map(|g| g.nvenc.detail.clone()).unwrap_or_default();
         ("cpu".into(), format!("no NVENC ({why}): frames go to the CPU encoder in encoder format"))
@@ -892,9 +859,8 @@ pub fn build(spec: &JobSpec, probe: &MachineProbe, facts: &ModelFacts) -> Result
         return Err(problems);
     }
     let model_path = spec.resolve(&m.model.path);
-    let sha256 = sha256_file(&model_path).map_err(|e| {
-        vec![Problem::new("model.path", format!("cannot read {}: {e}", model_path.display()))]
-    })?;
+    let sha256 = sha256_file(&model_path)
+        .map_err(|e| vec![Problem::new("model.path", format!("cannot read {}: {e}", model_path.display()))])?;
     Ok(EnginePlan {
         plan_version: 1,
         job: spec.source.clone(),
@@ -946,5 +912,109 @@ fn encode_plan(e: &crate::manifest::EncodeSection, crf: Option<u32>, preset: Opt
         threads: e.threads,
         copy_audio: e.copy_audio,
         copy_subtitles: e.copy_subtitles,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{GpuInfo, NvencStatus};
+
+    fn spec(gpus: &str) -> JobSpec {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = format!(
+            "version = 1\n[model]\npath = \"models/realesr-animevideov3-x2.onnx\"\n[device]\ngpus = {gpus}\n\
+             [[input]]\npath = \"jobs/media/sample.mp4\"\n[output]\ndir = \"out/test\"\n"
+        );
+        JobSpec {
+            source: "test.toml".into(),
+            base_dir: root.to_path_buf(),
+            manifest: crate::manifest::parse(&text, Path::new("test.toml")).unwrap(),
+        }
+    }
+
+    fn machine(n: u32) -> MachineProbe {
+        MachineProbe {
+            cpu_cores: 16,
+            driver_version: Some("580.159.04".into()),
+            cuda_version: Some("13.0".into()),
+            gpus: (0..n)
+                .map(|i| GpuInfo {
+                    index: i,
+                    name: "NVIDIA H100 80GB HBM3".into(),
+                    uuid: format!("GPU-{i}"),
+                    compute_capability: "9.0".into(),
+                    vram_total: 80 << 30,
+                    vram_free: 79 << 30,
+                    nvdec: Vec::new(),
+                    nvenc: NvencStatus { available: false, detail: "NV_ENC_ERR_UNSUPPORTED_DEVICE".into() },
+                })
+                .collect(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn facts(eps: &[&str]) -> ModelFacts {
+        ModelFacts {
+            scale: 2,
+            io_precision: Precision::F32,
+            execution_providers: eps.iter().map(|s| s.to_string()).collect(),
+            backend: "onnxruntime".into(),
+            plugin: "libvideoforge_backend_onnxruntime.so".into(),
+        }
+    }
+
+    fn devices(p: &EnginePlan) -> Vec<Device> {
+        p.workers.iter().map(|w| w.device).collect()
+    }
+
+    #[test]
+    fn workers_follow_the_gpu_list() {
+        let f = facts(&["cpu", "cuda"]);
+        let p = build(&spec("[0, 1]"), &machine(2), &f).unwrap();
+        assert_eq!(devices(&p), vec![Device::Cuda(0), Device::Cuda(1)]);
+        let p = build(&spec("[0, 0]"), &machine(1), &f).unwrap();
+        assert_eq!(devices(&p), vec![Device::Cuda(0), Device::Cuda(0)], "two workers may share one GPU");
+        let p = build(&spec("\"auto\""), &machine(4), &f).unwrap();
+        assert_eq!(devices(&p).len(), 4);
+        assert!(p.workers.iter().all(|w| w.vram_budget == Some((80u64 << 30) * 9 / 10)));
+        assert_eq!(p.model.execution_provider, "cuda");
+    }
+
+    #[test]
+    fn auto_falls_back_to_cpu_and_says_why() {
+        let p = build(&spec("\"auto\""), &machine(0), &facts(&["cpu"])).unwrap();
+        assert_eq!(devices(&p), vec![Device::Cpu]);
+        let p = build(&spec("\"auto\""), &machine(2), &facts(&["cpu"])).unwrap();
+        assert_eq!(devices(&p), vec![Device::Cpu]);
+        assert!(p.reasons.iter().any(|r| r.contains("no CUDA or TensorRT execution provider")), "{:?}", p.reasons);
+    }
+
+    #[test]
+    fn a_missing_gpu_is_a_problem_naming_it() {
+        let e = build(&spec("[0, 3]"), &machine(2), &facts(&["cpu", "cuda"])).unwrap_err();
+        assert_eq!(format_problems(&e), "device.gpus: GPU 3 is not available: this machine has 2 GPU(s)");
+    }
+
+    #[test]
+    fn plans_are_deterministic() {
+        let f = facts(&["cpu", "cuda"]);
+        let a = build(&spec("[0]"), &machine(1), &f).unwrap();
+        let b = build(&spec("[0]"), &machine(1), &f).unwrap();
+        assert_eq!(a.canonical_json(), b.canonical_json());
+        assert_eq!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn a_tight_vram_limit_chooses_tiles_or_says_what_does_not_fit() {
+        let mut s = spec("[0]");
+        s.manifest.device.vram_limit = Some(crate::manifest::ByteSize(1 << 30));
+        let p = build(&s, &machine(1), &facts(&["cpu", "cuda"])).unwrap();
+        assert!(p.pipeline.tile > 0 && p.pipeline.tile < 1920, "tiled to fit: {}", p.pipeline.tile);
+        s.manifest.device.vram_limit = Some(crate::manifest::ByteSize(64 << 20));
+        let e = build(&s, &machine(1), &facts(&["cpu", "cuda"])).unwrap_err();
+        let msg = format_problems(&e);
+        assert!(msg.starts_with("device.vram_limit: stage \"infer\" needs "), "{msg}");
+        assert!(msg.ends_with("vram_limit is 64.0 MiB"), "{msg}");
     }
 }

@@ -82,21 +82,14 @@ impl MachineProbe {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe_cuda(&mut probe))) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => probe.notes.push(e),
-            Err(p) => probe.notes.push(format!(
-                "CUDA probe failed: {}",
-                crate::error::panic_message(p.as_ref())
-            )),
+            Err(p) => probe.notes.push(format!("CUDA probe failed: {}", crate::error::panic_message(p.as_ref()))),
         }
         probe
     }
 
     /// A machine with no GPU, for tests and `--device cpu`.
     pub fn cpu_only(cpu_cores: usize) -> MachineProbe {
-        MachineProbe {
-            cpu_cores,
-            notes: vec!["CPU only was asked for".into()],
-            ..Default::default()
-        }
+        MachineProbe { cpu_cores, notes: vec!["CPU only was asked for".into()], ..Default::default() }
     }
 }
 
@@ -109,9 +102,7 @@ fn probe_cuda(probe: &mut MachineProbe) -> Result<(), String> {
     result::init().map_err(|e| format!("NVIDIA driver present but cuInit failed: {e:?} (CPU plan)"))?;
     let mut v: c_int = 0;
     // SAFETY: plain out-parameter call after cuInit.
-    unsafe { sys::cuDriverGetVersion(&mut v) }
-        .result()
-        .map_err(|e| format!("cuDriverGetVersion failed: {e:?}"))?;
+    unsafe { sys::cuDriverGetVersion(&mut v) }.result().map_err(|e| format!("cuDriverGetVersion failed: {e:?}"))?;
     probe.cuda_version = Some(format!("{}.{}", v / 1000, (v % 1000) / 10));
     probe.driver_version = read_driver_version();
     let count = result::device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {e:?}"))?;
@@ -144,10 +135,7 @@ fn probe_cuda(probe: &mut MachineProbe) -> Result<(), String> {
         };
         let nvenc = match &nvenc {
             Ok(lib) => lib.try_open(ctx.cu_ctx() as *mut c_void),
-            Err(e) => NvencStatus {
-                available: false,
-                detail: e.clone(),
-            },
+            Err(e) => NvencStatus { available: false, detail: e.clone() },
         };
         probe.gpus.push(GpuInfo {
             index: i as u32,
@@ -219,9 +207,10 @@ impl NvCuvid {
         let lib = unsafe { libloading::Library::new("libnvcuvid.so.1") }
             .map_err(|e| format!("NVDEC unavailable: libnvcuvid.so.1 not loadable ({e})"))?;
         // SAFETY: the symbol has this signature in every SDK since 9.0.
-        let get_caps = unsafe { lib.get::<unsafe extern "C" fn(*mut CuvidDecodeCaps) -> c_int>(b"cuvidGetDecoderCaps\0") }
-            .map(|s| *s)
-            .map_err(|e| format!("NVDEC unavailable: cuvidGetDecoderCaps missing ({e})"))?;
+        let get_caps =
+            unsafe { lib.get::<unsafe extern "C" fn(*mut CuvidDecodeCaps) -> c_int>(b"cuvidGetDecoderCaps\0") }
+                .map(|s| *s)
+                .map_err(|e| format!("NVDEC unavailable: cuvidGetDecoderCaps missing ({e})"))?;
         Ok(NvCuvid { _lib: lib, get_caps })
     }
 
@@ -294,21 +283,14 @@ impl Nvenc {
             let create_instance = *lib
                 .get::<unsafe extern "C" fn(*mut NvEncFunctionList) -> c_int>(b"NvEncodeAPICreateInstance\0")
                 .map_err(|e| format!("NVENC unavailable: {e}"))?;
-            Ok(Nvenc {
-                _lib: lib,
-                max_version,
-                create_instance,
-            })
+            Ok(Nvenc { _lib: lib, max_version, create_instance })
         }
     }
 
     /// Opens and closes a session on a CUDA context. NVML is not trusted: on the H100 it reports encoder
     /// capacity while this answers `NV_ENC_ERR_UNSUPPORTED_DEVICE`.
     fn try_open(&self, cu_ctx: *mut c_void) -> NvencStatus {
-        let no = |detail: String| NvencStatus {
-            available: false,
-            detail,
-        };
+        let no = |detail: String| NvencStatus { available: false, detail };
         let mut max = 0u32;
         // SAFETY: out-parameter call.
         if unsafe { (self.max_version)(&mut max) } != 0 {
@@ -317,11 +299,8 @@ impl Nvenc {
         let (major, minor) = (max >> 4, max & 0xf);
         let api = major | (minor << 24);
         let struct_version = |v: u32| api | (v << 16) | (0x7 << 28);
-        let mut list = NvEncFunctionList {
-            version: struct_version(2),
-            reserved: 0,
-            functions: [std::ptr::null_mut(); 320],
-        };
+        let mut list =
+            NvEncFunctionList { version: struct_version(2), reserved: 0, functions: [std::ptr::null_mut(); 320] };
         // SAFETY: list is large enough for any SDK's function list.
         let rc = unsafe { (self.create_instance)(&mut list) };
         if rc != 0 {
@@ -355,10 +334,7 @@ impl Nvenc {
                 destroy(encoder);
             }
         }
-        NvencStatus {
-            available: true,
-            detail: format!("session opened (API {major}.{minor})"),
-        }
+        NvencStatus { available: true, detail: format!("session opened (API {major}.{minor})") }
     }
 }
 

@@ -188,19 +188,9 @@ pub fn plan_job(spec: &JobSpec) -> Result<Planned, EngineError> {
     };
     let warnings = model.info().warnings.clone();
     let plan = plan::build(spec, &probe, &facts).map_err(EngineError::Invalid)?;
-    let fingerprint = EngineFingerprint::new(
-        &plan,
-        &probe,
-        &format!("{} {}", info.name, info.version),
-        &info.library_version,
-    );
-    Ok(Planned {
-        plan,
-        fingerprint,
-        probe,
-        plugin: info,
-        warnings,
-    })
+    let fingerprint =
+        EngineFingerprint::new(&plan, &probe, &format!("{} {}", info.name, info.version), &info.library_version);
+    Ok(Planned { plan, fingerprint, probe, plugin: info, warnings })
 }
 
 /// A person-readable summary of a plan.
@@ -474,37 +464,66 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
     let progress = crate::pipeline::ProgressSink::new(opts.progress, indices.len());
     let plugin = Arc::new(Plugin::load(&backend::find_plugin(&plan.model.backend)?)?);
     let records: Arc<Mutex<Vec<(usize, FileRecord)>>> = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = flume::unbounded::<usize>();
-    for &i in &indices {
-        let _ = tx.send(i);
-    }
-    drop(tx);
+    // One shared queue: a worker whose device fails puts its file back (once) and stops; the others go on.
+    let queue: Mutex<std::collections::VecDeque<(usize, u32)>> = Mutex::new(indices.iter().map(|&i| (i, 0)).collect());
+    let inject = std::env::var("VIDEOFORGE_FAIL_SLOT").ok();
 
     std::thread::scope(|scope| {
         for worker in &plan.workers {
             for slot in 0..plan.files_at_once.max(1) {
-                let rx = rx.clone();
-                let (plan, fp, records, cancel, plugin, progress) =
-                    (&plan, &fp, &records, &cancel, &plugin, &progress);
+                let (plan, fp, records, cancel, plugin, progress, queue) =
+                    (&plan, &fp, &records, &cancel, &plugin, &progress, &queue);
                 let name = format!("worker {} ({:?}) slot {slot}", worker.id, worker.device);
                 let device = worker.device;
                 let fp_id = fp_id.clone();
+                let mut fail_injected = inject.as_deref() == Some(&format!("{}/{slot}", worker.id));
                 scope.spawn(move || {
-                    while let Ok(i) = rx.recv() {
+                    while let Some((i, attempts)) = pop(queue) {
                         let item = &plan.work[i];
-                        let rec = if cancel.is_stopped() {
-                            record(item, FileStatus::Interrupted, String::new(), fp, None, 0.0)
+                        let out = if cancel.is_stopped() {
+                            Outcome {
+                                rec: record(item, FileStatus::Interrupted, String::new(), fp, None, 0.0),
+                                device_failed: None,
+                            }
+                        } else if std::mem::take(&mut fail_injected) {
+                            Outcome {
+                                rec: record(item, FileStatus::Failed, String::new(), fp, None, 0.0),
+                                device_failed: Some("injected device failure (VIDEOFORGE_FAIL_SLOT)".into()),
+                            }
                         } else {
                             process_one(i, item, plan, fp, &fp_id, device, &name, plugin, cancel, progress, opts)
                         };
+                        if let Some(why) = &out.device_failed {
+                            if attempts == 0 {
+                                tracing::error!(
+                                    "{name} stopped: {why}; {} goes back to the queue for the other workers",
+                                    item.input.display()
+                                );
+                                if let Ok(mut q) = queue.lock() {
+                                    q.push_back((i, attempts + 1));
+                                }
+                                break;
+                            }
+                        }
                         if let Ok(mut r) = records.lock() {
-                            r.push((i, rec));
+                            r.push((i, out.rec));
                         }
                     }
                 });
             }
         }
     });
+    // Files left when every worker stopped.
+    if let Ok(mut q) = queue.lock() {
+        for (i, _) in q.drain(..) {
+            let mut rec = record(&plan.work[i], FileStatus::Failed, String::new(), &fp, None, 0.0);
+            rec.error = Some("no worker left: every device failed".into());
+            rec.retriable = Some(true);
+            if let Ok(mut r) = records.lock() {
+                r.push((i, rec));
+            }
+        }
+    }
     progress.finish();
     let mut files: Vec<(usize, FileRecord)> = records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
     files.sort_by_key(|(i, _)| *i);
@@ -560,6 +579,23 @@ fn record(
     }
 }
 
+/// Takes the next file off the shared queue (the lock is released before the file is processed).
+fn pop(queue: &Mutex<std::collections::VecDeque<(usize, u32)>>) -> Option<(usize, u32)> {
+    queue.lock().ok().and_then(|mut q| q.pop_front())
+}
+
+/// A file's record, and whether its worker's device failed (the worker then stops).
+struct Outcome {
+    rec: FileRecord,
+    device_failed: Option<String>,
+}
+
+/// Errors that mean the device is gone rather than the file being bad.
+fn is_device_failure(device: Device, e: &EngineError) -> bool {
+    matches!(device, Device::Cuda(_))
+        && matches!(e, EngineError::Device(_)) | matches!(e, EngineError::Backend(b) if b.retry() == Retry::Retriable)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn process_one(
     index: usize,
@@ -573,7 +609,8 @@ fn process_one(
     cancel: &Cancel,
     progress: &crate::pipeline::ProgressSink,
     opts: &RunOptions,
-) -> FileRecord {
+) -> Outcome {
+    let done = |rec: FileRecord| Outcome { rec, device_failed: None };
     let started = Instant::now();
     let input_sha256 = match plan::sha256_file(&item.input) {
         Ok(h) => h,
@@ -581,13 +618,13 @@ fn process_one(
             let mut r = record(item, FileStatus::Failed, String::new(), fp, Some(worker.into()), 0.0);
             r.error = Some(format!("{}: {e}", item.input.display()));
             r.retriable = Some(true);
-            return r;
+            return done(r);
         }
     };
     if !opts.force && is_complete(item, &input_sha256, fp_id) {
         tracing::info!("skip {}: complete with the same input and fingerprint", item.input.display());
         progress.file_skipped();
-        return record(item, FileStatus::Skipped, input_sha256, fp, None, 0.0);
+        return done(record(item, FileStatus::Skipped, input_sha256, fp, None, 0.0));
     }
     // A stale report must not vouch for a new output: remove it before the output is replaced.
     let _ = std::fs::remove_file(report_path(&item.output));
@@ -609,6 +646,9 @@ fn process_one(
             rec.status = FileStatus::Interrupted;
             progress.file_done();
         }
+        Err(e) if is_device_failure(device, &e) => {
+            return Outcome { rec, device_failed: Some(e.to_string()) };
+        }
         Err(e) => {
             tracing::error!("{}: {e}", item.input.display());
             rec.status = FileStatus::Failed;
@@ -617,7 +657,7 @@ fn process_one(
             progress.file_done();
         }
     }
-    rec
+    done(rec)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -824,10 +864,16 @@ mod tests {
     fn shard_env() {
         let env = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
         assert_eq!(
-            Shard::from_env(&env(&[("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "4")]), None),
+            Shard::from_env(
+                &env(&[("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "4")]),
+                None
+            ),
             Ok(Some(Shard { index: 2, count: 4 }))
         );
-        assert_eq!(Shard::from_env(&env(&[("JOB_COMPLETION_INDEX", "0")]), Some(3)), Ok(Some(Shard { index: 0, count: 3 })));
+        assert_eq!(
+            Shard::from_env(&env(&[("JOB_COMPLETION_INDEX", "0")]), Some(3)),
+            Ok(Some(Shard { index: 0, count: 3 }))
+        );
         assert!(Shard::from_env(&env(&[("JOB_COMPLETION_INDEX", "0")]), None).is_err());
         assert_eq!(
             Shard::from_env(&env(&[("AWS_BATCH_JOB_ARRAY_INDEX", "1"), ("AWS_BATCH_JOB_ARRAY_SIZE", "2")]), None),

@@ -69,7 +69,9 @@ fn yuv_to_rgb_kernels_match_the_reference() {
                         k.yuv_to_rgb(s, &src, c, ty, &mut out, w as u32, h as u32).unwrap();
                         let got_b = s.clone_dtoh(&out).unwrap();
                         let got: Vec<f32> = match ty {
-                            RgbType::F32 => got_b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                            RgbType::F32 => {
+                                got_b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                            }
                             RgbType::F16 => f16_to_f32(&got_b),
                         };
                         // f32: same arithmetic up to FMA contraction (1e-5); f16: half-precision rounding (2e-3 rel).
@@ -103,11 +105,24 @@ fn rgb_to_yuv_kernels_match_the_reference() {
                     let mut y = s.alloc_zeros::<u8>(w * h * e).unwrap();
                     let mut u = s.alloc_zeros::<u8>(cw * ch * e).unwrap();
                     let mut v = s.alloc_zeros::<u8>(cw * ch * e).unwrap();
-                    k.rgb_to_yuv(s, &src, RgbType::F32, w as u32, h as u32, c, wide, [(&mut y, w * e), (&mut u, cw * e), (&mut v, cw * e)])
-                        .unwrap();
+                    k.rgb_to_yuv(
+                        s,
+                        &src,
+                        RgbType::F32,
+                        w as u32,
+                        h as u32,
+                        c,
+                        wide,
+                        [(&mut y, w * e), (&mut u, cw * e), (&mut v, cw * e)],
+                    )
+                    .unwrap();
                     let back = |d: &cudarc::driver::CudaSlice<u8>| -> Vec<u16> {
                         let b = s.clone_dtoh(d).unwrap();
-                        if wide { b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect() } else { b.into_iter().map(u16::from).collect() }
+                        if wide {
+                            b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+                        } else {
+                            b.into_iter().map(u16::from).collect()
+                        }
                     };
                     // Codes may differ by one where a value sits on a rounding boundary (FMA contraction).
                     for (name, a, b) in [("y", &want.y, back(&y)), ("u", &want.u, back(&u)), ("v", &want.v, back(&v))] {

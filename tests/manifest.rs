@@ -17,7 +17,8 @@ fn check(rel: &str) -> String {
     match manifest::parse(&text, &path) {
         Err(e) => e.to_string(),
         Ok(m) => {
-            let spec = manifest::JobSpec { source: path.clone(), base_dir: full.parent().unwrap().to_path_buf(), manifest: m };
+            let spec =
+                manifest::JobSpec { source: path.clone(), base_dir: full.parent().unwrap().to_path_buf(), manifest: m };
             plan::format_problems(&plan::validate(&spec))
         }
     }
@@ -112,7 +113,8 @@ fn every_example_job_validates_against_the_schema_and_the_code() {
 fn the_schema_rejects_what_the_parser_rejects() {
     let schema = manifest::json_schema();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    for file in ["unknown_key.toml", "bad_precision.toml", "bad_gpus.toml", "bad_container.toml", "missing_model.toml"] {
+    for file in ["unknown_key.toml", "bad_precision.toml", "bad_gpus.toml", "bad_container.toml", "missing_model.toml"]
+    {
         let text = std::fs::read_to_string(root().join("jobs/invalid").join(file)).unwrap();
         let value: serde_json::Value = toml::from_str(&text).unwrap();
         assert!(!validator.is_valid(&value), "{file} passed the schema");
@@ -136,8 +138,23 @@ mod fuzz {
 
     fn key() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec![
-            "version", "path", "backend", "precision", "gpus", "vram_limit", "dir", "name", "container", "codec",
-            "crf", "preset", "depth", "tile", "batch", "recursive", "bogus",
+            "version",
+            "path",
+            "backend",
+            "precision",
+            "gpus",
+            "vram_limit",
+            "dir",
+            "name",
+            "container",
+            "codec",
+            "crf",
+            "preset",
+            "depth",
+            "tile",
+            "batch",
+            "recursive",
+            "bogus",
         ])
     }
 

@@ -106,8 +106,7 @@ fn six_inputs_over_three_shards_cover_each_file_once_and_scheduler_variables_agr
             &[("SLURM_ARRAY_TASK_ID", &i.to_string()), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "3")],
         );
         let k8s = dry_run_list(&farm, &["--shard-count", "3"], &[("JOB_COMPLETION_INDEX", &idx)]);
-        let aws =
-            dry_run_list(&farm, &[], &[("AWS_BATCH_JOB_ARRAY_INDEX", &idx), ("AWS_BATCH_JOB_ARRAY_SIZE", "3")]);
+        let aws = dry_run_list(&farm, &[], &[("AWS_BATCH_JOB_ARRAY_INDEX", &idx), ("AWS_BATCH_JOB_ARRAY_SIZE", "3")]);
         assert_eq!(flag, slurm, "Slurm selects shard {i}");
         assert_eq!(flag, k8s, "Kubernetes selects shard {i}");
         assert_eq!(flag, aws, "AWS Batch selects shard {i}");
@@ -282,7 +281,12 @@ fn scheduler_examples_shard_the_farm_job() {
     );
     per_scheduler.push(
         (0..size)
-            .flat_map(|i| list(vec![s("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string()), s("AWS_BATCH_JOB_ARRAY_SIZE", size.to_string())]))
+            .flat_map(|i| {
+                list(vec![
+                    s("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string()),
+                    s("AWS_BATCH_JOB_ARRAY_SIZE", size.to_string()),
+                ])
+            })
             .collect(),
     );
     let all = list(vec![]);
@@ -293,4 +297,20 @@ fn scheduler_examples_shard_the_farm_job() {
         want.sort();
         assert_eq!(files, want, "every file exactly once across the array");
     }
+}
+
+/// A worker whose device fails stops; its file goes back to the queue and the other workers finish the job.
+#[test]
+fn a_failing_device_stops_only_its_own_worker() {
+    let farm = Farm::new(4, 32, 24, 2);
+    let job = std::fs::read_to_string(farm.path("job.toml"))
+        .unwrap()
+        .replace("gpus = \"cpu\"\n", "gpus = \"cpu\"\nfiles_at_once = 2\n");
+    std::fs::write(farm.path("job.toml"), job).unwrap();
+    let o = bin().arg("run").arg(farm.path("job.toml")).env("VIDEOFORGE_FAIL_SLOT", "0/1").output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("slot 1 stopped: injected device failure"), "{t}");
+    assert!(t.contains("4 done, 0 skipped, 0 failed"), "{t}");
+    assert_eq!(farm.outputs().len(), 4);
 }
