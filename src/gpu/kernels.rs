@@ -1,17 +1,57 @@
 //! The colour kernels of `kernels/colour.cu`, compiled with NVRTC for the device's architecture the first time a
-//! context needs them, and launched on a stream. `reference.rs` holds their plain-Rust twins.
+//! context needs them, and launched on a stream. Their plain-Rust twins are `yuv_to_rgb_planar` and `rgb_planar_to_yuv` in `crate::video`.
 
-use super::reference::{Coeffs, InvCoeffs};
 use super::{GpuContext, GpuError};
+use crate::video::{Matrix, Range};
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use std::sync::Arc;
 
 /// The kernel source, embedded at build time (its hash is part of every fingerprint).
 pub const COLOUR_SRC: &str = include_str!("../../kernels/colour.cu");
 
-// SAFETY: plain `#[repr(C)]` structs of f32, passed by value as kernel arguments.
-unsafe impl DeviceRepr for Coeffs {}
-unsafe impl DeviceRepr for InvCoeffs {}
+/// The kernels' `Colour` argument: matrix and quantisation, as `video::color` computes them.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Colour {
+    kr: f32,
+    kb: f32,
+    kg: f32,
+    cr_r: f32,
+    cb_b: f32,
+    y_off: f32,
+    y_scale: f32,
+    c_off: f32,
+    c_scale: f32,
+    max: f32,
+}
+
+impl Colour {
+    /// For a matrix, range and bit depth (8..=16).
+    pub fn new(matrix: Matrix, range: Range, bit_depth: u8) -> Colour {
+        let (kr, kb) = matrix.coefficients();
+        let k = f32::from(1u16 << (bit_depth.clamp(8, 16) - 8));
+        let max = ((1u32 << bit_depth.clamp(8, 16)) - 1) as f32;
+        let (y_off, y_scale, c_scale) = match range {
+            Range::Limited => (16.0 * k, 219.0 * k, 224.0 * k),
+            Range::Full => (0.0, max, max),
+        };
+        Colour {
+            kr,
+            kb,
+            kg: 1.0 - kr - kb,
+            cr_r: 2.0 * (1.0 - kr),
+            cb_b: 2.0 * (1.0 - kb),
+            y_off,
+            y_scale,
+            c_off: 128.0 * k,
+            c_scale,
+            max,
+        }
+    }
+}
+
+// SAFETY: a plain `#[repr(C)]` struct of f32, passed by value as a kernel argument.
+unsafe impl DeviceRepr for Colour {}
 
 /// The compiled colour kernels of one context.
 pub struct ColourKernels {
@@ -88,7 +128,7 @@ impl ColourKernels {
         &self,
         stream: &Arc<CudaStream>,
         src: &DeviceYuv<'_>,
-        c: Coeffs,
+        c: Colour,
         ty: RgbType,
         out: &mut CudaSlice<u8>,
         width: u32,
@@ -125,7 +165,7 @@ impl ColourKernels {
         ty: RgbType,
         width: u32,
         height: u32,
-        c: InvCoeffs,
+        c: Colour,
         wide: bool,
         planes: [(&mut CudaSlice<u8>, usize); 3],
     ) -> Result<(), GpuError> {

@@ -4,7 +4,6 @@
 
 pub mod kernels;
 pub mod pool;
-pub mod reference;
 
 pub use pool::{Allocator, HostAllocator, Pool, PoolError, PoolStats, Pooled};
 
