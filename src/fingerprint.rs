@@ -105,5 +105,5 @@ pub fn processing_hash(plan: &EnginePlan) -> String {
 }
 
 fn videoforge_backend_abi_version() -> u32 {
-    videoforge_backend_abi::ABI_VERSION
+    videoforge_backend_abi::VF_ABI_VERSION
 }
