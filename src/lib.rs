@@ -6,6 +6,7 @@
 //! (inference plugins behind a stable C ABI).
 
 pub mod backend;
+pub mod bench;
 pub mod error;
 pub mod fingerprint;
 pub mod gpu;

@@ -111,12 +111,39 @@ enum Command {
     },
     /// Print the job file JSON Schema.
     Schema,
+    /// Benchmarks (figures for bench/RESULTS.md): model inference alone on a W x H frame.
+    Bench(BenchArgs),
     /// Probe this machine: GPUs, NVDEC/NVENC, backend plugins, and the plan it would get.
     Doctor {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// ONNX model.
+    #[arg(short = 'm', long)]
+    model: PathBuf,
+    /// Input frame size, WxH.
+    #[arg(long, default_value = "1920x1080")]
+    size: String,
+    /// Timed frames.
+    #[arg(long, default_value_t = 50)]
+    frames: usize,
+    /// Device: a GPU index or "cpu".
+    #[arg(short = 'd', long, default_value = "cpu")]
+    device: String,
+    /// Precision: f16, f32 or auto.
+    #[arg(short = 'p', long, default_value = "auto")]
+    precision: String,
+    /// Execution provider: cpu, cuda, tensorrt (default: best for the device).
+    #[arg(long)]
+    ep: Option<String>,
+    /// Tile edge in input pixels (0: whole frame).
+    #[arg(long, default_value_t = 0)]
+    tile: u32,
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +240,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 write!(out, "{}", runner::describe_plan(&planned))?;
             }
+            Ok(exit_codes::SUCCESS)
+        }
+        Some(Command::Bench(b)) => {
+            let (w, h) = b
+                .size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
+                .with_context(|| format!("--size {}: expected WxH, e.g. 1920x1080", b.size))?;
+            let device = match b.device.as_str() {
+                "cpu" => videoforge::backend::Device::Cpu,
+                n => videoforge::backend::Device::Cuda(n.parse().with_context(|| format!("-d {n}: a GPU index or cpu"))?),
+            };
+            let precision = match b.precision.as_str() {
+                "f16" => videoforge::backend::Precision::F16,
+                "f32" => videoforge::backend::Precision::F32,
+                "auto" => videoforge::backend::Precision::Auto,
+                p => anyhow::bail!("-p {p}: expected f16, f32 or auto"),
+            };
+            let r = videoforge::bench::inference(&videoforge::bench::InferenceBench {
+                model: b.model,
+                width: w,
+                height: h,
+                frames: b.frames.max(1),
+                device,
+                precision,
+                execution_provider: b.ep,
+                tile: b.tile,
+            })?;
+            println!("{}", serde_json::to_string(&r)?);
             Ok(exit_codes::SUCCESS)
         }
         Some(Command::Schema) => {
