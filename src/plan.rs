@@ -808,7 +808,12 @@ pub fn build(spec: &JobSpec, probe: &MachineProbe, facts: &ModelFacts) -> Result
         tile_overlap: pl.tile_overlap.unwrap_or(if tile > 0 { 16 } else { 0 }),
         cpu_threads: probe.cpu_cores.max(1),
     };
-    let files_at_once = m.device.files_at_once.unwrap_or(1);
+    // On a GPU the CPU encoder is the slowest stage (no NVENC on H100/H200): two files per GPU keep the GPU fed
+    // while one file's encoder drains, and use two NVDEC engines where decode runs there.
+    let files_at_once = m.device.files_at_once.unwrap_or(if gpu { 2 } else { 1 });
+    if m.device.files_at_once.is_none() && gpu {
+        reasons.push("files at once: 2 per GPU worker, so the GPU stays busy while a CPU encoder drains".into());
+    }
 
     // Decode routes.
     let mut decode = Vec::new();
