@@ -157,6 +157,14 @@ fn a_second_run_skips_everything_and_a_new_model_redoes_everything() {
         serde_json::from_str(&std::fs::read_to_string(farm.path("out/clip0.x2.mp4.report.json")).unwrap()).unwrap();
     assert_eq!(report["status"], "complete");
     assert_eq!(report["fingerprint"]["execution_provider"], "cpu");
+    // The fingerprint is in the output container's metadata too.
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format_tags=videoforge_fingerprint", "-of", "csv=p=0"])
+        .arg(farm.path("out/clip0.x2.mp4"))
+        .output()
+        .unwrap();
+    let tag = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(tag, report["fingerprint_id"].as_str().unwrap());
 }
 
 #[test]
