@@ -110,6 +110,8 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Manifest(_) | EngineError::Invalid(_) | EngineError::Media { .. } => exit_codes::BAD_JOB,
+            // A plugin's panic is a bug, like a panic in a stage.
+            EngineError::Backend(crate::backend::BackendError::PanicRecovered { .. }) => exit_codes::INTERNAL,
             EngineError::Backend(e) if e.retry() == Retry::Permanent => {
                 if e.is_environment() {
                     exit_codes::ENVIRONMENT

@@ -685,7 +685,7 @@ fn run_pipeline(
         cuda_stream: 0,
         threads: 0,
     })?;
-    let report = pipeline::upscale_file(&pipeline::FileJob {
+    let report = pipeline::upscale_file(pipeline::FileJob {
         input: &item.input,
         output: &item.output,
         container: plan.container,

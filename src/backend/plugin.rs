@@ -1,0 +1,428 @@
+//! Loading a plugin library, checking its ABI version, and calling it safely.
+
+use std::ffi::{c_char, CString};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use videoforge_backend_abi::*;
+
+use super::tile::{self, TileSpec};
+use super::{BackendError, Device, FrameModel, ModelInfo, ModelOptions, PluginInfo, Precision};
+
+/// The library and its function table; shared by the plugin and every model opened from it, so that the code
+/// stays mapped while any of them lives.
+struct Inner {
+    vtable: VfBackendVTable,
+    name: String,
+    // Dropped last: the table's function pointers point into it.
+    _lib: libloading::Library,
+}
+
+/// A loaded plugin library.
+pub struct Plugin {
+    inner: Arc<Inner>,
+    info: PluginInfo,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("info", &self.info).finish()
+    }
+}
+
+/// An error buffer the plugin writes into.
+struct ErrBuf {
+    data: Vec<c_char>,
+    abi: VfErrorBuf,
+}
+
+impl ErrBuf {
+    fn new() -> Box<ErrBuf> {
+        let mut b = Box::new(ErrBuf { data: vec![0; VF_TEXT_LEN], abi: VfErrorBuf::new_zeroed() });
+        b.abi.capacity = b.data.len() as u32;
+        b.abi.data = b.data.as_mut_ptr();
+        b
+    }
+    fn ptr(&mut self) -> *mut VfErrorBuf {
+        &mut self.abi
+    }
+    fn message(&self) -> String {
+        let m = read_fixed(&self.data);
+        if m.is_empty() {
+            "no message".into()
+        } else {
+            m
+        }
+    }
+}
+
+impl Inner {
+    /// Turns a status into a result, with the plugin's message.
+    fn check(&self, status: VfStatus, err: &ErrBuf) -> Result<(), BackendError> {
+        let plugin = self.name.clone();
+        let message = err.message();
+        Err(match status {
+            VF_STATUS_OK => return Ok(()),
+            VF_STATUS_PANIC => BackendError::PanicRecovered { plugin, message },
+            VF_STATUS_LIBRARY_MISSING => BackendError::LibraryMissing { plugin, message },
+            VF_STATUS_NOT_FOUND => BackendError::ModelNotFound { plugin, message },
+            VF_STATUS_MODEL_CONTRACT => BackendError::Contract { plugin, message },
+            VF_STATUS_UNSUPPORTED => BackendError::Unsupported { plugin, message },
+            VF_STATUS_OUT_OF_MEMORY => BackendError::OutOfMemory { plugin, message },
+            VF_STATUS_INVALID_ARGUMENT => BackendError::InvalidArgument { plugin, message },
+            VF_STATUS_RUNTIME => BackendError::Runtime { plugin, message },
+            other => BackendError::Runtime { plugin, message: format!("unknown status {other}: {message}") },
+        })
+    }
+
+    fn missing_fn(&self, what: &str) -> BackendError {
+        BackendError::Runtime { plugin: self.name.clone(), message: format!("the plugin's table has no `{what}`") }
+    }
+}
+
+fn cstring(p: &Path) -> Result<CString, BackendError> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| BackendError::InvalidArgument {
+        plugin: String::new(),
+        message: format!("path {} contains a NUL byte", p.display()),
+    })
+}
+
+impl Plugin {
+    /// Loads the plugin at `path`, checks it speaks this host's ABI, and asks what it and its runtime can do.
+    /// A runtime library that cannot be found is not an error here (a job may name one): see
+    /// [`PluginInfo::library_error`].
+    pub fn load(path: &Path) -> Result<Plugin, BackendError> {
+        Self::load_with_abi(path, VF_ABI_VERSION)
+    }
+
+    /// [`Plugin::load`] asking for a given ABI version: lets tests exercise the version check. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn load_with_abi(path: &Path, abi_version: u32) -> Result<Plugin, BackendError> {
+        if !path.is_file() {
+            return Err(BackendError::NotFound { path: path.to_path_buf(), searched: String::new() });
+        }
+        // SAFETY: loading a library runs its initialisers; plugins are trusted code the user installed.
+        let lib = unsafe { libloading::Library::new(path) }
+            .map_err(|e| BackendError::Dlopen { path: path.to_path_buf(), message: e.to_string() })?;
+        let symbol = String::from_utf8_lossy(&VF_ENTRY_SYMBOL[..VF_ENTRY_SYMBOL.len() - 1]).into_owned();
+        // SAFETY: the symbol has the ABI's entry type by the plugin contract.
+        let entry: libloading::Symbol<VfEntryFn> = unsafe { lib.get(VF_ENTRY_SYMBOL) }
+            .map_err(|_| BackendError::MissingSymbol { path: path.to_path_buf(), symbol })?;
+        let mut found = 0u32;
+        // SAFETY: the entry point takes a version and an out pointer, and must not unwind.
+        let table = unsafe { entry(abi_version, &mut found) };
+        if table.is_null() {
+            return Err(BackendError::BadVersion { path: path.to_path_buf(), found, expected: abi_version });
+        }
+        // SAFETY: non-null; the table is static in the plugin and lives as long as the library.
+        let vtable = unsafe { *table };
+        if !size_ok::<VfBackendVTable>(vtable.struct_size) || vtable.abi_version != abi_version {
+            return Err(BackendError::BadVersion {
+                path: path.to_path_buf(),
+                found: vtable.abi_version,
+                expected: abi_version,
+            });
+        }
+        let mut inner = Inner { vtable, name: path.display().to_string(), _lib: lib };
+
+        let mut err = ErrBuf::new();
+        let mut pinfo = VfPluginInfo::new_zeroed();
+        let f = vtable.plugin_info.ok_or_else(|| inner.missing_fn("plugin_info"))?;
+        // SAFETY: valid out pointers; the plugin catches its panics.
+        inner.check(unsafe { f(&mut pinfo, err.ptr()) }, &err)?;
+        inner.name = read_fixed(&pinfo.name);
+
+        let mut info = PluginInfo {
+            name: inner.name.clone(),
+            version: read_fixed(&pinfo.version),
+            library_version: String::new(),
+            library_path: None,
+            library_error: None,
+            execution_providers: Vec::new(),
+            abi_version: pinfo.abi_version,
+            path: path.to_path_buf(),
+        };
+        let inner = Arc::new(inner);
+        match capabilities(&inner, None) {
+            Ok(caps) => fill_caps(&mut info, &caps),
+            Err(e @ BackendError::PanicRecovered { .. }) => return Err(e),
+            Err(e) => info.library_error = Some(e.to_string()),
+        }
+        Ok(Plugin { inner, info })
+    }
+
+    /// What the plugin is and what its runtime can do.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Loads a model, checked against the IO contract.
+    pub fn open_model(&self, opts: &ModelOptions) -> Result<LoadedModel, BackendError> {
+        let inner = &self.inner;
+        let plugin = inner.name.clone();
+        let model_path = cstring(&opts.model_path)?;
+        let runtime = opts.runtime_library.as_deref().map(cstring).transpose()?;
+        let cache = opts.cache_dir.as_deref().map(cstring).transpose()?;
+        let mut o = VfModelOptions::new_zeroed();
+        o.precision = match opts.precision {
+            Precision::Auto => VF_PRECISION_AUTO,
+            Precision::F32 => VF_PRECISION_F32,
+            Precision::F16 => VF_PRECISION_F16,
+        };
+        (o.device_kind, o.device_index) = match opts.device {
+            Device::Cpu => (VF_DEVICE_CPU, 0),
+            Device::Cuda(i) => (VF_DEVICE_CUDA, i),
+        };
+        o.execution_provider = match opts.execution_provider.as_deref() {
+            None | Some("auto") => VF_EP_AUTO,
+            Some("cpu") => VF_EP_CPU,
+            Some("cuda") => VF_EP_CUDA,
+            Some("tensorrt") => VF_EP_TENSORRT,
+            Some(other) => {
+                return Err(BackendError::Unsupported {
+                    plugin,
+                    message: format!("execution provider `{other}` is not known (expected cpu, cuda or tensorrt)"),
+                })
+            }
+        };
+        o.tile_width = opts.tile;
+        o.tile_height = opts.tile;
+        o.batch = opts.batch;
+        o.threads = opts.threads;
+        o.model_path = model_path.as_ptr();
+        o.runtime_path = runtime.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+        o.cache_dir = cache.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+        o.cuda_stream = opts.cuda_stream as *mut std::ffi::c_void;
+
+        let create = inner.vtable.model_create.ok_or_else(|| inner.missing_fn("model_create"))?;
+        let run = inner.vtable.model_run.ok_or_else(|| inner.missing_fn("model_run"))?;
+        let destroy = inner.vtable.model_destroy.ok_or_else(|| inner.missing_fn("model_destroy"))?;
+        let _ = (run, destroy);
+        let mut handle: *mut VfModel = std::ptr::null_mut();
+        let mut mi = VfModelInfo::new_zeroed();
+        let mut err = ErrBuf::new();
+        // SAFETY: all pointers are valid for the call; the strings outlive it.
+        inner.check(unsafe { create(&o, &mut handle, &mut mi, err.ptr()) }, &err)?;
+        let bad = |message: String| BackendError::Runtime { plugin: plugin.clone(), message };
+        if handle.is_null() {
+            return Err(bad("model_create succeeded but returned no model".into()));
+        }
+        // From here on the handle is owned, so that an error below still frees it.
+        let mut model = LoadedModel {
+            inner: Arc::clone(inner),
+            handle,
+            info: ModelInfo {
+                input_name: read_fixed(&mi.input_name),
+                output_name: read_fixed(&mi.output_name),
+                dtype: if mi.dtype == VF_DTYPE_F16 { Precision::F16 } else { Precision::F32 },
+                scale: mi.scale,
+                fixed_size: None,
+                execution_provider: match mi.execution_provider {
+                    VF_EP_CUDA => "cuda",
+                    VF_EP_TENSORRT => "tensorrt",
+                    _ => "cpu",
+                }
+                .to_string(),
+                warnings: read_fixed(&mi.warnings).lines().filter(|l| !l.is_empty()).map(String::from).collect(),
+            },
+            tile: TileSpec { tile: opts.tile as usize, overlap: opts.tile_overlap as usize },
+        };
+        if mi.scale == 0 || (mi.dtype != VF_DTYPE_F16 && mi.dtype != VF_DTYPE_F32) {
+            return Err(bad(format!("model_create reported scale {} and dtype {}", mi.scale, mi.dtype)));
+        }
+        let [_, _, h, w] = mi.input_shape;
+        if h > 0 && w > 0 {
+            model.info.fixed_size = Some((w as u32, h as u32));
+        }
+        Ok(model)
+    }
+}
+
+fn capabilities(inner: &Inner, runtime: Option<&Path>) -> Result<VfCapabilities, BackendError> {
+    let f = inner.vtable.capabilities.ok_or_else(|| inner.missing_fn("capabilities"))?;
+    let rt = runtime.map(cstring).transpose()?;
+    let mut o = VfRuntimeOptions::new_zeroed();
+    o.library_path = rt.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    let mut caps = VfCapabilities::new_zeroed();
+    let mut err = ErrBuf::new();
+    // SAFETY: valid pointers for the call.
+    inner.check(unsafe { f(&o, &mut caps, err.ptr()) }, &err)?;
+    Ok(caps)
+}
+
+fn fill_caps(info: &mut PluginInfo, caps: &VfCapabilities) {
+    info.library_version = read_fixed(&caps.library_version);
+    let p = read_fixed(&caps.library_path);
+    info.library_path = (!p.is_empty()).then(|| PathBuf::from(p));
+    for (bit, name) in [(VF_CAP_EP_CPU, "cpu"), (VF_CAP_EP_CUDA, "cuda"), (VF_CAP_EP_TENSORRT, "tensorrt")] {
+        if caps.execution_providers & bit != 0 {
+            info.execution_providers.push(name.to_string());
+        }
+    }
+}
+
+/// A model opened from a plugin. Keeps the plugin library loaded.
+pub struct LoadedModel {
+    inner: Arc<Inner>,
+    handle: *mut VfModel,
+    info: ModelInfo,
+    tile: TileSpec,
+}
+
+// SAFETY: the ABI lets a model handle move between threads as long as one thread uses it at a time, which `&mut
+// self` on `upscale` guarantees; the function table is immutable.
+unsafe impl Send for LoadedModel {}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel").field("info", &self.info).finish()
+    }
+}
+
+impl LoadedModel {
+    /// What the model is.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Runs one packed f32 NCHW frame (N = 1) of `width` x `height` through the plugin, without tiling.
+    pub fn run_whole(
+        &mut self,
+        input: &[f32],
+        width: usize,
+        height: usize,
+        output: &mut [f32],
+    ) -> Result<(), BackendError> {
+        let s = self.info.scale as usize;
+        let plugin = &self.inner.name;
+        if input.len() != 3 * width * height || output.len() != 3 * width * s * height * s {
+            return Err(BackendError::InvalidArgument {
+                plugin: plugin.clone(),
+                message: format!(
+                    "a {width}x{height} frame needs {} input and {} output values, got {} and {}",
+                    3 * width * height,
+                    3 * width * s * height * s,
+                    input.len(),
+                    output.len()
+                ),
+            });
+        }
+        let mut i = VfTensor::new_zeroed();
+        (i.memory, i.dtype, i.n, i.c, i.h, i.w) = (VF_MEMORY_HOST, VF_DTYPE_F32, 1, 3, height as u32, width as u32);
+        i.data = input.as_ptr() as *mut std::ffi::c_void;
+        let mut o = i;
+        (o.h, o.w) = ((height * s) as u32, (width * s) as u32);
+        o.data = output.as_mut_ptr() as *mut std::ffi::c_void;
+        let run = self.inner.vtable.model_run.ok_or_else(|| self.inner.missing_fn("model_run"))?;
+        let mut err = ErrBuf::new();
+        // SAFETY: the buffers hold the sizes the tensors describe (checked above) and outlive the call.
+        self.inner.check(unsafe { run(self.handle, &i, &o, err.ptr()) }, &err)
+    }
+}
+
+impl FrameModel for LoadedModel {
+    fn scale(&self) -> u32 {
+        self.info.scale
+    }
+
+    fn upscale(
+        &mut self,
+        input: &[f32],
+        width: usize,
+        height: usize,
+        output: &mut Vec<f32>,
+    ) -> Result<(), BackendError> {
+        let s = self.info.scale as usize;
+        output.clear();
+        output.resize(3 * width * s * height * s, 0.0);
+        let spec = match self.info.fixed_size {
+            // A fixed-size model is always fed tiles of its size.
+            Some((fw, fh)) => TileSpec { tile: fw.min(fh) as usize, overlap: self.tile.overlap },
+            None => self.tile,
+        };
+        if self.info.fixed_size.is_none() && !spec.needs_tiling(width, height) {
+            return self.run_whole(input, width, height, output);
+        }
+        let fixed = self.info.fixed_size.map(|(w, h)| (w as usize, h as usize));
+        tile::upscale_tiled(input, width, height, s, spec, fixed, output, |t, tw, th, out| {
+            self.run_whole(t, tw, th, out)
+        })
+    }
+}
+
+impl Drop for LoadedModel {
+    fn drop(&mut self) {
+        if let Some(destroy) = self.inner.vtable.model_destroy {
+            // SAFETY: the handle came from `model_create` and is freed once; the plugin catches its panics.
+            unsafe { destroy(self.handle) };
+        }
+    }
+}
+
+/// The plugin file name for a backend name: `onnxruntime` → `libvideoforge_backend_onnxruntime.so`.
+pub fn plugin_file_name(name: &str) -> String {
+    format!(
+        "{}videoforge_backend_{}{}",
+        std::env::consts::DLL_PREFIX,
+        name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Folders searched for plugins, in order: `VIDEOFORGE_PLUGIN_DIR` (colon-separated), the executable's folder,
+/// its parent (cargo's test binaries live in `target/<profile>/deps`), and `<exe>/../lib/videoforge`.
+pub fn plugin_search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(v) = std::env::var_os("VIDEOFORGE_PLUGIN_DIR") {
+        dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+    }
+    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        if let Some(parent) = exe_dir.parent() {
+            dirs.push(exe_dir.clone());
+            dirs.push(parent.to_path_buf());
+            dirs.push(parent.join("lib/videoforge"));
+        } else {
+            dirs.push(exe_dir);
+        }
+    }
+    dirs.dedup();
+    dirs
+}
+
+/// The plugin file for a backend name, from the search folders.
+pub fn find_plugin(name: &str) -> Result<PathBuf, BackendError> {
+    let file = plugin_file_name(name);
+    let dirs = plugin_search_dirs();
+    dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()).ok_or_else(|| BackendError::NotFound {
+        path: PathBuf::from(&file),
+        searched: format!(
+            "; searched: {} (set VIDEOFORGE_PLUGIN_DIR, or build it with `cargo build --workspace`)",
+            dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    })
+}
+
+/// Every `libvideoforge_backend_*.so` in the search folders (first one of each name wins).
+pub fn discover_plugins() -> Vec<PathBuf> {
+    let prefix = format!("{}videoforge_backend_", std::env::consts::DLL_PREFIX);
+    let mut found: Vec<PathBuf> = Vec::new();
+    for dir in plugin_search_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut here: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(std::env::consts::DLL_SUFFIX) && p.is_file())
+            })
+            .collect();
+        here.sort();
+        for p in here {
+            if !found.iter().any(|f| f.file_name() == p.file_name()) {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
