@@ -17,9 +17,14 @@ use videoforge::runner::{self, RunOptions, Shard};
 /// See what would run:        videoforge plan job.toml
 /// Check this machine:        videoforge doctor
 ///
-/// Exit codes: 0 success; 1 some files failed (the others are done); 2 usage error; 3 bad job, model or input
-/// (do not retry); 4 backend/library missing (fix the installation); 70 internal error; 75 transient failure or
-/// interrupted (retry: finished files are kept and skipped).
+/// Exit codes:
+///   0   success (every file done or already complete)
+///   1   some files failed; the others are done
+///   2   usage error
+///   3   bad job file, model or input: do not retry
+///   4   backend plugin or runtime library missing: fix the installation
+///   70  internal error (a recovered panic)
+///   75  transient failure or interrupted: retry (finished files are skipped)
 #[derive(Parser, Debug)]
 #[command(name = "videoforge", version, verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 struct Cli {

@@ -384,10 +384,31 @@ impl JobSpec {
     pub fn resolve(&self, p: &str) -> PathBuf {
         let path = Path::new(p);
         if path.is_absolute() {
-            path.to_path_buf()
+            normalize(path)
         } else {
-            self.base_dir.join(path)
+            normalize(&self.base_dir.join(path))
         }
+    }
+}
+
+/// Removes `.` and folds `dir/..` lexically, so messages and plans show `models/x.onnx`, not
+/// `jobs/../models/x.onnx`. A leading `..` stays.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
     }
 }
 
