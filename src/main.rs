@@ -255,7 +255,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 .with_context(|| format!("--size {}: expected WxH, e.g. 1920x1080", b.size))?;
             let device = match b.device.as_str() {
                 "cpu" => videoforge::backend::Device::Cpu,
-                n => videoforge::backend::Device::Cuda(n.parse().with_context(|| format!("-d {n}: a GPU index or cpu"))?),
+                n => {
+                    videoforge::backend::Device::Cuda(n.parse().with_context(|| format!("-d {n}: a GPU index or cpu"))?)
+                }
             };
             let precision = match b.precision.as_str() {
                 "f16" => videoforge::backend::Precision::F16,

@@ -1,1 +1,676 @@
-//! The threaded decode → infer → encode pipeline. (Skeleton: being filled in.)
+//! The threaded decode → infer → encode pipeline for one file.
+//!
+//! Three threads, one per blocking stage, joined by bounded `flume` channels of capacity `PipelinePlan::depth`:
+//!
+//! * **decode**: demux, decode (libavcodec frame threads), convert to planar RGB `f32` (rayon, `cpu_threads`);
+//!   other streams' packets (audio, subtitles) travel down the same channel in file order.
+//! * **infer**: owns the model; upscales each frame; passes packets through.
+//! * **encode**: converts RGB → Y'CbCr (rayon), encodes with the input's timestamps, muxes video and copied
+//!   packets (libavformat interleaves them).
+//!
+//! RGB buffers are recycled through return channels, so the steady state allocates nothing per frame. The end of
+//! the stream is an explicit `End` message: a stage that sees its input channel close without `End` knows that
+//! upstream failed (or was cancelled) and never finalises a partial output. The output is written to a hidden
+//! temporary file beside the target and renamed into place only after the trailer is written and fsynced.
+
+use crate::backend::FrameModel;
+use crate::error::{panic_message, EngineError, Retry};
+use crate::plan::{Container, EncodePlan, PipelinePlan};
+use crate::video::{self, Item, Sink, Source, ToRgb, VideoInfo, VideoOut};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A cheap, clonable cancellation token: 0 running, 1 stop gracefully, 2 abort now.
+///
+/// Signal handlers (or any thread) set it; every stage polls it between frames. Either level abandons the file
+/// being processed (nothing partial is published); `abort` additionally tells callers not to start anything.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicU8>);
+
+impl Cancel {
+    /// A token in the running state.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// A token sharing an existing flag (e.g. one registered with `signal_hook::flag`).
+    pub fn from_flag(flag: Arc<AtomicU8>) -> Cancel {
+        Cancel(flag)
+    }
+
+    /// The shared flag (0 running, 1 stop, 2 abort).
+    pub fn flag(&self) -> Arc<AtomicU8> {
+        self.0.clone()
+    }
+
+    /// Ask for a graceful stop (never lowers an abort).
+    pub fn request_stop(&self) {
+        let _ = self.0.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Ask to abort at once.
+    pub fn request_abort(&self) {
+        self.0.store(2, Ordering::SeqCst);
+    }
+
+    /// Whether a stop or an abort was requested.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= 1
+    }
+
+    /// Whether an abort was requested.
+    pub fn is_aborted(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= 2
+    }
+}
+
+/// Progress of one file, reported after every encoded frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// The input file.
+    pub input: PathBuf,
+    /// Frames encoded so far.
+    pub frames_done: u64,
+    /// Frames expected (from the container's frame count, or duration × frame rate), if known.
+    pub frames_total: Option<u64>,
+    /// Frames per second so far.
+    pub fps: f64,
+}
+
+type ProgressFn<'a> = Box<dyn Fn(&Progress) + Send + Sync + 'a>;
+
+/// Where one file's progress goes.
+pub struct FileProgress<'a> {
+    callback: Option<ProgressFn<'a>>,
+}
+
+impl<'a> FileProgress<'a> {
+    /// Report through `f`.
+    pub fn new(f: impl Fn(&Progress) + Send + Sync + 'a) -> FileProgress<'a> {
+        FileProgress { callback: Some(Box::new(f)) }
+    }
+
+    /// Report nothing.
+    pub fn none() -> FileProgress<'static> {
+        FileProgress { callback: None }
+    }
+
+    fn report(&self, p: &Progress) {
+        if let Some(f) = &self.callback {
+            f(p)
+        }
+    }
+}
+
+/// Progress display for a whole run: bars on a terminal, JSON lines (at most one per second per file) on stderr
+/// otherwise, nothing when disabled.
+pub struct ProgressSink {
+    enabled: bool,
+    terminal: bool,
+    multi: indicatif::MultiProgress,
+    files: indicatif::ProgressBar,
+}
+
+impl ProgressSink {
+    /// A sink for a run of `files` files.
+    pub fn new(enabled: bool, files: usize) -> ProgressSink {
+        use std::io::IsTerminal;
+        let terminal = enabled && std::io::stderr().is_terminal();
+        let multi = indicatif::MultiProgress::new();
+        let files = if terminal {
+            let b = multi.add(indicatif::ProgressBar::new(files as u64));
+            if let Ok(style) = indicatif::ProgressStyle::with_template("files {pos}/{len} {wide_bar} {elapsed}") {
+                b.set_style(style);
+            }
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        ProgressSink { enabled, terminal, multi, files }
+    }
+
+    /// The progress reporter for one file.
+    pub fn file(&self, input: &Path) -> FileProgress<'_> {
+        if !self.enabled {
+            return FileProgress::none();
+        }
+        if self.terminal {
+            let bar = self.multi.add(indicatif::ProgressBar::new(0));
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{msg} {pos}/{len} frames {wide_bar} {per_sec} eta {eta}")
+            {
+                bar.set_style(style);
+            }
+            bar.set_message(input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            return FileProgress::new(move |p: &Progress| {
+                if let Some(t) = p.frames_total {
+                    bar.set_length(t.max(p.frames_done));
+                }
+                bar.set_position(p.frames_done);
+            });
+        }
+        let last = Mutex::new(None::<Instant>);
+        FileProgress::new(move |p: &Progress| {
+            let Ok(mut last) = last.lock() else { return };
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+            if let Ok(line) = serde_json::to_string(&serde_json::json!({ "progress": p })) {
+                eprintln!("{line}");
+            }
+        })
+    }
+
+    /// A file was skipped (already complete).
+    pub fn file_skipped(&self) {
+        self.files.inc(1);
+    }
+
+    /// A file finished (any outcome).
+    pub fn file_done(&self) {
+        self.files.inc(1);
+    }
+
+    /// The run is over.
+    pub fn finish(&self) {
+        self.files.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+/// One file to upscale.
+pub struct FileJob<'a> {
+    /// Input video.
+    pub input: &'a Path,
+    /// Final output path (written atomically: temporary name, fsync, rename).
+    pub output: &'a Path,
+    /// Output container.
+    pub container: Container,
+    /// Encoder settings.
+    pub encode: &'a EncodePlan,
+    /// Queue sizes and CPU threads.
+    pub pipeline: &'a PipelinePlan,
+    /// The model; the inference thread owns it for the file's duration.
+    pub model: Box<dyn FrameModel>,
+    /// Cancellation token.
+    pub cancel: &'a Cancel,
+    /// Per-frame progress.
+    pub progress: FileProgress<'a>,
+    /// Extra container metadata (the engine fingerprint).
+    pub metadata: Vec<(String, String)>,
+    /// Add the per-stage audit table to the warnings-free `audit` field of the report.
+    pub audit: bool,
+}
+
+/// Timing of one stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageReport {
+    /// decode, infer or encode.
+    pub name: &'static str,
+    /// Seconds spent working.
+    pub busy_s: f64,
+    /// Seconds spent waiting on a queue (input empty or output full).
+    pub wait_s: f64,
+    /// Frames handled.
+    pub frames: u64,
+}
+
+/// A queue's capacity and the most items it held.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueReport {
+    /// `decode→infer` or `infer→encode`.
+    pub name: &'static str,
+    /// Capacity (the plan's depth).
+    pub capacity: usize,
+    /// Most items seen in it.
+    pub max_depth: usize,
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// The input.
+    pub input: PathBuf,
+    /// The published output.
+    pub output: PathBuf,
+    /// The input video stream.
+    pub video: VideoInfo,
+    /// Model scale.
+    pub scale: u32,
+    /// Encoded width.
+    pub output_width: u32,
+    /// Encoded height.
+    pub output_height: u32,
+    /// Encoded bit depth.
+    pub output_bit_depth: u8,
+    /// FFmpeg encoder.
+    pub encoder: String,
+    /// libavformat muxer.
+    pub container: String,
+    /// Frames decoded.
+    pub frames_decoded: u64,
+    /// Frames encoded (always equal to `frames_decoded` in a report; a mismatch fails the file).
+    pub frames_encoded: u64,
+    /// Packets of other streams copied.
+    pub packets_copied: u64,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+    /// Frames per second end to end.
+    pub fps: f64,
+    /// Per-stage timing.
+    pub stages: Vec<StageReport>,
+    /// Per-queue depth.
+    pub queues: Vec<QueueReport>,
+    /// Peak resident memory of the process (VmHWM), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// What was assumed, skipped or adapted.
+    pub warnings: Vec<String>,
+    /// The audit table (when asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<String>,
+}
+
+/// Peak resident set size of this process, from `/proc/self/status` (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The temporary name an output is written under: `.<name>.partial-<pid>` in the same directory.
+pub fn partial_path(output: &Path) -> PathBuf {
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    output.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// A message down the pipeline.
+enum Msg {
+    Frame { buf: Vec<f32>, pts: Option<i64>, duration: i64 },
+    Packet(ffmpeg_next::Packet),
+    End,
+}
+
+/// How a stage ended, when it did not succeed on its own account.
+enum StageFail {
+    /// Its own error.
+    Error(EngineError),
+    /// A neighbour went away (its error is reported by that neighbour) or cancel.
+    Peer,
+}
+
+fn stage_err(stage: &'static str, message: String) -> StageFail {
+    StageFail::Error(EngineError::Stage { stage, message, retry: Retry::Permanent })
+}
+
+#[derive(Default)]
+struct Counters {
+    stage: StageReport,
+    max_depth: usize,
+}
+
+fn timed_recv(rx: &flume::Receiver<Msg>, c: &mut Counters) -> Option<Msg> {
+    let t = Instant::now();
+    let m = rx.recv().ok();
+    c.stage.wait_s += t.elapsed().as_secs_f64();
+    m
+}
+
+fn timed_send(tx: &flume::Sender<Msg>, m: Msg, c: &mut Counters) -> Result<(), StageFail> {
+    let t = Instant::now();
+    tx.send(m).map_err(|_| StageFail::Peer)?;
+    c.stage.wait_s += t.elapsed().as_secs_f64();
+    c.max_depth = c.max_depth.max(tx.len());
+    Ok(())
+}
+
+/// Upscale one file: decode → infer → encode on three threads, publish the output atomically.
+///
+/// On cancel returns [`EngineError::Interrupted`]; on any failure the temporary file is removed and nothing is
+/// left at `job.output`.
+pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
+    let started = Instant::now();
+    let FileJob { input, output, container, encode, pipeline, mut model, cancel, progress, metadata, audit } = job;
+    let threads = pipeline.cpu_threads.max(1);
+    let mut source = Source::open(input, threads)?;
+    let info = source.info().clone();
+    let mut warnings = source.take_warnings();
+    let scale = model.scale().max(1);
+    let (src_w, src_h) = (info.width * scale, info.height * scale);
+    let (out_w, out_h) = (src_w & !1, src_h & !1);
+    if (out_w, out_h) != (src_w, src_h) {
+        warnings.push(format!(
+            "output {src_w}x{src_h} has an odd dimension, which 4:2:0 cannot encode: cropped to {out_w}x{out_h} \
+             (last column/row dropped)"
+        ));
+    }
+    let bit_depth = match encode.bit_depth.unwrap_or(if info.bit_depth > 8 { 10 } else { 8 }) {
+        d if d <= 8 => 8,
+        10 => 10,
+        d => {
+            warnings.push(format!("{d}-bit output is not supported: encoding 10-bit"));
+            10
+        }
+    };
+    if ToRgb::needs_swscale(source.pixel_format()) {
+        warnings.push(format!("pixel format {} converted with swscale before the RGB conversion", info.pixel_format));
+    }
+    let format = video::format_name(container, &info.container, input);
+    let tmp = partial_path(output);
+    let vout = VideoOut { width: out_w, height: out_h, src_width: src_w, src_height: src_h, bit_depth };
+    let (sink, w) = Sink::create(&tmp, format, source.input(), &info, vout, encode, &metadata).map_err(|m| {
+        let _ = std::fs::remove_file(&tmp);
+        EngineError::Stage { stage: "encode", message: format!("{}: {m}", output.display()), retry: Retry::Permanent }
+    })?;
+    warnings.extend(w);
+
+    let result = run_stages(input, source, sink, &mut *model, &info, scale, pipeline, cancel, &progress);
+    let finish = || -> Result<(), EngineError> {
+        let f = std::fs::File::open(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| EngineError::io(&tmp, e))?;
+        std::fs::rename(&tmp, output).map_err(|e| EngineError::io(output, e))?;
+        if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    };
+    let run = match result {
+        Ok(run) => match finish() {
+            Ok(()) => run,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        },
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    warnings.extend(run.warnings);
+    let wall_s = started.elapsed().as_secs_f64();
+    let audit = audit.then(|| audit_table(&run.stages, &run.queues));
+    Ok(FileReport {
+        input: input.into(),
+        output: output.into(),
+        video: info,
+        scale,
+        output_width: out_w,
+        output_height: out_h,
+        output_bit_depth: bit_depth,
+        encoder: encode.encoder.clone(),
+        container: format.into(),
+        frames_decoded: run.frames,
+        frames_encoded: run.frames,
+        packets_copied: run.packets,
+        wall_s,
+        fps: if wall_s > 0.0 { run.frames as f64 / wall_s } else { 0.0 },
+        stages: run.stages,
+        queues: run.queues,
+        peak_rss_bytes: peak_rss_bytes(),
+        warnings,
+        audit,
+    })
+}
+
+fn join<T>(r: std::io::Result<std::thread::ScopedJoinHandle<'_, T>>, name: &str) -> Result<T, EngineError> {
+    match r {
+        Ok(h) => h
+            .join()
+            .map_err(|p| EngineError::PanicRecovered { origin: format!("stage {name}"), message: panic_message(&*p) }),
+        Err(e) => Err(EngineError::Stage {
+            stage: "setup",
+            message: format!("cannot start thread {name}: {e}"),
+            retry: Retry::Retriable,
+        }),
+    }
+}
+
+fn audit_table(stages: &[StageReport], queues: &[QueueReport]) -> String {
+    let mut s = String::from("stage    busy_s   wait_s   frames\n");
+    for st in stages {
+        s.push_str(&format!("{:<8} {:>7.3} {:>8.3} {:>8}\n", st.name, st.busy_s, st.wait_s, st.frames));
+    }
+    for q in queues {
+        s.push_str(&format!("queue {:<14} max {}/{}\n", q.name, q.max_depth, q.capacity));
+    }
+    s
+}
+
+struct RunResult {
+    frames: u64,
+    packets: u64,
+    stages: Vec<StageReport>,
+    queues: Vec<QueueReport>,
+    warnings: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_stages(
+    input: &Path,
+    mut source: Source,
+    mut sink: Sink,
+    model: &mut dyn FrameModel,
+    info: &VideoInfo,
+    scale: u32,
+    pipeline: &PipelinePlan,
+    cancel: &Cancel,
+    progress: &FileProgress<'_>,
+) -> Result<RunResult, EngineError> {
+    let depth = pipeline.depth.max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(pipeline.cpu_threads.max(1))
+        .thread_name(|i| format!("videoforge-cpu-{i}"))
+        .build()
+        .map_err(|e| EngineError::Stage {
+            stage: "setup",
+            message: format!("thread pool: {e}"),
+            retry: Retry::Retriable,
+        })?;
+    let (to_infer, infer_rx) = flume::bounded::<Msg>(depth);
+    let (to_encode, encode_rx) = flume::bounded::<Msg>(depth);
+    let (in_pool_tx, in_pool_rx) = flume::unbounded::<Vec<f32>>();
+    let (out_pool_tx, out_pool_rx) = flume::unbounded::<Vec<f32>>();
+    let warnings = Mutex::new(Vec::<String>::new());
+    let (w, h) = (info.width as usize, info.height as usize);
+
+    let (dec, inf, enc) = std::thread::scope(|s| {
+        let pool = &pool;
+        let warnings = &warnings;
+        let decode = std::thread::Builder::new().name("vf-decode".into()).spawn_scoped(s, move || {
+            let mut c = Counters { stage: StageReport { name: "decode", ..Default::default() }, max_depth: 0 };
+            let mut to_rgb = ToRgb::new(info.color.matrix, info.color.range);
+            let mut warned_interlaced = false;
+            let r = (|| -> Result<(), StageFail> {
+                loop {
+                    if cancel.is_stopped() {
+                        return Err(StageFail::Peer);
+                    }
+                    let t = Instant::now();
+                    let item = source.next_item().map_err(StageFail::Error)?;
+                    let msg = match item {
+                        None => {
+                            c.stage.busy_s += t.elapsed().as_secs_f64();
+                            timed_send(&to_infer, Msg::End, &mut c)?;
+                            return Ok(());
+                        }
+                        Some(Item::Packet(p)) => Msg::Packet(p),
+                        Some(Item::Frame(f)) => {
+                            if f.is_interlaced() && !warned_interlaced {
+                                warned_interlaced = true;
+                                if let Ok(mut w) = warnings.lock() {
+                                    w.push("interlaced (field-coded) frames are processed as progressive frames: no deinterlacing; the output is flagged progressive".into());
+                                }
+                            }
+                            if (f.width() as usize, f.height() as usize) != (w, h) {
+                                return Err(stage_err(
+                                    "decode",
+                                    format!("frame size changed mid-stream from {w}x{h} to {}x{}", f.width(), f.height()),
+                                ));
+                            }
+                            let mut buf = in_pool_rx.try_recv().unwrap_or_default();
+                            pool.install(|| to_rgb.convert(&f, &mut buf)).map_err(|m| stage_err("decode", m))?;
+                            c.stage.frames += 1;
+                            Msg::Frame { buf, pts: f.timestamp().or(f.pts()), duration: f.packet().duration }
+                        }
+                    };
+                    c.stage.busy_s += t.elapsed().as_secs_f64();
+                    timed_send(&to_infer, msg, &mut c)?;
+                }
+            })();
+            (r, c, source.frames_decoded())
+        });
+        let infer = std::thread::Builder::new().name("vf-infer".into()).spawn_scoped(s, move || {
+            let mut c = Counters { stage: StageReport { name: "infer", ..Default::default() }, max_depth: 0 };
+            let r = (|| -> Result<(), StageFail> {
+                loop {
+                    let Some(msg) = timed_recv(&infer_rx, &mut c) else { return Err(StageFail::Peer) };
+                    if cancel.is_stopped() {
+                        return Err(StageFail::Peer);
+                    }
+                    let out = match msg {
+                        Msg::Frame { buf, pts, duration } => {
+                            let t = Instant::now();
+                            let mut out = out_pool_rx.try_recv().unwrap_or_default();
+                            model
+                                .upscale(&buf, w, h, &mut out)
+                                .map_err(|e| StageFail::Error(EngineError::Backend(e)))?;
+                            let want = 3 * w * h * (scale as usize).pow(2);
+                            if out.len() != want {
+                                return Err(stage_err(
+                                    "infer",
+                                    format!("model returned {} values, expected {want}", out.len()),
+                                ));
+                            }
+                            let _ = in_pool_tx.send(buf);
+                            c.stage.frames += 1;
+                            c.stage.busy_s += t.elapsed().as_secs_f64();
+                            Msg::Frame { buf: out, pts, duration }
+                        }
+                        other => other,
+                    };
+                    let end = matches!(out, Msg::End);
+                    timed_send(&to_encode, out, &mut c)?;
+                    if end {
+                        return Ok(());
+                    }
+                }
+            })();
+            (r, c)
+        });
+        let encode = std::thread::Builder::new().name("vf-encode".into()).spawn_scoped(s, move || {
+            let mut c = Counters { stage: StageReport { name: "encode", ..Default::default() }, max_depth: 0 };
+            let mut packets = 0u64;
+            let t0 = Instant::now();
+            let total = info.estimated_frames;
+            let r = (|| -> Result<(u64, u64), StageFail> {
+                loop {
+                    let Some(msg) = timed_recv(&encode_rx, &mut c) else { return Err(StageFail::Peer) };
+                    if cancel.is_stopped() {
+                        return Err(StageFail::Peer);
+                    }
+                    let t = Instant::now();
+                    match msg {
+                        Msg::Frame { buf, pts, duration } => {
+                            pool.install(|| sink.write_frame(&buf, pts, duration))
+                                .map_err(|m| stage_err("encode", m))?;
+                            let _ = out_pool_tx.send(buf);
+                            c.stage.frames += 1;
+                            let el = t0.elapsed().as_secs_f64();
+                            progress.report(&Progress {
+                                input: input.into(),
+                                frames_done: c.stage.frames,
+                                frames_total: total,
+                                fps: if el > 0.0 { c.stage.frames as f64 / el } else { 0.0 },
+                            });
+                        }
+                        Msg::Packet(p) => {
+                            sink.write_packet(p).map_err(|m| stage_err("encode", m))?;
+                            packets += 1;
+                        }
+                        Msg::End => {
+                            let done = sink.finish().map_err(|m| stage_err("encode", m))?;
+                            c.stage.busy_s += t.elapsed().as_secs_f64();
+                            return Ok(done);
+                        }
+                    }
+                    c.stage.busy_s += t.elapsed().as_secs_f64();
+                }
+            })();
+            (r, c, packets)
+        });
+        (join(decode, "decode"), join(infer, "infer"), join(encode, "encode"))
+    });
+
+    // The first real error wins, in pipeline order; panics count as errors.
+    let mut first: Option<EngineError> = None;
+    let mut note = |f: Result<(), StageFail>| {
+        if let Err(StageFail::Error(e)) = f {
+            first.get_or_insert(e);
+        }
+    };
+    let (dec_r, dec_c, decoded) = dec?;
+    note(dec_r);
+    let (inf_r, inf_c) = match inf {
+        Ok(v) => v,
+        Err(e) => return Err(first.unwrap_or(e)),
+    };
+    note(inf_r);
+    let (enc_r, enc_c, packets) = match enc {
+        Ok(v) => v,
+        Err(e) => return Err(first.unwrap_or(e)),
+    };
+    let done = match enc_r {
+        Ok(d) => Some(d),
+        Err(f) => {
+            note(Err(f));
+            None
+        }
+    };
+    if let Some(e) = first {
+        return Err(e);
+    }
+    if cancel.is_stopped() {
+        return Err(EngineError::Interrupted);
+    }
+    let Some((encoded, video_packets)) = done else {
+        return Err(EngineError::Stage {
+            stage: "encode",
+            message: "pipeline ended without finishing the output".into(),
+            retry: Retry::Permanent,
+        });
+    };
+    if decoded != encoded || encoded != video_packets || decoded != dec_c.stage.frames {
+        return Err(EngineError::Stage {
+            stage: "encode",
+            message: format!(
+                "frame count mismatch: {decoded} decoded, {encoded} encoded, {video_packets} video packets written"
+            ),
+            retry: Retry::Permanent,
+        });
+    }
+    if decoded == 0 {
+        return Err(EngineError::Media {
+            path: input.into(),
+            message: "the video stream has no frames".into(),
+            retry: Retry::Permanent,
+        });
+    }
+    let queues = vec![
+        QueueReport { name: "decode→infer", capacity: depth, max_depth: dec_c.max_depth },
+        QueueReport { name: "infer→encode", capacity: depth, max_depth: inf_c.max_depth },
+    ];
+    Ok(RunResult {
+        frames: decoded,
+        packets,
+        stages: vec![dec_c.stage, inf_c.stage, enc_c.stage],
+        queues,
+        warnings: warnings.into_inner().unwrap_or_default(),
+    })
+}

@@ -1,7 +1,7 @@
 //! GPU tests: run on a machine with an NVIDIA GPU with `cargo test --test gpu -- --ignored`.
 //! Each kernel is compared with its plain-Rust reference; tolerances are stated per test.
 
-use videoforge::gpu::kernels::{ColourKernels, Colour, DeviceYuv, RgbType};
+use videoforge::gpu::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
 use videoforge::gpu::{DeviceAllocator, GpuContext, Pool};
 use videoforge::video::{rgb_planar_to_yuv, yuv_to_rgb_planar, Matrix, Plane, PlaneMut, Range, Subsampling, YuvFormat};
 
@@ -36,11 +36,23 @@ fn reference_rgb(f: &YuvFormat, y: &[u16], u: &[u16], v: &[u16]) -> Vec<f32> {
     let mut out = vec![0f32; 3 * f.width * f.height];
     let cw = f.width.div_ceil(2);
     if f.bit_depth > 8 {
-        yuv_to_rgb_planar(f, Plane { data: y, stride: f.width }, Plane { data: u, stride: cw }, Plane { data: v, stride: cw }, &mut out);
+        yuv_to_rgb_planar(
+            f,
+            Plane { data: y, stride: f.width },
+            Plane { data: u, stride: cw },
+            Plane { data: v, stride: cw },
+            &mut out,
+        );
     } else {
         let n = |p: &[u16]| p.iter().map(|&x| x as u8).collect::<Vec<u8>>();
         let (y8, u8_, v8) = (n(y), n(u), n(v));
-        yuv_to_rgb_planar(f, Plane { data: &y8, stride: f.width }, Plane { data: &u8_, stride: cw }, Plane { data: &v8, stride: cw }, &mut out);
+        yuv_to_rgb_planar(
+            f,
+            Plane { data: &y8, stride: f.width },
+            Plane { data: &u8_, stride: cw },
+            Plane { data: &v8, stride: cw },
+            &mut out,
+        );
     }
     out
 }
@@ -63,16 +75,34 @@ fn yuv_to_rgb_kernels_match_the_reference() {
                     let wide = bits > 8;
                     let e = if wide { 2 } else { 1 };
                     let cw = w.div_ceil(2);
-                    let (y, u, v) = (s.clone_htod(&bytes(&py, wide)).unwrap(), s.clone_htod(&bytes(&pu, wide)).unwrap(), s.clone_htod(&bytes(&pv, wide)).unwrap());
-                    let src = DeviceYuv { y: &y, y_pitch: w * e, u: &u, u_pitch: cw * e, v: &v, v_pitch: cw * e, semi_planar: false, wide, shift: 0 };
+                    let (y, u, v) = (
+                        s.clone_htod(&bytes(&py, wide)).unwrap(),
+                        s.clone_htod(&bytes(&pu, wide)).unwrap(),
+                        s.clone_htod(&bytes(&pv, wide)).unwrap(),
+                    );
+                    let src = DeviceYuv {
+                        y: &y,
+                        y_pitch: w * e,
+                        u: &u,
+                        u_pitch: cw * e,
+                        v: &v,
+                        v_pitch: cw * e,
+                        semi_planar: false,
+                        wide,
+                        shift: 0,
+                    };
                     for ty in [RgbType::F32, RgbType::F16] {
                         let n = 3 * w * h * if ty == RgbType::F32 { 4 } else { 2 };
                         let mut out = s.alloc_zeros::<u8>(n).unwrap();
                         k.yuv_to_rgb(s, &src, Colour::new(m, range, bits), ty, &mut out, w as u32, h as u32).unwrap();
                         let got_b = s.clone_dtoh(&out).unwrap();
                         let got: Vec<f32> = match ty {
-                            RgbType::F32 => got_b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-                            RgbType::F16 => got_b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                            RgbType::F32 => {
+                                got_b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                            }
+                            RgbType::F16 => {
+                                got_b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+                            }
                         };
                         // f32: the same arithmetic up to FMA contraction (1e-5); f16: half-precision rounding (1e-3).
                         let tol = if ty == RgbType::F32 { 1e-5 } else { 1e-3 };
@@ -101,10 +131,22 @@ fn rgb_to_yuv_kernels_match_the_reference() {
                     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
                     let (mut ry, mut ru, mut rv) = (vec![0u16; w * h], vec![0u16; cw * ch], vec![0u16; cw * ch]);
                     if bits > 8 {
-                        rgb_planar_to_yuv(&f, &rgb, PlaneMut { data: &mut ry, stride: w }, PlaneMut { data: &mut ru, stride: cw }, PlaneMut { data: &mut rv, stride: cw });
+                        rgb_planar_to_yuv(
+                            &f,
+                            &rgb,
+                            PlaneMut { data: &mut ry, stride: w },
+                            PlaneMut { data: &mut ru, stride: cw },
+                            PlaneMut { data: &mut rv, stride: cw },
+                        );
                     } else {
                         let (mut y8, mut u8_, mut v8) = (vec![0u8; w * h], vec![0u8; cw * ch], vec![0u8; cw * ch]);
-                        rgb_planar_to_yuv(&f, &rgb, PlaneMut { data: &mut y8, stride: w }, PlaneMut { data: &mut u8_, stride: cw }, PlaneMut { data: &mut v8, stride: cw });
+                        rgb_planar_to_yuv(
+                            &f,
+                            &rgb,
+                            PlaneMut { data: &mut y8, stride: w },
+                            PlaneMut { data: &mut u8_, stride: cw },
+                            PlaneMut { data: &mut v8, stride: cw },
+                        );
                         ry = y8.into_iter().map(u16::from).collect();
                         ru = u8_.into_iter().map(u16::from).collect();
                         rv = v8.into_iter().map(u16::from).collect();
@@ -115,16 +157,33 @@ fn rgb_to_yuv_kernels_match_the_reference() {
                     let mut y = s.alloc_zeros::<u8>(w * h * e).unwrap();
                     let mut u = s.alloc_zeros::<u8>(cw * ch * e).unwrap();
                     let mut v = s.alloc_zeros::<u8>(cw * ch * e).unwrap();
-                    k.rgb_to_yuv(s, &src, RgbType::F32, w as u32, h as u32, Colour::new(m, range, bits), wide, [(&mut y, w * e), (&mut u, cw * e), (&mut v, cw * e)]).unwrap();
+                    k.rgb_to_yuv(
+                        s,
+                        &src,
+                        RgbType::F32,
+                        w as u32,
+                        h as u32,
+                        Colour::new(m, range, bits),
+                        wide,
+                        [(&mut y, w * e), (&mut u, cw * e), (&mut v, cw * e)],
+                    )
+                    .unwrap();
                     let back = |d: &cudarc::driver::CudaSlice<u8>| -> Vec<u16> {
                         let b = s.clone_dtoh(d).unwrap();
-                        if wide { b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect() } else { b.into_iter().map(u16::from).collect() }
+                        if wide {
+                            b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+                        } else {
+                            b.into_iter().map(u16::from).collect()
+                        }
                     };
                     // A code may differ by one where a value sits on a rounding boundary (FMA contraction).
                     for (name, a, b) in [("y", &ry, back(&y)), ("u", &ru, back(&u)), ("v", &rv, back(&v))] {
                         let worst = a.iter().zip(&b).map(|(p, q)| p.abs_diff(*q)).max().unwrap_or(0);
                         let off = a.iter().zip(&b).filter(|(p, q)| p != q).count();
-                        assert!(worst <= 1 && off * 1000 <= a.len(), "{name} {w}x{h} {bits}-bit {m:?} {range:?}: {off} codes off, worst {worst}");
+                        assert!(
+                            worst <= 1 && off * 1000 <= a.len(),
+                            "{name} {w}x{h} {bits}-bit {m:?} {range:?}: {off} codes off, worst {worst}"
+                        );
                     }
                 }
             }
