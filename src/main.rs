@@ -205,7 +205,11 @@ fn init_logging(log: &LogArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIDEOFORGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("videoforge={level},warn")));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if log.log_format == LogFormat::Json {
         b.json().init();
     } else {
