@@ -16,7 +16,7 @@
 use crate::backend::FrameModel;
 use crate::error::{panic_message, EngineError, Retry};
 use crate::plan::{Container, EncodePlan, PipelinePlan};
-use crate::video::{self, Item, Sink, Source, ToRgb, VideoInfo, VideoOut};
+use crate::video::{self, Item, Sink, Source, ToRgb, VideoInfo, VideoOut, YuvFrame};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -290,7 +290,17 @@ pub fn partial_path(output: &Path) -> PathBuf {
 
 /// A message down the pipeline.
 enum Msg {
-    Frame { buf: Vec<f32>, pts: Option<i64>, duration: i64 },
+    Frame {
+        buf: Vec<f32>,
+        pts: Option<i64>,
+        duration: i64,
+    },
+    /// A 4:2:0 frame on its way to or from the GPU stage (the encoder's format: no RGB on the host).
+    Yuv {
+        frame: YuvFrame,
+        pts: Option<i64>,
+        duration: i64,
+    },
     Packet(ffmpeg_next::Packet),
     End,
 }
@@ -368,7 +378,23 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     })?;
     warnings.extend(w);
 
-    let result = run_stages(input, source, sink, &mut *model, &info, scale, pipeline, cancel, &progress);
+    // The device path: 4:2:0 frames go to the GPU stage and come back in the encoder's format.
+    let yuv_out = if model.yuv_upscaler().is_none() {
+        None
+    } else if !YuvFrame::supports(source.pixel_format()) {
+        warnings.push(format!(
+            "pixel format {} is not 4:2:0 8/10-bit: colour conversion on the CPU, inference on the GPU",
+            info.pixel_format
+        ));
+        None
+    } else if pipeline.tile > 0 {
+        warnings.push("tiled plan: colour conversion on the CPU, tiles inferred on the GPU".into());
+        None
+    } else {
+        let c = sink.color();
+        Some(YuvFrame::new(src_w as usize, src_h as usize, bit_depth, c.matrix, c.range))
+    };
+    let result = run_stages(input, source, sink, &mut *model, &info, scale, pipeline, cancel, &progress, yuv_out);
     let finish = || -> Result<(), EngineError> {
         let f = std::fs::File::open(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
         f.sync_all().map_err(|e| EngineError::io(&tmp, e))?;
@@ -462,8 +488,12 @@ fn run_stages(
     pipeline: &PipelinePlan,
     cancel: &Cancel,
     progress: &FileProgress<'_>,
+    yuv_out: Option<YuvFrame>,
 ) -> Result<RunResult, EngineError> {
     let depth = pipeline.depth.max(1);
+    let yuv_mode = yuv_out.is_some();
+    let (yuv_in_tx, yuv_in_rx) = flume::unbounded::<YuvFrame>();
+    let (yuv_out_tx, yuv_out_rx) = flume::unbounded::<YuvFrame>();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(pipeline.cpu_threads.max(1))
         .thread_name(|i| format!("videoforge-cpu-{i}"))
@@ -514,10 +544,19 @@ fn run_stages(
                                     format!("frame size changed mid-stream from {w}x{h} to {}x{}", f.width(), f.height()),
                                 ));
                             }
-                            let mut buf = in_pool_rx.try_recv().unwrap_or_default();
-                            pool.install(|| to_rgb.convert(&f, &mut buf)).map_err(|m| stage_err("decode", m))?;
+                            let (pts, duration) = (f.timestamp().or(f.pts()), f.packet().duration);
                             c.stage.frames += 1;
-                            Msg::Frame { buf, pts: f.timestamp().or(f.pts()), duration: f.packet().duration }
+                            if yuv_mode {
+                                let mut frame = yuv_in_rx.try_recv().unwrap_or_else(|_| {
+                                    YuvFrame::new(0, 0, 8, info.color.matrix, info.color.range)
+                                });
+                                frame.read_from(&f, info.color.matrix, info.color.range).map_err(|m| stage_err("decode", m))?;
+                                Msg::Yuv { frame, pts, duration }
+                            } else {
+                                let mut buf = in_pool_rx.try_recv().unwrap_or_default();
+                                pool.install(|| to_rgb.convert(&f, &mut buf)).map_err(|m| stage_err("decode", m))?;
+                                Msg::Frame { buf, pts, duration }
+                            }
                         }
                     };
                     c.stage.busy_s += t.elapsed().as_secs_f64();
@@ -553,6 +592,23 @@ fn run_stages(
                             c.stage.busy_s += t.elapsed().as_secs_f64();
                             Msg::Frame { buf: out, pts, duration }
                         }
+                        Msg::Yuv { frame, pts, duration } => {
+                            let t = Instant::now();
+                            let mut out = match yuv_out_rx.try_recv() {
+                                Ok(f) => f,
+                                Err(_) => {
+                                    yuv_out.clone().ok_or_else(|| stage_err("infer", "no output frame".into()))?
+                                }
+                            };
+                            let Some(gpu) = model.yuv_upscaler() else {
+                                return Err(stage_err("infer", "4:2:0 frame without a device stage".into()));
+                            };
+                            gpu.upscale_yuv(&frame, &mut out).map_err(StageFail::Error)?;
+                            let _ = yuv_in_tx.send(frame);
+                            c.stage.frames += 1;
+                            c.stage.busy_s += t.elapsed().as_secs_f64();
+                            Msg::Yuv { frame: out, pts, duration }
+                        }
                         other => other,
                     };
                     let end = matches!(out, Msg::End);
@@ -581,6 +637,18 @@ fn run_stages(
                             pool.install(|| sink.write_frame(&buf, pts, duration))
                                 .map_err(|m| stage_err("encode", m))?;
                             let _ = out_pool_tx.send(buf);
+                            c.stage.frames += 1;
+                            let el = t0.elapsed().as_secs_f64();
+                            progress.report(&Progress {
+                                input: input.into(),
+                                frames_done: c.stage.frames,
+                                frames_total: total,
+                                fps: if el > 0.0 { c.stage.frames as f64 / el } else { 0.0 },
+                            });
+                        }
+                        Msg::Yuv { frame, pts, duration } => {
+                            sink.write_yuv(&frame, pts, duration).map_err(|m| stage_err("encode", m))?;
+                            let _ = yuv_out_tx.send(frame);
                             c.stage.frames += 1;
                             let el = t0.elapsed().as_secs_f64();
                             progress.report(&Progress {

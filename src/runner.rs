@@ -672,7 +672,7 @@ fn run_pipeline(
     progress: &crate::pipeline::ProgressSink,
     opts: &RunOptions,
 ) -> Result<serde_json::Value, EngineError> {
-    let model = plugin.open_model(&ModelOptions {
+    let options = |cuda_stream: usize| ModelOptions {
         model_path: plan.model.path.clone(),
         precision: plan.model.precision,
         device,
@@ -682,16 +682,28 @@ fn run_pipeline(
         batch: plan.pipeline.batch as u32,
         runtime_library: plan.model.runtime_library.clone(),
         cache_dir: None,
-        cuda_stream: 0,
+        cuda_stream,
         threads: 0,
-    })?;
+    };
+    let model: Box<dyn crate::backend::FrameModel> = match device {
+        Device::Cpu => Box::new(plugin.open_model(&options(0))?),
+        Device::Cuda(i) => {
+            // The model runs on the GPU stage's compute stream, so kernels and inference need no host sync.
+            let gpu = Arc::new(crate::gpu::GpuContext::new(i).map_err(|e| EngineError::Device(e.to_string()))?);
+            let model = plugin.open_model(&options(gpu.compute.cu_stream() as usize))?;
+            let budget =
+                plan.workers.iter().find(|w| w.device == device).and_then(|w| w.vram_budget).unwrap_or(8 << 30);
+            // Half the worker's budget for frame buffers; the rest is the runtime's (weights, workspace).
+            Box::new(crate::gpu::stage::GpuStage::new(gpu, i, model, budget / 2)?)
+        }
+    };
     let report = pipeline::upscale_file(pipeline::FileJob {
         input: &item.input,
         output: &item.output,
         container: plan.container,
         encode: plan.encode_for(index),
         pipeline: &plan.pipeline,
-        model: Box::new(model),
+        model,
         cancel,
         progress: progress.file(&item.input),
         metadata: fp.container_metadata(),

@@ -1,8 +1,9 @@
 //! Host side of the backend plugin ABI: finding, loading and calling inference plugins.
 //!
 //! A plugin is a shared library that speaks `videoforge-backend-abi`; the host loads it with libloading, checks its
-//! ABI version, and sees models only as [`FrameModel`]s over planar RGB f32 frames. Frames larger than the tile are
-//! cut, run and blended here ([`tile`]), so every backend gets tiling for free.
+//! ABI version, and sees models as [`FrameModel`]s over planar RGB f32 frames on the host, or runs them on CUDA device
+//! buffers with [`LoadedModel::run_device`] (no tiling there). Host frames larger than the tile are cut, run and
+//! blended here ([`tile`]), so every backend gets tiling for free.
 
 mod error;
 mod plugin;
@@ -48,6 +49,32 @@ pub trait FrameModel: Send {
         height: usize,
         output: &mut Vec<f32>,
     ) -> Result<(), BackendError>;
+    /// The device path for 4:2:0 frames, when this model runs on a GPU with the colour kernels
+    /// (`crate::gpu::stage::GpuStage`); `None` keeps the pipeline on planar RGB in host memory.
+    fn yuv_upscaler(&mut self) -> Option<&mut dyn crate::video::YuvUpscaler> {
+        None
+    }
+}
+
+/// A tensor in CUDA device memory, for [`LoadedModel::run_device`]: NCHW with C = 3, element type F16 or F32.
+///
+/// The memory must be a live device allocation on `device` holding the whole tensor, and stay alive (and not be
+/// written by anyone else) until the run's work is done; see [`LoadedModel::run_device`] for when that is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceTensor {
+    /// The `CUdeviceptr` of element [0, 0, 0, 0].
+    pub ptr: u64,
+    /// Element type: F16 or F32, exactly the model's (no conversion happens on the device).
+    pub dtype: Precision,
+    /// NCHW.
+    pub shape: [i64; 4],
+    /// Bytes between rows: 0 or `W * element size` (tightly packed; the ONNX Runtime plugin refuses other
+    /// pitches for now).
+    pub pitch_bytes: usize,
+    /// The `cudaStream_t`/`CUstream` the data is ordered on (0: the legacy default stream).
+    pub stream: usize,
+    /// CUDA device index; must be the model's.
+    pub device: u32,
 }
 
 /// What the plugin is and what its runtime can do (`videoforge doctor`, the fingerprint).

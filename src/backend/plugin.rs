@@ -7,7 +7,7 @@ use std::sync::Arc;
 use videoforge_backend_abi::*;
 
 use super::tile::{self, TileSpec};
-use super::{BackendError, Device, FrameModel, ModelInfo, ModelOptions, PluginInfo, Precision};
+use super::{BackendError, Device, DeviceTensor, FrameModel, ModelInfo, ModelOptions, PluginInfo, Precision};
 
 /// The library and its function table; shared by the plugin and every model opened from it, so that the code
 /// stays mapped while any of them lives.
@@ -317,6 +317,73 @@ impl LoadedModel {
         let run = self.inner.vtable.model_run.ok_or_else(|| self.inner.missing_fn("model_run"))?;
         let mut err = ErrBuf::new();
         // SAFETY: the buffers hold the sizes the tensors describe (checked above) and outlive the call.
+        self.inner.check(unsafe { run(self.handle, &i, &o, err.ptr()) }, &err)
+    }
+}
+
+impl LoadedModel {
+    /// Runs one NCHW tensor in CUDA device memory into another, on the model's device, without tiling and without
+    /// touching the host: `output` must be `[N, 3, H*scale, W*scale]` of `input`'s `[N, 3, H, W]`, both of the
+    /// model's element type ([`ModelInfo::dtype`]), tightly packed, on the model's device.
+    ///
+    /// Ordering: when both tensors' `stream` is the stream the model was opened with
+    /// ([`ModelOptions::cuda_stream`]), the run is only enqueued on it, like a kernel launch: the output is ready
+    /// for work later on that stream, and the host must synchronise that stream before reading it on the CPU or
+    /// freeing the buffers. Otherwise the plugin waits for the tensors' streams before the run and for the run
+    /// before returning, so the output is complete on return.
+    ///
+    /// The pointers must be live device allocations of the sizes described: they are not (and cannot be) checked.
+    pub fn run_device(&mut self, input: DeviceTensor, output: DeviceTensor) -> Result<(), BackendError> {
+        let plugin = self.inner.name.clone();
+        let invalid = |message: String| BackendError::InvalidArgument { plugin: plugin.clone(), message };
+        let tensor = |t: &DeviceTensor, what: &str| -> Result<VfTensor, BackendError> {
+            let dtype = match t.dtype {
+                Precision::F16 => VF_DTYPE_F16,
+                Precision::F32 => VF_DTYPE_F32,
+                Precision::Auto => return Err(invalid(format!("{what}.dtype must be F16 or F32, not Auto"))),
+            };
+            let [n, c, h, w] = t.shape;
+            let dim = |d: i64| u32::try_from(d).ok().filter(|&d| d > 0);
+            let (Some(n), Some(h), Some(w), 3) = (dim(n), dim(h), dim(w), c) else {
+                return Err(invalid(format!(
+                    "{what} has shape {:?}; expected NCHW [N, 3, H, W] with N, H, W >= 1",
+                    t.shape
+                )));
+            };
+            if t.ptr == 0 {
+                return Err(invalid(format!("{what}.ptr is null")));
+            }
+            let mut v = VfTensor::new_zeroed();
+            (v.memory, v.dtype, v.n, v.c, v.h, v.w) = (VF_MEMORY_CUDA, dtype, n, 3, h, w);
+            v.device_index = t.device;
+            v.data = t.ptr as usize as *mut std::ffi::c_void;
+            v.pitch_bytes = t.pitch_bytes as u64;
+            v.cuda_stream = t.stream as *mut std::ffi::c_void;
+            Ok(v)
+        };
+        let (i, o) = (tensor(&input, "input")?, tensor(&output, "output")?);
+        let s = self.info.scale;
+        if o.n != i.n || o.h != i.h * s || o.w != i.w * s {
+            return Err(invalid(format!(
+                "output has shape {:?} but a {:?} input at scale {s} gives [{}, 3, {}, {}]",
+                output.shape,
+                input.shape,
+                i.n,
+                i.h * s,
+                i.w * s
+            )));
+        }
+        if let Some((fw, fh)) = self.info.fixed_size {
+            if (i.w, i.h) != (fw, fh) {
+                return Err(invalid(format!(
+                    "the model takes {fw}x{fh} inputs only and run_device does not tile; the input is {}x{}",
+                    i.w, i.h
+                )));
+            }
+        }
+        let run = self.inner.vtable.model_run.ok_or_else(|| self.inner.missing_fn("model_run"))?;
+        let mut err = ErrBuf::new();
+        // SAFETY: the tensors describe device memory the caller guarantees (see above); the structs outlive the call.
         self.inner.check(unsafe { run(self.handle, &i, &o, err.ptr()) }, &err)
     }
 }

@@ -53,6 +53,27 @@ impl Colour {
 // SAFETY: a plain `#[repr(C)]` struct of f32, passed by value as a kernel argument.
 unsafe impl DeviceRepr for Colour {}
 
+/// NVRTC output per architecture, compiled once per process (compiling takes a few hundred milliseconds).
+fn compiled_ptx(major: i32, minor: i32) -> Result<cudarc::nvrtc::Ptx, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(src) = cache.lock().ok().and_then(|c| c.get(&(major, minor)).cloned()) {
+        return Ok(cudarc::nvrtc::Ptx::from_src(src));
+    }
+    let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(
+        COLOUR_SRC,
+        cudarc::nvrtc::CompileOptions { arch: Some(arch), ..Default::default() },
+    )
+    .map_err(|e| format!("NVRTC could not compile kernels/colour.cu: {e:?}"))?;
+    if let Ok(mut c) = cache.lock() {
+        c.insert((major, minor), ptx.to_src());
+    }
+    Ok(ptx)
+}
+
 /// The compiled colour kernels of one context.
 pub struct ColourKernels {
     yuv_u8_f32: CudaFunction,
@@ -102,12 +123,7 @@ impl ColourKernels {
         let ctx = gpu.context();
         let err = |m: String| GpuError { device: ctx.ordinal() as u32, message: m };
         let (major, minor) = ctx.compute_capability().map_err(|e| err(format!("{e:?}")))?;
-        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(
-            COLOUR_SRC,
-            cudarc::nvrtc::CompileOptions { arch: Some(arch), ..Default::default() },
-        )
-        .map_err(|e| err(format!("NVRTC could not compile kernels/colour.cu: {e:?}")))?;
+        let ptx = compiled_ptx(major, minor).map_err(err)?;
         let module = ctx.load_module(ptx).map_err(|e| err(format!("loading the colour kernels: {e:?}")))?;
         let f = |name: &str| module.load_function(name).map_err(|e| err(format!("kernel {name}: {e:?}")));
         Ok(ColourKernels {

@@ -4,6 +4,7 @@
 
 pub mod kernels;
 pub mod pool;
+pub mod stage;
 
 pub use pool::{Allocator, HostAllocator, Pool, PoolError, PoolStats, Pooled};
 

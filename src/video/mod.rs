@@ -7,6 +7,7 @@ mod color;
 mod convert;
 mod sink;
 mod source;
+mod yuv;
 
 pub use color::{
     assumed_matrix, gbr8_to_rgb_planar, resolve as resolve_color, rgb_planar_to_yuv, yuv_to_rgb_planar, ColorInfo,
@@ -15,6 +16,7 @@ pub use color::{
 pub use convert::{rgb_to_frame, ToRgb};
 pub use sink::{format_name, Sink, VideoOut};
 pub use source::{bit_depth_of, Item, Source, VideoInfo};
+pub use yuv::{YuvFrame, YuvUpscaler};
 
 use crate::error::{EngineError, Retry};
 use std::path::Path;

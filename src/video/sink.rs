@@ -327,6 +327,20 @@ impl Sink {
             self.color.range,
             &mut self.frame,
         );
+        self.send(pts, duration)
+    }
+
+    /// Encode one upscaled 4:2:0 frame produced on the GPU (already in the encoder's format and colour).
+    pub fn write_yuv(&mut self, yuv: &super::YuvFrame, pts: Option<i64>, duration: i64) -> Result<(), String> {
+        // SAFETY: a live frame; if the encoder still references its buffer, FFmpeg gives it a fresh one.
+        if unsafe { ff::ffi::av_frame_make_writable(self.frame.as_mut_ptr()) } < 0 {
+            self.frame = ff::frame::Video::new(self.frame.format(), self.out.width, self.out.height);
+        }
+        yuv.write_into(&mut self.frame)?;
+        self.send(pts, duration)
+    }
+
+    fn send(&mut self, pts: Option<i64>, duration: i64) -> Result<(), String> {
         self.frame.set_pts(pts);
         self.frame.set_color_space(space_of(self.color.matrix));
         self.frame.set_color_range(match self.color.range {
@@ -341,6 +355,11 @@ impl Sink {
         self.encoder.send_frame(&self.frame).map_err(|e| format!("encode: {e}"))?;
         self.frames_in += 1;
         self.drain()
+    }
+
+    /// The colour the output is encoded in (the input's).
+    pub fn color(&self) -> &ColorInfo {
+        &self.color
     }
 
     fn drain(&mut self) -> Result<(), String> {

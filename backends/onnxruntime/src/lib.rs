@@ -1,9 +1,11 @@
 //! videoforge backend plugin for ONNX Runtime, reached through `ort` with `load-dynamic`.
 //!
 //! Owns: finding and loading `libonnxruntime.so` (once per process), choosing execution providers (CPU, CUDA,
-//! TensorRT), checking a model against the IO contract at load time and running it on host buffers. Everything
-//! is exposed through the C ABI of `videoforge-backend-abi`; no `ort` type leaves this crate.
+//! TensorRT), checking a model against the IO contract at load time and running it on host buffers or on CUDA
+//! device buffers through IO binding (`device.rs`). Everything is exposed through the C ABI of
+//! `videoforge-backend-abi`; no `ort` type leaves this crate.
 
+mod device;
 mod model;
 mod runtime;
 

@@ -1,5 +1,6 @@
 //! A model loaded into an ONNX Runtime session, checked against the IO contract (NCHW, RGB, f16/f32, one input,
-//! one output, integer scale) and run on host buffers.
+//! one output, integer scale) and run on host buffers or, with a CUDA execution provider, on CUDA device buffers
+//! (see `device.rs`).
 
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 use videoforge_backend_abi::*;
 
+use crate::device::{self, BoundRun, DeviceIo};
 use crate::opt_str;
 use crate::runtime::{self, Runtime};
 
@@ -22,8 +24,19 @@ pub(crate) struct Model {
     session: Session,
     input_name: String,
     output_name: String,
+    /// Element type of the input.
     dtype: VfDType,
+    /// Element type of the output.
+    out_dtype: VfDType,
     scale: u32,
+    /// The execution provider that runs it.
+    ep: VfExecutionProvider,
+    /// CUDA device index (CUDA and TensorRT EPs).
+    device_index: u32,
+    /// The EP's compute stream as the host gave it (0: ORT's own).
+    ep_stream: usize,
+    /// IO binding state, made on the first run with device buffers.
+    io: Option<DeviceIo>,
 }
 
 fn contract(msg: String) -> PluginFailure {
@@ -113,6 +126,16 @@ impl Model {
             return Err(PluginFailure::new(VF_STATUS_NOT_FOUND, format!("model file {model_path} not found")));
         }
         let ep = resolve_ep(o, rt)?;
+        let cuda_overrides =
+            if ep == VF_EP_CUDA || ep == VF_EP_TENSORRT { device::cuda_options_from_env()? } else { Vec::new() };
+        if !cuda_overrides.is_empty() {
+            let kv: Vec<String> = cuda_overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            warnings.push(format!(
+                "CUDA execution provider options from {}: {} (they change speed and possibly the output bytes)",
+                device::CUDA_OPTIONS_ENV,
+                kv.join(",")
+            ));
+        }
 
         let threads = if o.threads == 0 { DEFAULT_THREADS } else { o.threads as usize };
         let fail = |what: &str, e: String| runtime_err(format!("{model_path}: {what}: {e}"));
@@ -124,7 +147,8 @@ impl Model {
             .map_err(|e| fail("inter-op threads", e.to_string()))?
             .with_deterministic_compute(true)
             .map_err(|e| fail("deterministic compute", e.to_string()))?;
-        builder = register_ep(builder, o, ep).map_err(|e| fail(&format!("{} execution provider", ep_name(ep)), e))?;
+        builder = register_ep(builder, o, ep, &cuda_overrides)
+            .map_err(|e| fail(&format!("{} execution provider", ep_name(ep)), e))?;
         let session =
             builder.commit_from_file(&model_path).map_err(|e| fail("cannot load the model", e.to_string()))?;
 
@@ -154,7 +178,18 @@ impl Model {
                 dtype_name(out_dtype)
             ));
         }
-        let mut model = Model { session, input_name, output_name, dtype: in_dtype, scale: 0 };
+        let mut model = Model {
+            session,
+            input_name,
+            output_name,
+            dtype: in_dtype,
+            out_dtype,
+            scale: 0,
+            ep,
+            device_index: o.device_index,
+            ep_stream: o.cuda_stream as usize,
+            io: None,
+        };
         model.scale = model.read_scale(&model_path, in_shape, out_shape)?;
 
         match (o.precision, in_dtype, ep) {
@@ -233,21 +268,16 @@ impl Model {
         Ok((s.iter().copied().collect(), v.iter().map(|x| x.to_f32()).collect()))
     }
 
-    /// Runs one host tensor into another (the ABI's `model_run`).
+    /// Runs one tensor into another (the ABI's `model_run`): host buffers, or CUDA device buffers on either or both
+    /// sides.
     pub(crate) fn run(&mut self, input: &VfTensor, output: &VfTensor) -> Result<(), PluginFailure> {
         for (t, what) in [(input, "input"), (output, "output")] {
-            if t.memory == VF_MEMORY_CUDA {
-                return Err(unsupported(format!(
-                    "{what} is in CUDA device memory: the onnxruntime plugin runs on host buffers only for now \
-                     (ABI v{VF_ABI_VERSION} defines device buffers; IO binding is not implemented yet)"
-                )));
-            }
-            if t.memory != VF_MEMORY_HOST {
+            if t.memory != VF_MEMORY_HOST && t.memory != VF_MEMORY_CUDA {
                 return Err(crate::invalid(format!("{what}.memory is {}, not a VF_MEMORY_* value", t.memory)));
             }
-            if t.c != 3 || t.data.is_null() || t.n == 0 {
+            if t.c != 3 || t.data.is_null() || t.n == 0 || t.h == 0 || t.w == 0 {
                 return Err(crate::invalid(format!(
-                    "{what} must be NCHW with C = 3, N >= 1 and data; got {}x{}x{}x{}",
+                    "{what} must be NCHW with C = 3, N, H, W >= 1 and data; got {}x{}x{}x{}",
                     t.n, t.c, t.h, t.w
                 )));
             }
@@ -267,18 +297,10 @@ impl Model {
                 input.w * s
             )));
         }
-        let len = |t: &VfTensor| t.n as usize * 3 * t.h as usize * t.w as usize;
-        // SAFETY: the host guarantees `data` holds `len` elements of `dtype`.
-        let data: Vec<f32> = unsafe {
-            match input.dtype {
-                VF_DTYPE_F32 => std::slice::from_raw_parts(input.data as *const f32, len(input)).to_vec(),
-                VF_DTYPE_F16 => std::slice::from_raw_parts(input.data as *const f16, len(input))
-                    .iter()
-                    .map(|x| x.to_f32())
-                    .collect(),
-                d => return Err(crate::invalid(format!("input.dtype {d} is not a VF_DTYPE_* value"))),
-            }
-        };
+        if input.memory == VF_MEMORY_CUDA || output.memory == VF_MEMORY_CUDA {
+            return self.run_device(input, output);
+        }
+        let data = host_to_f32(input)?;
         let shape = [input.n as i64, 3, input.h as i64, input.w as i64];
         let (got, out) = self.run_host(&data, shape).map_err(runtime_err)?;
         let want = [output.n as i64, 3, output.h as i64, output.w as i64];
@@ -291,26 +313,80 @@ impl Model {
                 shape_str(&want)
             )));
         }
-        // SAFETY: the host guarantees `data` has room for `len(output)` elements of `dtype`.
-        unsafe {
-            match output.dtype {
-                VF_DTYPE_F32 => {
-                    std::slice::from_raw_parts_mut(output.data as *mut f32, len(output)).copy_from_slice(&out)
-                }
-                VF_DTYPE_F16 => {
-                    let dst = std::slice::from_raw_parts_mut(output.data as *mut f16, len(output));
-                    for (d, s) in dst.iter_mut().zip(&out) {
-                        *d = f16::from_f32(*s);
-                    }
-                }
-                d => return Err(crate::invalid(format!("output.dtype {d} is not a VF_DTYPE_* value"))),
+        f32_to_host(&out, output)
+    }
+
+    /// [`Model::run`] with at least one side in CUDA device memory: IO binding on the model's device.
+    fn run_device(&mut self, input: &VfTensor, output: &VfTensor) -> Result<(), PluginFailure> {
+        if self.ep != VF_EP_CUDA && self.ep != VF_EP_TENSORRT {
+            return Err(unsupported(format!(
+                "device buffers need the model on a CUDA device (cuda or tensorrt execution provider), but it runs \
+                 on the {} execution provider",
+                ep_name(self.ep)
+            )));
+        }
+        for (t, what, dtype) in [(input, "input", self.dtype), (output, "output", self.out_dtype)] {
+            if t.memory == VF_MEMORY_CUDA {
+                device::check_device_tensor(t, what, self.device_index, dtype)?;
             }
         }
-        Ok(())
+        if self.io.is_none() {
+            let io = DeviceIo::new(&self.session, self.device_index, &self.input_name).map_err(runtime_err)?;
+            self.io = Some(io);
+        }
+        let run = BoundRun {
+            session: &mut self.session,
+            io: self.io.as_mut().expect("made above"),
+            output_name: &self.output_name,
+            in_dtype: self.dtype,
+            out_dtype: self.out_dtype,
+            ep_stream: self.ep_stream,
+        };
+        device::run_bound(run, input, output)
     }
 }
 
-fn dtype_name(d: VfDType) -> &'static str {
+/// Number of elements of a packed NCHW tensor.
+fn len(t: &VfTensor) -> usize {
+    t.n as usize * t.c as usize * t.h as usize * t.w as usize
+}
+
+/// Reads a packed host tensor as f32.
+pub(crate) fn host_to_f32(t: &VfTensor) -> Result<Vec<f32>, PluginFailure> {
+    // SAFETY: the host guarantees `data` holds `len` elements of `dtype`.
+    unsafe {
+        Ok(match t.dtype {
+            VF_DTYPE_F32 => std::slice::from_raw_parts(t.data as *const f32, len(t)).to_vec(),
+            VF_DTYPE_F16 => {
+                std::slice::from_raw_parts(t.data as *const f16, len(t)).iter().map(|x| x.to_f32()).collect()
+            }
+            d => return Err(crate::invalid(format!("input.dtype {d} is not a VF_DTYPE_* value"))),
+        })
+    }
+}
+
+/// Writes f32 values into a packed host tensor of its `dtype`.
+pub(crate) fn f32_to_host(out: &[f32], t: &VfTensor) -> Result<(), PluginFailure> {
+    if out.len() != len(t) {
+        return Err(runtime_err(format!("the run gave {} values for an output of {}", out.len(), len(t))));
+    }
+    // SAFETY: the host guarantees `data` has room for `len(t)` elements of `dtype`.
+    unsafe {
+        match t.dtype {
+            VF_DTYPE_F32 => std::slice::from_raw_parts_mut(t.data as *mut f32, len(t)).copy_from_slice(out),
+            VF_DTYPE_F16 => {
+                let dst = std::slice::from_raw_parts_mut(t.data as *mut f16, len(t));
+                for (d, s) in dst.iter_mut().zip(out) {
+                    *d = f16::from_f32(*s);
+                }
+            }
+            d => return Err(crate::invalid(format!("output.dtype {d} is not a VF_DTYPE_* value"))),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn dtype_name(d: VfDType) -> &'static str {
     if d == VF_DTYPE_F16 {
         "f16"
     } else {
@@ -355,6 +431,7 @@ fn register_ep(
     builder: ort::session::builder::SessionBuilder,
     o: &VfModelOptions,
     ep: VfExecutionProvider,
+    cuda_overrides: &[(String, String)],
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     let device = o.device_index as i32;
     let mut eps = Vec::new();
@@ -377,7 +454,7 @@ fn register_ep(
         eps.push(trt.build().error_on_failure());
     }
     if ep == VF_EP_TENSORRT || ep == VF_EP_CUDA {
-        let mut cuda = ort::ep::CUDA::default().with_device_id(device);
+        let mut cuda = device::cuda_ep(device, cuda_overrides);
         if !o.cuda_stream.is_null() {
             // SAFETY: as above.
             cuda = unsafe { cuda.with_compute_stream(o.cuda_stream as *mut ()) };

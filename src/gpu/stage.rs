@@ -1,0 +1,166 @@
+//! The GPU middle of the pipeline: upload a decoded 4:2:0 frame, convert it to planar RGB in the model's type
+//! with the colour kernels, run the model on device buffers on the same stream, convert back to the encoder's
+//! 4:2:0 format, and download only that. Every device buffer comes from a budgeted [`Pool`].
+
+use super::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
+use super::{DeviceAllocator, GpuContext, Pool, PoolStats};
+use crate::backend::{BackendError, DeviceTensor, FrameModel, LoadedModel, Precision};
+use crate::error::{EngineError, Retry};
+use crate::video::{YuvFrame, YuvUpscaler};
+use cudarc::driver::DevicePtr;
+use std::sync::Arc;
+
+/// Colour conversion and inference on one GPU, for one worker.
+pub struct GpuStage {
+    gpu: Arc<GpuContext>,
+    kernels: ColourKernels,
+    model: LoadedModel,
+    pool: Pool<DeviceAllocator>,
+    device: u32,
+}
+
+fn gpu_err(stage: &'static str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Stage { stage, message: e.to_string(), retry: Retry::Retriable }
+}
+
+impl GpuStage {
+    /// Compiles the kernels and sets up a pool of `budget` bytes. `model` must have been opened on this GPU's
+    /// compute stream (`ModelOptions::cuda_stream`).
+    pub fn new(gpu: Arc<GpuContext>, device: u32, model: LoadedModel, budget: u64) -> Result<GpuStage, EngineError> {
+        let kernels = ColourKernels::compile(&gpu).map_err(|e| EngineError::Device(e.to_string()))?;
+        let pool = Pool::new(format!("gpu{device} frames"), budget, DeviceAllocator::new(gpu.compute.clone()));
+        Ok(GpuStage { gpu, kernels, model, pool, device })
+    }
+
+    /// Pool counters (hit rate, peak bytes) for the report.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// The loaded model.
+    pub fn model(&self) -> &LoadedModel {
+        &self.model
+    }
+}
+
+impl YuvUpscaler for GpuStage {
+    fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), EngineError> {
+        let s = self.gpu.compute.clone();
+        let scale = self.model.info().scale as usize;
+        let (w, h) = (input.width, input.height);
+        let (ow, oh) = (w * scale, h * scale);
+        if (output.width, output.height) != (ow, oh) {
+            return Err(gpu_err("infer", format!("output frame {}x{} is not {ow}x{oh}", output.width, output.height)));
+        }
+        output.data.resize(output.len(), 0);
+        let (ty, elem, prec) = match self.model.info().dtype {
+            Precision::F16 => (RgbType::F16, 2usize, Precision::F16),
+            _ => (RgbType::F32, 4usize, Precision::F32),
+        };
+        let pool_err = |e: super::PoolError| gpu_err("infer", e);
+        let bytes = |r: &std::ops::Range<usize>| r.len() as u64;
+
+        // Upload the three planes.
+        let ip = input.planes();
+        let mut planes_in = Vec::with_capacity(3);
+        for r in &ip {
+            let mut b = self.pool.acquire(bytes(r)).map_err(pool_err)?;
+            s.memcpy_htod(&input.data[r.clone()], &mut b.get_mut().slice_mut(0..r.len()))
+                .map_err(|e| gpu_err("upload", format!("{e:?}")))?;
+            planes_in.push(b);
+        }
+        // YUV -> RGB in the model's type.
+        let ie = input.sample_bytes();
+        let (icw, _) = input.chroma_size();
+        let mut rgb_in = self.pool.acquire((3 * w * h * elem) as u64).map_err(pool_err)?;
+        let src = DeviceYuv {
+            y: planes_in[0].get(),
+            y_pitch: w * ie,
+            u: planes_in[1].get(),
+            u_pitch: icw * ie,
+            v: planes_in[2].get(),
+            v_pitch: icw * ie,
+            semi_planar: false,
+            wide: ie == 2,
+            shift: 0,
+        };
+        self.kernels
+            .yuv_to_rgb(
+                &s,
+                &src,
+                Colour::new(input.matrix, input.range, input.bit_depth),
+                ty,
+                rgb_in.get_mut(),
+                w as u32,
+                h as u32,
+            )
+            .map_err(|e| gpu_err("preprocess", e))?;
+        // The model, on device buffers, on the same stream.
+        let rgb_out = self.pool.acquire((3 * ow * oh * elem) as u64).map_err(pool_err)?;
+        {
+            let (in_ptr, _g1) = rgb_in.get().device_ptr(&s);
+            let (out_ptr, _g2) = rgb_out.get().device_ptr(&s);
+            let stream = s.cu_stream() as usize;
+            let t = |ptr, ww: usize, hh: usize| DeviceTensor {
+                ptr,
+                dtype: prec,
+                shape: [1, 3, hh as i64, ww as i64],
+                pitch_bytes: ww * elem,
+                stream,
+                device: self.device,
+            };
+            self.model.run_device(t(in_ptr, w, h), t(out_ptr, ow, oh)).map_err(EngineError::Backend)?;
+        }
+        // RGB -> the encoder's 4:2:0.
+        let oe = output.sample_bytes();
+        let op = output.planes();
+        let (ocw, _) = output.chroma_size();
+        let mut outs = Vec::with_capacity(3);
+        for r in &op {
+            outs.push(self.pool.acquire(bytes(r)).map_err(pool_err)?);
+        }
+        {
+            let [y, u, v] = &mut outs[..] else { unreachable!("three planes") };
+            self.kernels
+                .rgb_to_yuv(
+                    &s,
+                    rgb_out.get(),
+                    ty,
+                    ow as u32,
+                    oh as u32,
+                    Colour::new(output.matrix, output.range, output.bit_depth),
+                    oe == 2,
+                    [(y.get_mut(), ow * oe), (u.get_mut(), ocw * oe), (v.get_mut(), ocw * oe)],
+                )
+                .map_err(|e| gpu_err("postprocess", e))?;
+        }
+        // Download only the encoder-format planes.
+        for (r, b) in op.iter().zip(&outs) {
+            s.memcpy_dtoh(&b.get().slice(0..r.len()), &mut output.data[r.clone()])
+                .map_err(|e| gpu_err("download", format!("{e:?}")))?;
+        }
+        s.synchronize().map_err(|e| gpu_err("download", format!("{e:?}")))?;
+        Ok(())
+    }
+}
+
+/// The host path of the same model (frames that are not 4:2:0, or tiled plans): inference still on the GPU.
+impl FrameModel for GpuStage {
+    fn scale(&self) -> u32 {
+        self.model.scale()
+    }
+
+    fn upscale(
+        &mut self,
+        input: &[f32],
+        width: usize,
+        height: usize,
+        output: &mut Vec<f32>,
+    ) -> Result<(), BackendError> {
+        self.model.upscale(input, width, height, output)
+    }
+
+    fn yuv_upscaler(&mut self) -> Option<&mut dyn YuvUpscaler> {
+        Some(self)
+    }
+}

@@ -1,0 +1,134 @@
+//! 4:2:0 frames in host memory, in the layout the GPU stage uploads and downloads: the encoder's own format
+//! (yuv420p or yuv420p10le), planes packed tightly, so only encoder-format bytes cross the bus, never RGB.
+
+use super::color::{Matrix, Range};
+use ff::format::Pixel;
+use ffmpeg_next as ff;
+
+/// A tightly packed planar 4:2:0 frame: Y (w×h), then Cb and Cr (⌈w/2⌉×⌈h/2⌉ each); 8-bit samples are bytes,
+/// 10-bit samples little-endian `u16` with the value in the low bits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YuvFrame {
+    /// Luma width.
+    pub width: usize,
+    /// Luma height.
+    pub height: usize,
+    /// 8 or 10.
+    pub bit_depth: u8,
+    /// Matrix the samples are in.
+    pub matrix: Matrix,
+    /// Range the samples are in.
+    pub range: Range,
+    /// The three planes, back to back.
+    pub data: Vec<u8>,
+}
+
+impl YuvFrame {
+    /// An empty frame of this geometry (data sized, zeroed).
+    pub fn new(width: usize, height: usize, bit_depth: u8, matrix: Matrix, range: Range) -> YuvFrame {
+        let mut f = YuvFrame { width, height, bit_depth, matrix, range, data: Vec::new() };
+        f.data.resize(f.len(), 0);
+        f
+    }
+
+    /// Bytes per sample.
+    pub fn sample_bytes(&self) -> usize {
+        if self.bit_depth > 8 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Chroma plane size in samples (width, height).
+    pub fn chroma_size(&self) -> (usize, usize) {
+        (self.width.div_ceil(2), self.height.div_ceil(2))
+    }
+
+    /// Byte ranges of the Y, Cb and Cr planes in `data`.
+    pub fn planes(&self) -> [std::ops::Range<usize>; 3] {
+        let e = self.sample_bytes();
+        let y = self.width * self.height * e;
+        let (cw, ch) = self.chroma_size();
+        let c = cw * ch * e;
+        [0..y, y..y + c, y + c..y + 2 * c]
+    }
+
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.planes()[2].end
+    }
+
+    /// Whether the frame has no pixels.
+    pub fn is_empty(&self) -> bool {
+        self.width == 0 || self.height == 0
+    }
+
+    /// Whether a decoded frame can be read directly (yuv420p / yuv420p10le).
+    pub fn supports(format: Pixel) -> bool {
+        matches!(format, Pixel::YUV420P | Pixel::YUVJ420P | Pixel::YUV420P10LE)
+    }
+
+    /// Copies a decoded yuv420p/yuv420p10le frame into `self` (reusing its allocation).
+    pub fn read_from(&mut self, f: &ff::frame::Video, matrix: Matrix, range: Range) -> Result<(), String> {
+        if !Self::supports(f.format()) {
+            return Err(format!("pixel format {:?} is not 4:2:0 8/10-bit", f.format()));
+        }
+        self.width = f.width() as usize;
+        self.height = f.height() as usize;
+        self.bit_depth = if f.format() == Pixel::YUV420P10LE { 10 } else { 8 };
+        self.matrix = matrix;
+        self.range = range;
+        let need = self.len();
+        self.data.resize(need, 0);
+        let e = self.sample_bytes();
+        let (cw, ch) = self.chroma_size();
+        let dims = [(self.width, self.height), (cw, ch), (cw, ch)];
+        let planes = self.planes();
+        for (i, (range, (w, h))) in planes.into_iter().zip(dims).enumerate() {
+            let stride = f.stride(i);
+            let src = f.data(i);
+            let dst = &mut self.data[range];
+            for row in 0..h {
+                let s = &src[row * stride..row * stride + w * e];
+                dst[row * w * e..(row + 1) * w * e].copy_from_slice(s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `self` into an allocated yuv420p/yuv420p10le encoder frame of at most this size (the frame may be
+    /// a pixel narrower or shorter: an odd dimension cropped for 4:2:0).
+    pub fn write_into(&self, f: &mut ff::frame::Video) -> Result<(), String> {
+        let want = if self.bit_depth > 8 { Pixel::YUV420P10LE } else { Pixel::YUV420P };
+        if f.format() != want {
+            return Err(format!("encoder frame is {:?}, the GPU stage produced {want:?}", f.format()));
+        }
+        let (fw, fh) = (f.width() as usize, f.height() as usize);
+        if fw > self.width || fh > self.height {
+            return Err(format!("frame {fw}x{fh} is larger than the upscaled {}x{}", self.width, self.height));
+        }
+        let e = self.sample_bytes();
+        let (cw, _) = self.chroma_size();
+        let (fcw, fch) = (fw.div_ceil(2), fh.div_ceil(2));
+        let src_w = [self.width, cw, cw];
+        let dims = [(fw, fh), (fcw, fch), (fcw, fch)];
+        for (i, (range, (w, h))) in self.planes().into_iter().zip(dims).enumerate() {
+            let stride = f.stride(i);
+            let src = &self.data[range];
+            let dst = f.data_mut(i);
+            for row in 0..h {
+                let s = &src[row * src_w[i] * e..row * src_w[i] * e + w * e];
+                dst[row * stride..row * stride + w * e].copy_from_slice(s);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Upscales 4:2:0 frames with the colour conversion and the model on a device, so only encoder-format frames
+/// cross to the host. `output` arrives with its geometry, bit depth, matrix and range set; the stage fills data.
+pub trait YuvUpscaler: Send {
+    /// Runs one frame.
+    fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), crate::EngineError>;
+}
