@@ -4,7 +4,7 @@
 # side by side on the same machine.
 set -uo pipefail
 . /tmp/vf/env.sh
-export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin
+export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 log() { echo "== $*" | tee -a "$out/session.log"; }
@@ -15,7 +15,12 @@ run videoforge doctor
 videoforge doctor --json > "$out/doctor.json" 2>&1
 
 log "GPU tests"
-for t in /tmp/vf/bin/gpu-*; do run "$t" --ignored --test-threads=1; done
+for t in /tmp/vf/bin/gpu-*; do run "$t" --ignored --test-threads=1 --nocapture; done
+
+log "the demo job on the GPU"
+rm -rf out/demo
+run videoforge run jobs/demo.toml
+cp out/demo/sample.x2.mp4.report.json "$out/demo_report.json" 2>/dev/null
 
 log "inference benchmarks (videoforge, host buffers)"
 for args in "-m models/realesr-animevideov3-x2-fp16.onnx --size 1920x1080 --frames 30" \
