@@ -40,8 +40,8 @@ run python3 bench/torch_reference.py --channels-last --model bench/clips/realesr
 
 log "end to end"
 for clip in 960x540 1920x1080; do
-  run /usr/bin/time -v videoforge -i "bench/clips/clip_$clip.mp4" -o "/tmp/vf_$clip.mp4" \
+  run videoforge -i "bench/clips/clip_$clip.mp4" -o "/tmp/vf_$clip.mp4" \
     -m models/realesr-animevideov3-x2-fp16.onnx -d 0 --preset veryfast
   cp "/tmp/vf_$clip.mp4.report.json" "$out/report_$clip.json" 2>/dev/null
-  run /usr/bin/time -v python3 bench/torch_reference.py pipeline "bench/clips/clip_$clip.mp4" "/tmp/torch_$clip.mp4"
+  run python3 bench/torch_reference.py pipeline "bench/clips/clip_$clip.mp4" "/tmp/torch_$clip.mp4"
 done
