@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs on the lent GPU machine after `.devpack/app/unpack.sh` (see bench/README.md): the GPU tests, the inference
-# benchmarks, the PyTorch reference, and end-to-end runs, each result under $OUT. One call, so the figures are
-# side by side on the same machine.
+# Runs on the lent GPU machine after `.devpack/app/unpack.sh` (see bench/README.md): the GPU tests, the
+# benchmarks, the PyTorch reference and end-to-end runs, each result under $OUT, in one call so the figures are
+# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch e2e medium (default: all).
 set -uo pipefail
 . /tmp/vf/env.sh
 export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
+sections=" ${SECTIONS:-tests demo bench devio torch e2e medium} "
+want() { [[ $sections == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$out/session.log"; }
 run() { log "$*"; "$@" 2>&1 | tee -a "$out/session.log"; }
 
@@ -14,34 +16,59 @@ run nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --form
 run videoforge doctor
 videoforge doctor --json > "$out/doctor.json" 2>&1
 
-log "GPU tests"
-for t in /tmp/vf/bin/gpu-*; do run "$t" --ignored --test-threads=1 --nocapture; done
+if want tests; then
+  log "GPU tests"
+  for t in /tmp/vf/bin/gpu-*; do run "$t" --ignored --test-threads=1 --nocapture; done
+fi
 
-log "the demo job on the GPU"
-rm -rf out/demo
-run videoforge run jobs/demo.toml
-cp out/demo/sample.x2.mp4.report.json "$out/demo_report.json" 2>/dev/null
+if want demo; then
+  log "the demo job on the GPU"
+  rm -rf out/demo
+  run videoforge run jobs/demo.toml
+  cp out/demo/sample.x2.mp4.report.json "$out/demo_report.json" 2>/dev/null
+fi
 
-log "inference benchmarks (videoforge, host buffers)"
-for args in "-m models/realesr-animevideov3-x2-fp16.onnx --size 1920x1080 --frames 30" \
-            "-m models/realesr-animevideov3-x2-fp16.onnx --size 960x540 --frames 100" \
-            "-m models/realesr-animevideov3-x2.onnx --size 1920x1080 --frames 20" \
-            "-m bench/clips/realesr-animevideov3-x4-fp16.onnx --size 480x270 --frames 200"; do
-  # shellcheck disable=SC2086
-  run videoforge bench $args -d 0
-done
+X2H=models/realesr-animevideov3-x2-fp16.onnx
+X2F=models/realesr-animevideov3-x2.onnx
+X4H=bench/clips/realesr-animevideov3-x4-fp16.onnx
+if want bench; then
+  log "inference benchmarks (videoforge, host buffers)"
+  run videoforge bench -m $X2H --size 1920x1080 --frames 30 -d 0
+  run videoforge bench -m $X2H --size 960x540 --frames 100 -d 0
+fi
 
-log "PyTorch reference"
-run python3 bench/torch_reference.py check
-run python3 bench/torch_reference.py inference 1920 1080 50
-run python3 bench/torch_reference.py --channels-last inference 1920 1080 50
-run python3 bench/torch_reference.py --channels-last inference 960 540 100
-run python3 bench/torch_reference.py --channels-last --model bench/clips/realesr-animevideov3-x4.onnx inference 480 270 200
+if want devio; then
+  log "device paths: model alone on device buffers, and the whole GPU stage"
+  run videoforge bench --device-io -m $X2H --size 1920x1080 --frames 100 -d 0
+  run videoforge bench --device-io -m $X2F --size 1920x1080 --frames 50 -d 0
+  run videoforge bench --device-io -m $X2H --size 960x540 --frames 300 -d 0
+  run videoforge bench --device-io -m $X4H --size 480x270 --frames 500 -d 0
+  run videoforge bench --device-io -m $X2H --size 1920x1080 --frames 50 -d 0 --ep tensorrt
+fi
 
-log "end to end"
-for clip in 960x540 1920x1080; do
-  run videoforge -i "bench/clips/clip_$clip.mp4" -o "/tmp/vf_$clip.mp4" \
-    -m models/realesr-animevideov3-x2-fp16.onnx -d 0 --preset veryfast
-  cp "/tmp/vf_$clip.mp4.report.json" "$out/report_$clip.json" 2>/dev/null
-  run python3 bench/torch_reference.py pipeline "bench/clips/clip_$clip.mp4" "/tmp/torch_$clip.mp4"
-done
+if want torch; then
+  log "PyTorch reference"
+  run python3 bench/torch_reference.py check
+  run python3 bench/torch_reference.py inference 1920 1080 50
+  run python3 bench/torch_reference.py --channels-last inference 1920 1080 50
+  run python3 bench/torch_reference.py --channels-last inference 960 540 100
+  run python3 bench/torch_reference.py --channels-last --model bench/clips/realesr-animevideov3-x4.onnx inference 480 270 200
+fi
+
+if want e2e; then
+  log "end to end (x264 veryfast)"
+  for clip in 960x540 1920x1080; do
+    run videoforge -i "bench/clips/clip_$clip.mp4" -o "/tmp/vf_$clip.mp4" -m $X2H -d 0 --preset veryfast
+    cp "/tmp/vf_$clip.mp4.report.json" "$out/report_$clip.json" 2>/dev/null
+    run python3 bench/torch_reference.py pipeline "bench/clips/clip_$clip.mp4" "/tmp/torch_$clip.mp4"
+  done
+  run videoforge -i bench/clips/clip_480x270.mp4 -o /tmp/vf_480x270.mp4 -m $X4H -d 0 --preset veryfast
+  cp /tmp/vf_480x270.mp4.report.json "$out/report_480x270.json" 2>/dev/null
+  run python3 bench/torch_reference.py --model bench/clips/realesr-animevideov3-x4.onnx pipeline bench/clips/clip_480x270.mp4 /tmp/torch_480x270.mp4
+fi
+
+if want medium; then
+  log "end to end, 1080p -> 4K with x264 medium (the default preset): the CPU encoder bounds it"
+  run videoforge -i bench/clips/clip_1920x1080.mp4 -o /tmp/vf_medium.mp4 -m $X2H -d 0
+  cp /tmp/vf_medium.mp4.report.json "$out/report_1920x1080_medium.json" 2>/dev/null
+fi

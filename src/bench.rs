@@ -105,3 +105,112 @@ pub fn inference(b: &InferenceBench) -> Result<InferenceResult, EngineError> {
         vram_delta: free_before.zip(free_after).map(|(a, b)| a.saturating_sub(b)),
     })
 }
+
+/// Figures of the device paths on one GPU: the model alone on device buffers, and the whole GPU stage (upload a
+/// 4:2:0 frame, colour kernels, model, kernels, download the encoder-format frame).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceResult {
+    /// What ran.
+    pub what: String,
+    /// Input width.
+    pub width: usize,
+    /// Input height.
+    pub height: usize,
+    /// Model alone, device buffers, on the GPU stage's stream (synchronised once per frame).
+    pub model_fps: f64,
+    /// The whole GPU stage per frame.
+    pub stage_fps: f64,
+    /// Timed frames of each.
+    pub frames: usize,
+    /// Model IO type.
+    pub dtype: String,
+    /// Device memory in use after the run minus before (device-wide), in bytes.
+    pub vram_delta: Option<u64>,
+    /// The stage's buffer pool counters.
+    pub pool: crate::gpu::PoolStats,
+}
+
+/// Times the device paths on GPU `device` (see [`DeviceResult`]).
+pub fn device(b: &InferenceBench, device: u32) -> Result<DeviceResult, EngineError> {
+    use crate::backend::DeviceTensor;
+    use crate::video::{Matrix, Range, YuvFrame, YuvUpscaler};
+    use cudarc::driver::DevicePtr;
+    let dev_err = |e: String| EngineError::Device(e);
+    let gpu = std::sync::Arc::new(crate::gpu::GpuContext::new(device).map_err(|e| dev_err(e.to_string()))?);
+    let free_before = gpu.mem_info().ok().map(|(f, _)| f);
+    let plugin = Plugin::load(&backend::find_plugin("onnxruntime")?)?;
+    let mut model = plugin.open_model(&ModelOptions {
+        model_path: b.model.clone(),
+        precision: b.precision,
+        device: Device::Cuda(device),
+        execution_provider: b.execution_provider.clone(),
+        tile: 0,
+        tile_overlap: 0,
+        batch: 1,
+        runtime_library: None,
+        cache_dir: None,
+        cuda_stream: gpu.compute.cu_stream() as usize,
+        threads: 0,
+    })?;
+    let (w, h, s) = (b.width, b.height, model.scale() as usize);
+    let (dtype, elem) = match model.info().dtype {
+        Precision::F16 => (Precision::F16, 2usize),
+        _ => (Precision::F32, 4usize),
+    };
+    let stream = gpu.compute.clone();
+    let zeros = |n: usize| stream.alloc_zeros::<u8>(n).map_err(|e| dev_err(format!("{e:?}")));
+    let input = zeros(3 * w * h * elem)?;
+    let output = zeros(3 * w * h * s * s * elem)?;
+    let run = |model: &mut crate::backend::LoadedModel| -> Result<(), EngineError> {
+        let (ip, _g1) = input.device_ptr(&stream);
+        let (op, _g2) = output.device_ptr(&stream);
+        let t = |ptr, ww: usize, hh: usize| DeviceTensor {
+            ptr,
+            dtype,
+            shape: [1, 3, hh as i64, ww as i64],
+            pitch_bytes: ww * elem,
+            stream: stream.cu_stream() as usize,
+            device,
+        };
+        model.run_device(t(ip, w, h), t(op, w * s, h * s))?;
+        Ok(())
+    };
+    for _ in 0..3 {
+        run(&mut model)?;
+    }
+    stream.synchronize().map_err(|e| dev_err(format!("{e:?}")))?;
+    let t = Instant::now();
+    for _ in 0..b.frames {
+        run(&mut model)?;
+        stream.synchronize().map_err(|e| dev_err(format!("{e:?}")))?;
+    }
+    let model_fps = b.frames as f64 / t.elapsed().as_secs_f64();
+    let dtype_name = format!("{:?}", model.info().dtype);
+
+    let mut stage = crate::gpu::stage::GpuStage::new(gpu.clone(), device, model, 8 << 30)?;
+    let mut frame = YuvFrame::new(w, h, 8, Matrix::Bt709, Range::Limited);
+    for (i, v) in frame.data.iter_mut().enumerate() {
+        *v = (i * 7 % 220 + 16) as u8;
+    }
+    let mut out = YuvFrame::new(w * s, h * s, 8, Matrix::Bt709, Range::Limited);
+    for _ in 0..3 {
+        stage.upscale_yuv(&frame, &mut out)?;
+    }
+    let t = Instant::now();
+    for _ in 0..b.frames {
+        stage.upscale_yuv(&frame, &mut out)?;
+    }
+    let stage_fps = b.frames as f64 / t.elapsed().as_secs_f64();
+    let free_after = gpu.mem_info().ok().map(|(f, _)| f);
+    Ok(DeviceResult {
+        what: format!("videoforge device paths ({})", plugin.info().library_version),
+        width: w,
+        height: h,
+        model_fps,
+        stage_fps,
+        frames: b.frames,
+        dtype: dtype_name,
+        vram_delta: free_before.zip(free_after).map(|(a, b)| a.saturating_sub(b)),
+        pool: stage.pool_stats(),
+    })
+}

@@ -149,6 +149,9 @@ struct BenchArgs {
     /// Tile edge in input pixels (0: whole frame).
     #[arg(long, default_value_t = 0)]
     tile: u32,
+    /// On a GPU: time the model on device buffers and the whole GPU stage instead of host buffers.
+    #[arg(long)]
+    device_io: bool,
 }
 
 #[derive(Args, Debug)]
@@ -269,7 +272,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 "auto" => videoforge::backend::Precision::Auto,
                 p => anyhow::bail!("-p {p}: expected f16, f32 or auto"),
             };
-            let r = videoforge::bench::inference(&videoforge::bench::InferenceBench {
+            let bench = videoforge::bench::InferenceBench {
                 model: b.model,
                 width: w,
                 height: h,
@@ -278,8 +281,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 precision,
                 execution_provider: b.ep,
                 tile: b.tile,
-            })?;
-            println!("{}", serde_json::to_string(&r)?);
+            };
+            match (b.device_io, device) {
+                (true, videoforge::backend::Device::Cuda(i)) => {
+                    println!("{}", serde_json::to_string(&videoforge::bench::device(&bench, i)?)?)
+                }
+                (true, videoforge::backend::Device::Cpu) => anyhow::bail!("--device-io needs a GPU (-d N)"),
+                (false, _) => println!("{}", serde_json::to_string(&videoforge::bench::inference(&bench)?)?),
+            }
             Ok(exit_codes::SUCCESS)
         }
         Some(Command::Schema) => {

@@ -24,7 +24,9 @@ const FP32: &str = "models/realesr-animevideov3-x2.onnx";
 fn root() -> &'static Path {
     // A test binary carried to a GPU machine runs from a checkout at another path: VIDEOFORGE_ROOT says where.
     static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| std::env::var_os("VIDEOFORGE_ROOT").map(Into::into).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
+    ROOT.get_or_init(|| {
+        std::env::var_os("VIDEOFORGE_ROOT").map(Into::into).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+    })
 }
 
 /// The plugin file, building the plugin crate once if it is not there yet.
