@@ -7,7 +7,7 @@ set -uo pipefail
 export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-sections=" ${SECTIONS:-tests demo bench devio torch e2e medium} "
+sections=" ${SECTIONS:-tests demo bench devio torch e2e medium long farm} "
 want() { [[ $sections == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$out/session.log"; }
 run() { log "$*"; "$@" 2>&1 | tee -a "$out/session.log"; }
@@ -71,4 +71,34 @@ if want medium; then
   log "end to end, 1080p -> 4K with x264 medium (the default preset): the CPU encoder bounds it"
   run videoforge -i bench/clips/clip_1920x1080.mp4 -o /tmp/vf_medium.mp4 -m $X2H -d 0
   cp /tmp/vf_medium.mp4.report.json "$out/report_1920x1080_medium.json" 2>/dev/null
+fi
+
+if want long; then
+  log "end to end, 300 frames 1080p -> 4K (x264 veryfast): steady state"
+  run videoforge -i bench/clips/long_1920x1080.mp4 -o /tmp/vf_long.mp4 -m $X2H -d 0 --preset veryfast
+  cp /tmp/vf_long.mp4.report.json "$out/report_long.json" 2>/dev/null
+  run python3 bench/torch_reference.py pipeline bench/clips/long_1920x1080.mp4 /tmp/torch_long.mp4
+fi
+
+if want farm; then
+  log "one GPU, 4 files of 1080p -> 4K: 1 file at once, 2 at once, and two workers on GPU 0"
+  rm -rf /tmp/farm && mkdir -p /tmp/farm/clips
+  for i in 1 2 3 4; do cp bench/clips/clip_1920x1080.mp4 /tmp/farm/clips/c$i.mp4; done
+  cp $X2H /tmp/farm/model.onnx
+  for variant in "gpus = [0]|files_at_once = 1" "gpus = [0]|files_at_once = 2" "gpus = [0, 0]|files_at_once = 1"; do
+    printf 'version = 1\n[model]\npath = "model.onnx"\n[device]\n%s\n%s\n[[input]]\npath = "clips/*.mp4"\n[output]\ndir = "out"\n[encode]\npreset = "veryfast"\n' \
+      "${variant%%|*}" "${variant##*|}" > /tmp/farm/job.toml
+    rm -rf /tmp/farm/out
+    ( nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -lms 250 > "$out/smi_${variant//[^a-z0-9]/_}.csv" & echo $! > /tmp/smi.pid )
+    s=$(date +%s.%N)
+    run videoforge run /tmp/farm/job.toml --force
+    e=$(date +%s.%N)
+    kill "$(cat /tmp/smi.pid)" 2>/dev/null
+    log "farm [$variant]: 360 frames in $(python3 -c "print(round($e - $s, 2))") s"
+    python3 - "$variant" <<'PY' 2>&1 | tee -a "$out/session.log"
+import json, sys
+r = json.load(open("/tmp/farm/out/videoforge-run.json"))
+print(sys.argv[1], [(f["input"].split("/")[-1], f["worker"], round(f["seconds"], 2)) for f in r["files"]])
+PY
+  done
 fi
