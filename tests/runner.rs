@@ -322,3 +322,39 @@ fn a_failing_device_stops_only_its_own_worker() {
     assert!(t.contains("4 done, 0 skipped, 0 failed"), "{t}");
     assert_eq!(farm.outputs().len(), 4);
 }
+
+/// Ctrl+C (SIGINT) mid-file: the run stops, publishes nothing partial, removes its temporary file, writes the
+/// summary and exits with the retry code; a rerun finishes the job.
+#[test]
+fn sigint_mid_file_publishes_nothing_and_exits_with_the_retry_code() {
+    let farm = Farm::new(1, 96, 64, 60);
+    let child = bin().arg("run").arg(farm.path("job.toml")).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let tmp = std::fs::read_dir(farm.path("out"))
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains("partial")))
+            .unwrap_or(false);
+        if tmp || started.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(75), "{t}");
+    assert!(t.contains("interrupted"), "{t}");
+    let left: Vec<String> = std::fs::read_dir(farm.path("out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "videoforge-run.json")
+        .collect();
+    assert!(left.is_empty(), "nothing but the summary is left: {left:?}");
+
+    let o = farm.run(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(frames_in(&farm.path("out/clip0.x2.mp4")), 60);
+}
