@@ -81,6 +81,22 @@ impl Farm {
     }
 }
 
+/// Waits until a run has started writing its output (a temporary `.partial` file appears), then a little longer so
+/// it is mid-file.
+fn wait_until_writing(farm: &Farm) {
+    let started = std::time::Instant::now();
+    loop {
+        let tmp = std::fs::read_dir(farm.path("out"))
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains("partial")))
+            .unwrap_or(false);
+        if tmp || started.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
 fn dry_run_list(farm: &Farm, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
     let mut c = bin();
     c.arg("run").arg(farm.path("job.toml")).arg("--dry-run").args(args);
@@ -186,18 +202,7 @@ fn a_failing_file_does_not_stop_the_others_and_sets_the_exit_code() {
 fn sigkill_mid_file_leaves_no_complete_looking_output_and_a_rerun_finishes() {
     let farm = Farm::new(1, 96, 64, 48);
     let mut child = bin().arg("run").arg(farm.path("job.toml")).spawn().unwrap();
-    // Wait until the run has started writing (a temporary file appears), then kill it hard.
-    let started = std::time::Instant::now();
-    loop {
-        let tmp = std::fs::read_dir(farm.path("out"))
-            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains("partial")))
-            .unwrap_or(false);
-        if tmp || started.elapsed().as_secs() > 60 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_until_writing(&farm);
     child.kill().unwrap();
     let _ = child.wait();
     assert!(farm.outputs().is_empty(), "nothing at the output path after SIGKILL: {:?}", farm.outputs());
@@ -329,17 +334,7 @@ fn a_failing_device_stops_only_its_own_worker() {
 fn sigint_mid_file_publishes_nothing_and_exits_with_the_retry_code() {
     let farm = Farm::new(1, 96, 64, 60);
     let child = bin().arg("run").arg(farm.path("job.toml")).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        let tmp = std::fs::read_dir(farm.path("out"))
-            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains("partial")))
-            .unwrap_or(false);
-        if tmp || started.elapsed().as_secs() > 60 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_until_writing(&farm);
     let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(st.success());
     let o = child.wait_with_output().unwrap();
