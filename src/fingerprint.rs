@@ -27,6 +27,10 @@ pub struct EngineFingerprint {
     pub driver: Option<String>,
     /// CUDA version, where a GPU is used.
     pub cuda: Option<String>,
+    /// cuDNN version, where the CUDA or TensorRT execution provider runs the model.
+    pub cudnn: Option<String>,
+    /// TensorRT version, where the TensorRT execution provider runs the model.
+    pub tensorrt: Option<String>,
     /// SHA-256 of the model file.
     pub model_sha256: String,
     /// Hash of the `kernels/` sources.
@@ -63,6 +67,8 @@ impl EngineFingerprint {
             gpus,
             driver: probe.driver_version.clone().filter(|_| uses_gpu),
             cuda: probe.cuda_version.clone().filter(|_| uses_gpu),
+            cudnn: probe.cudnn_version.clone().filter(|_| uses_gpu && plan.model.execution_provider != "cpu"),
+            tensorrt: probe.tensorrt_version.clone().filter(|_| plan.model.execution_provider == "tensorrt"),
             model_sha256: plan.model.sha256.clone(),
             kernels_hash: crate::KERNELS_HASH.into(),
             plan_hash: processing_hash(plan),

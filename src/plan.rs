@@ -943,6 +943,8 @@ mod tests {
             cpu_cores: 16,
             driver_version: Some("580.159.04".into()),
             cuda_version: Some("13.0".into()),
+            cudnn_version: Some("9.10.2".into()),
+            tensorrt_version: None,
             gpus: (0..n)
                 .map(|i| GpuInfo {
                     index: i,

@@ -14,6 +14,10 @@ pub struct MachineProbe {
     pub driver_version: Option<String>,
     /// CUDA driver API version (`13.0`), when a driver is present.
     pub cuda_version: Option<String>,
+    /// cuDNN version (`9.10.2`), when `libcudnn.so.9` loads (ONNX Runtime's CUDA provider uses it).
+    pub cudnn_version: Option<String>,
+    /// TensorRT version (`10.9.0`), when `libnvinfer.so.10` loads.
+    pub tensorrt_version: Option<String>,
     /// The GPUs found.
     pub gpus: Vec<GpuInfo>,
     /// Why GPU features are missing, one line each (empty when everything was found).
@@ -105,6 +109,10 @@ fn probe_cuda(probe: &mut MachineProbe) -> Result<(), String> {
     unsafe { sys::cuDriverGetVersion(&mut v) }.result().map_err(|e| format!("cuDriverGetVersion failed: {e:?}"))?;
     probe.cuda_version = Some(format!("{}.{}", v / 1000, (v % 1000) / 10));
     probe.driver_version = read_driver_version();
+    // cuDNN 9 and TensorRT 10 both encode major·10000 + minor·100 + patch.
+    let dotted = |v: usize| format!("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100);
+    probe.cudnn_version = library_version("libcudnn.so.9", b"cudnnGetVersion\0").map(dotted);
+    probe.tensorrt_version = library_version("libnvinfer.so.10", b"getInferLibVersion\0").map(dotted);
     let count = result::device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {e:?}"))?;
     if count == 0 {
         return Err("NVIDIA driver present but no GPU is visible (CPU plan)".into());
@@ -149,6 +157,18 @@ fn probe_cuda(probe: &mut MachineProbe) -> Result<(), String> {
         });
     }
     Ok(())
+}
+
+/// Calls a library's `version()`-style function (no arguments, an integer back), if the library loads.
+fn library_version(lib: &str, symbol: &[u8]) -> Option<usize> {
+    // SAFETY: loading an NVIDIA library and calling its version getter, which takes no arguments and only returns
+    // a number (cudnnGetVersion returns size_t, getInferLibVersion int32: the low bits are the same on x86-64).
+    unsafe {
+        let l = libloading::Library::new(lib).ok()?;
+        let f = l.get::<unsafe extern "C" fn() -> usize>(symbol).ok()?;
+        let v = f() & 0xffff_ffff;
+        Some(v)
+    }
 }
 
 fn read_driver_version() -> Option<String> {

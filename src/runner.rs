@@ -780,6 +780,11 @@ impl DoctorReport {
             m.driver_version.as_deref().unwrap_or("none"),
             m.cuda_version.as_deref().unwrap_or("none")
         );
+        s += &format!(
+            "cudnn:      {}   tensorrt: {}\n",
+            m.cudnn_version.as_deref().unwrap_or("none"),
+            m.tensorrt_version.as_deref().unwrap_or("none")
+        );
         if m.gpus.is_empty() {
             s += "gpus:       none\n";
         }
