@@ -633,6 +633,28 @@ fn process_one(
     let mut rec = record(item, FileStatus::Complete, input_sha256, fp, Some(worker.into()), seconds);
     match result {
         Ok(report) => {
+            let stages: Vec<String> = report["stages"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|s| {
+                            format!(
+                                "{} {:.2}s busy",
+                                s["name"].as_str().unwrap_or("?"),
+                                s["busy_s"].as_f64().unwrap_or(0.0)
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            tracing::info!(
+                "{}: {} frames at {:.1} fps ({}); peak RSS {} MiB",
+                item.input.display(),
+                report["frames_encoded"],
+                report["fps"].as_f64().unwrap_or(0.0),
+                stages.join(", "),
+                report["peak_rss_bytes"].as_u64().unwrap_or(0) >> 20
+            );
             rec.pipeline = Some(report);
             let json = serde_json::to_vec_pretty(&rec).unwrap_or_default();
             if let Err(e) = write_atomic(&report_path(&item.output), &json) {
@@ -681,7 +703,8 @@ fn run_pipeline(
         tile_overlap: plan.pipeline.tile_overlap,
         batch: plan.pipeline.batch as u32,
         runtime_library: plan.model.runtime_library.clone(),
-        cache_dir: None,
+        // TensorRT engines depend on everything in the fingerprint: one cache folder per fingerprint.
+        cache_dir: (plan.model.execution_provider == "tensorrt").then(|| engine_cache_dir(&fp.id())),
         cuda_stream,
         threads: 0,
     };
@@ -710,6 +733,15 @@ fn run_pipeline(
         audit: opts.audit,
     })?;
     Ok(serde_json::to_value(&report).unwrap_or_default())
+}
+
+/// `$XDG_CACHE_HOME/videoforge/engines/<fingerprint>` (or `~/.cache/...`, or the temp folder).
+fn engine_cache_dir(fingerprint_id: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("videoforge/engines").join(fingerprint_id)
 }
 
 /// What `videoforge doctor` reports.
