@@ -214,3 +214,302 @@ pub fn device(b: &InferenceBench, device: u32) -> Result<DeviceResult, EngineErr
         pool: stage.pool_stats(),
     })
 }
+
+/// The synthetic stress test: what to run.
+#[derive(Debug, Clone)]
+pub struct SyntheticBench {
+    /// The model.
+    pub model: PathBuf,
+    /// Where to run.
+    pub device: Device,
+    /// Precision.
+    pub precision: Precision,
+    /// Clip width.
+    pub width: u32,
+    /// Clip height.
+    pub height: u32,
+    /// Clip length in frames.
+    pub frames: u64,
+}
+
+/// Figures and checks of [`stress_test_synthetic`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SyntheticResult {
+    /// What ran.
+    pub what: String,
+    /// Device, `cpu` or `cuda:N`.
+    pub device: String,
+    /// Clip width.
+    pub width: u32,
+    /// Clip height.
+    pub height: u32,
+    /// Frames asked for.
+    pub frames: u64,
+    /// Frames the pipeline decoded.
+    pub frames_decoded: u64,
+    /// Frames the pipeline encoded.
+    pub frames_encoded: u64,
+    /// Pipeline wall-clock seconds.
+    pub wall_s: f64,
+    /// Frames per second end to end.
+    pub fps: f64,
+    /// Sum of the stages' busy seconds.
+    pub busy_sum_s: f64,
+    /// Device-wide free bytes before the model was loaded minus after the stage was dropped (GPU).
+    pub vram_delta_bytes: Option<i64>,
+    /// The GPU stage's pool.
+    pub pool: Option<crate::gpu::PoolStats>,
+    /// Its hit rate.
+    pub pool_hit_rate: Option<f64>,
+    /// Steady-state host allocations (information; `None` when `CountingAlloc` is not the global allocator).
+    pub steady_state_allocations: Option<u64>,
+    /// Same input twice gave the same bytes (information).
+    pub deterministic: Option<bool>,
+    /// The checks: frames in == frames out == K, VRAM back (GPU), pool hit rate ≥ 90 % (GPU), stages overlapped.
+    pub checks: Vec<crate::audit::AuditCheck>,
+    /// Whether every check passed (skips count as passed).
+    pub passed: bool,
+}
+
+/// Writes a `frames`-frame `width`×`height` clip (a moving gradient with noise, yuv420p, BT.709 limited,
+/// 25 fps) to `path` (Matroska) with the crate's FFmpeg libraries: libx264 (ultrafast, CRF 18) where present,
+/// else FFV1. No `ffmpeg` CLI needed.
+pub fn write_synthetic_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> Result<(), String> {
+    use ffmpeg_next as ff;
+    if width < 2 || height < 2 || width % 2 != 0 || height % 2 != 0 {
+        return Err(format!("synthetic clip {width}x{height}: width and height must be even and at least 2"));
+    }
+    ff::init().map_err(|e| format!("FFmpeg: {e}"))?;
+    // The generator's encoder statistics are noise here.
+    let level = ff::util::log::get_level().ok();
+    ff::util::log::set_level(ff::util::log::Level::Error);
+    let r = write_clip(path, width, height, frames);
+    if let Some(l) = level {
+        ff::util::log::set_level(l);
+    }
+    r
+}
+
+fn write_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> Result<(), String> {
+    use ffmpeg_next as ff;
+    let mut octx = ff::format::output_as(&path, "matroska").map_err(|e| format!("{}: {e}", path.display()))?;
+    let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+    let (codec, x264) = match ff::encoder::find_by_name("libx264") {
+        Some(c) => (c, true),
+        None => (ff::encoder::find(ff::codec::Id::FFV1).ok_or("neither libx264 nor FFV1 is available")?, false),
+    };
+    let tb = ff::Rational::new(1, 25);
+    let mut enc = ff::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| format!("synthetic encoder: {e}"))?;
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(ff::format::Pixel::YUV420P);
+    enc.set_time_base(tb);
+    enc.set_frame_rate(Some(ff::Rational::new(25, 1)));
+    enc.set_colorspace(ff::color::Space::BT709);
+    enc.set_color_range(ff::color::Range::MPEG);
+    if global_header {
+        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    }
+    let mut opts = ff::Dictionary::new();
+    if x264 {
+        opts.set("preset", "ultrafast");
+        opts.set("crf", "18");
+    }
+    let mut encoder = enc.open_with(opts).map_err(|e| format!("cannot open the synthetic encoder: {e}"))?;
+    let index = {
+        let mut ost = octx.add_stream_with(&encoder).map_err(|e| format!("add stream: {e}"))?;
+        ost.set_time_base(tb);
+        ost.index()
+    };
+    octx.write_header().map_err(|e| format!("write header: {e}"))?;
+    let ost_tb = octx.stream(index).map(|s| s.time_base()).unwrap_or(tb);
+    let drain = |encoder: &mut ff::encoder::Video, octx: &mut ff::format::context::Output| -> Result<(), String> {
+        let mut packet = ff::Packet::empty();
+        while encoder.receive_packet(&mut packet).is_ok() {
+            packet.set_stream(index);
+            packet.rescale_ts(tb, ost_tb);
+            packet.write_interleaved(octx).map_err(|e| format!("mux: {e}"))?;
+        }
+        Ok(())
+    };
+    let mut frame = ff::frame::Video::new(ff::format::Pixel::YUV420P, width, height);
+    let mut seed = 0x9e37_79b9u32;
+    for i in 0..frames {
+        let t = i as usize;
+        for plane in 0..3 {
+            let (w, h) =
+                if plane == 0 { (width as usize, height as usize) } else { (width as usize / 2, height as usize / 2) };
+            let stride = frame.stride(plane);
+            let data = frame.data_mut(plane);
+            for y in 0..h {
+                for x in 0..w {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    let noise = (seed >> 28) as usize;
+                    let v = match plane {
+                        0 => 16 + (x * 3 + y * 2 + t * 5 + noise) % 220,
+                        1 => 16 + (x * 2 + t * 3) % 225,
+                        _ => 16 + (y * 2 + 240 - t % 240) % 225,
+                    };
+                    data[y * stride + x] = v as u8;
+                }
+            }
+        }
+        frame.set_pts(Some(i as i64));
+        encoder.send_frame(&frame).map_err(|e| format!("encode: {e}"))?;
+        drain(&mut encoder, &mut octx)?;
+    }
+    encoder.send_eof().map_err(|e| format!("flush: {e}"))?;
+    drain(&mut encoder, &mut octx)?;
+    octx.write_trailer().map_err(|e| format!("write trailer: {e}"))?;
+    Ok(())
+}
+
+/// The synthetic stress test (issue 5): writes a generated clip to a temporary folder, runs it through the
+/// whole pipeline on `b.device` with the audit on (through [`crate::runner::run_job`], exactly as the single-file
+/// command does), and checks frames decoded == frames encoded == K, device memory back to its start (GPU, within
+/// [`crate::audit::VRAM_TOLERANCE`]), pool hit rate ≥ 90 % (GPU) and that the stages overlapped (sum of busy time
+/// > wall time). A failed check is reported in the result, not as an error.
+pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, EngineError> {
+    use crate::audit::{AuditCheck, Status};
+    let dir = std::env::temp_dir().join(format!(
+        "videoforge-synthetic-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+    let result = stress_in(b, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = result?;
+    let f = |k: &str| r["pipeline"][k].as_f64();
+    let u = |k: &str| r["pipeline"][k].as_u64();
+    let audit = &r["pipeline"]["audit"];
+    let frames_decoded = u("frames_decoded").unwrap_or(0);
+    let frames_encoded = u("frames_encoded").unwrap_or(0);
+    let wall_s = audit["wall_s"].as_f64().or(f("wall_s")).unwrap_or(0.0);
+    let busy_sum_s = audit["busy_sum_s"].as_f64().unwrap_or(0.0);
+    let vram_delta_bytes = audit["vram"]["delta_bytes"].as_i64();
+    let p = &audit["pool"];
+    let pool = p.is_object().then(|| crate::gpu::PoolStats {
+        hits: p["hits"].as_u64().unwrap_or(0),
+        misses: p["misses"].as_u64().unwrap_or(0),
+        evictions: p["evictions"].as_u64().unwrap_or(0),
+        in_use: p["in_use"].as_u64().unwrap_or(0),
+        cached: p["cached"].as_u64().unwrap_or(0),
+        peak: p["peak"].as_u64().unwrap_or(0),
+    });
+    let pool_hit_rate = pool.as_ref().map(crate::gpu::PoolStats::hit_rate);
+    let steady = &audit["steady_state"];
+    let steady_state_allocations =
+        if steady["counted"].as_bool() == Some(true) { steady["allocations"].as_u64() } else { None };
+    let gpu = matches!(b.device, Device::Cuda(_));
+    let row = |name: &str, status, detail: String| AuditCheck { name: name.into(), status, detail };
+    let ok = |c: bool| if c { Status::Pass } else { Status::Fail };
+    let mut checks = vec![
+        row(
+            "frames in == frames out == K",
+            ok(frames_decoded == b.frames && frames_encoded == b.frames),
+            format!("{frames_decoded} decoded, {frames_encoded} encoded, {} asked", b.frames),
+        ),
+        row("stages overlap", ok(busy_sum_s > wall_s), format!("sum of busy {busy_sum_s:.3} s vs wall {wall_s:.3} s")),
+    ];
+    checks.push(match (gpu, vram_delta_bytes) {
+        (false, _) => row("VRAM back to start", Status::Skip, "CPU run".into()),
+        (true, Some(d)) => row(
+            "VRAM back to start",
+            ok(d.abs() <= crate::audit::VRAM_TOLERANCE),
+            format!("delta {:+.1} MiB", d as f64 / f64::from(1 << 20)),
+        ),
+        (true, None) => row("VRAM back to start", Status::Fail, "device memory not measured".into()),
+    });
+    checks.push(match (gpu, &pool) {
+        (false, _) => row("GPU pool hit rate", Status::Skip, "CPU run".into()),
+        (true, Some(p)) => row(
+            "GPU pool hit rate",
+            ok(p.hit_rate() >= crate::audit::MIN_POOL_HIT_RATE),
+            format!("{:.1} % ({} hits, {} misses)", 100.0 * p.hit_rate(), p.hits, p.misses),
+        ),
+        (true, None) => row("GPU pool hit rate", Status::Fail, "no device stage ran (CPU fallback?)".into()),
+    });
+    let passed = checks.iter().all(|c| c.status != Status::Fail);
+    Ok(SyntheticResult {
+        what: "videoforge synthetic stress test".into(),
+        device: match b.device {
+            Device::Cpu => "cpu".into(),
+            Device::Cuda(i) => format!("cuda:{i}"),
+        },
+        width: b.width,
+        height: b.height,
+        frames: b.frames,
+        frames_decoded,
+        frames_encoded,
+        wall_s,
+        fps: f("fps").unwrap_or(0.0),
+        busy_sum_s,
+        vram_delta_bytes,
+        pool,
+        pool_hit_rate,
+        steady_state_allocations,
+        deterministic: audit["determinism"]["identical"].as_bool(),
+        checks,
+        passed,
+    })
+}
+
+/// Writes the clip and runs the job in `dir`; the file record as JSON.
+fn stress_in(b: &SyntheticBench, dir: &std::path::Path) -> Result<serde_json::Value, EngineError> {
+    let input = dir.join("synthetic.mkv");
+    write_synthetic_clip(&input, b.width, b.height, b.frames).map_err(|m| EngineError::Stage {
+        stage: "synthetic",
+        message: m,
+        retry: crate::error::Retry::Permanent,
+    })?;
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let model = if b.model.is_absolute() {
+        b.model.clone()
+    } else {
+        std::env::current_dir().map_err(|e| EngineError::io(&b.model, e))?.join(&b.model)
+    };
+    let gpus = match b.device {
+        Device::Cpu => "\"cpu\"".to_string(),
+        Device::Cuda(i) => format!("[{i}]"),
+    };
+    let precision = match b.precision {
+        Precision::F16 => "f16",
+        Precision::F32 => "f32",
+        _ => "auto",
+    };
+    let text = format!(
+        "version = 1\n[model]\npath = {}\nprecision = \"{precision}\"\n[device]\ngpus = {gpus}\n[[input]]\npath = {}\n\
+         [output]\ndir = {}\nname = \"upscaled.mp4\"\ncontainer = \"mp4\"\n[encode]\ncodec = \"h264\"\npreset = \"ultrafast\"\n",
+        q(&model.to_string_lossy()),
+        q(&input.to_string_lossy()),
+        q(&dir.to_string_lossy()),
+    );
+    let source = PathBuf::from("<synthetic stress test>");
+    let manifest = crate::manifest::parse(&text, &source).map_err(EngineError::from)?;
+    let spec = crate::manifest::JobSpec { source, base_dir: dir.to_path_buf(), manifest };
+    let opts = crate::runner::RunOptions { shard: None, force: true, dry_run: false, audit: true, progress: false };
+    let summary = crate::runner::run_job(&spec, &opts)?;
+    let Some(rec) = summary.files.into_iter().next() else {
+        return Err(EngineError::Stage {
+            stage: "synthetic",
+            message: "the job ran no file".into(),
+            retry: crate::error::Retry::Permanent,
+        });
+    };
+    if let Some(e) = &rec.error {
+        return Err(EngineError::Stage {
+            stage: "synthetic",
+            message: format!("the pipeline failed: {e}"),
+            retry: crate::error::Retry::Permanent,
+        });
+    }
+    serde_json::to_value(&rec).map_err(|e| EngineError::Stage {
+        stage: "synthetic",
+        message: format!("report: {e}"),
+        retry: crate::error::Retry::Permanent,
+    })
+}

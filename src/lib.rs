@@ -5,6 +5,7 @@
 //! (decode → preprocess → infer → postprocess → encode on threads) over [`video`] (FFmpeg) and [`backend`]
 //! (inference plugins behind a stable C ABI).
 
+pub mod audit;
 pub mod backend;
 pub mod bench;
 pub mod error;

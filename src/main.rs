@@ -10,6 +10,10 @@ use videoforge::exit_codes;
 use videoforge::manifest::{self, JobSpec};
 use videoforge::runner::{self, RunOptions, Shard};
 
+/// Counts host allocations for `--audit` (a thin wrapper over the system allocator).
+#[global_allocator]
+static ALLOC: videoforge::audit::CountingAlloc = videoforge::audit::CountingAlloc;
+
 /// AI video upscaling from declarative job files.
 ///
 /// Run a job file:            videoforge run job.toml
@@ -152,6 +156,10 @@ struct BenchArgs {
     /// On a GPU: time the model on device buffers and the whole GPU stage instead of host buffers.
     #[arg(long)]
     device_io: bool,
+    /// Stress test: generate a --size clip of --frames frames, run it through the whole pipeline on -d with the
+    /// audit, check frames in == out, VRAM back, pool hit rate and stage overlap; non-zero exit on a failure.
+    #[arg(long, conflicts_with = "device_io")]
+    synthetic: bool,
 }
 
 #[derive(Args, Debug)]
@@ -272,6 +280,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 "auto" => videoforge::backend::Precision::Auto,
                 p => anyhow::bail!("-p {p}: expected f16, f32 or auto"),
             };
+            if b.synthetic {
+                let (width, height) = (u32::try_from(w)?, u32::try_from(h)?);
+                let r = videoforge::bench::stress_test_synthetic(&videoforge::bench::SyntheticBench {
+                    model: b.model,
+                    device,
+                    precision,
+                    width,
+                    height,
+                    frames: b.frames.max(1) as u64,
+                })?;
+                println!("{}", serde_json::to_string(&r)?);
+                return Ok(if r.passed { exit_codes::SUCCESS } else { exit_codes::SOME_FILES_FAILED });
+            }
             let bench = videoforge::bench::InferenceBench {
                 model: b.model,
                 width: w,

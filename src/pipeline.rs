@@ -19,7 +19,8 @@ use crate::plan::{Container, EncodePlan, PipelinePlan};
 use crate::video::{self, Item, Sink, Source, ToRgb, VideoInfo, VideoOut, YuvFrame};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -202,7 +203,7 @@ pub struct FileJob<'a> {
     pub progress: FileProgress<'a>,
     /// Extra container metadata (the engine fingerprint).
     pub metadata: Vec<(String, String)>,
-    /// Add the per-stage audit table to the warnings-free `audit` field of the report.
+    /// Audit the run (steady-state allocations, stage overlap, pool): fills the report's `audit` field.
     pub audit: bool,
 }
 
@@ -269,9 +270,10 @@ pub struct FileReport {
     pub peak_rss_bytes: Option<u64>,
     /// What was assumed, skipped or adapted.
     pub warnings: Vec<String>,
-    /// The audit table (when asked for).
+    /// The audit (when asked for): steady-state allocations, stage overlap, the GPU pool; the runner adds
+    /// device memory and determinism.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub audit: Option<String>,
+    pub audit: Option<crate::audit::AuditReport>,
 }
 
 /// Peak resident set size of this process, from `/proc/self/status` (Linux).
@@ -323,18 +325,24 @@ struct Counters {
     max_depth: usize,
 }
 
-fn timed_recv(rx: &flume::Receiver<Msg>, c: &mut Counters) -> Option<Msg> {
+/// Receives from a stage queue; `q` counts the items in it (std's channel has no `len`).
+fn timed_recv(rx: &Receiver<Msg>, c: &mut Counters, q: &AtomicIsize) -> Option<Msg> {
     let t = Instant::now();
     let m = rx.recv().ok();
+    if m.is_some() {
+        q.fetch_sub(1, Ordering::SeqCst);
+    }
     c.stage.wait_s += t.elapsed().as_secs_f64();
     m
 }
 
-fn timed_send(tx: &flume::Sender<Msg>, m: Msg, c: &mut Counters) -> Result<(), StageFail> {
+/// Sends down a stage queue and notes the deepest it has been.
+fn timed_send(tx: &SyncSender<Msg>, m: Msg, c: &mut Counters, q: &AtomicIsize) -> Result<(), StageFail> {
     let t = Instant::now();
     tx.send(m).map_err(|_| StageFail::Peer)?;
+    let d = q.fetch_add(1, Ordering::SeqCst) + 1;
     c.stage.wait_s += t.elapsed().as_secs_f64();
-    c.max_depth = c.max_depth.max(tx.len());
+    c.max_depth = c.max_depth.max(d.max(0) as usize);
     Ok(())
 }
 
@@ -394,7 +402,22 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         let c = sink.color();
         Some(YuvFrame::new(src_w as usize, src_h as usize, bit_depth, c.matrix, c.range))
     };
-    let result = run_stages(input, source, sink, &mut *model, &info, scale, pipeline, cancel, &progress, yuv_out);
+    let window = audit.then(|| crate::audit::AllocWindow::for_clip(info.estimated_frames));
+    let result = run_stages(
+        input,
+        source,
+        sink,
+        &mut *model,
+        &info,
+        scale,
+        pipeline,
+        cancel,
+        &progress,
+        yuv_out,
+        window.as_ref(),
+    );
+    let pool_stats = model.yuv_upscaler().and_then(|u| u.pool_stats());
+    drop(model);
     let finish = || -> Result<(), EngineError> {
         let f = std::fs::File::open(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
         f.sync_all().map_err(|e| EngineError::io(&tmp, e))?;
@@ -421,7 +444,18 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     };
     warnings.extend(run.warnings);
     let wall_s = started.elapsed().as_secs_f64();
-    let audit = audit.then(|| audit_table(&run.stages, &run.queues));
+    let audit = window.map(|win| {
+        let mut a = crate::audit::AuditReport {
+            steady_state: win.finish(run.frames),
+            busy_sum_s: run.stages.iter().map(|s| s.busy_s).sum(),
+            wall_s: run.pipeline_wall_s,
+            pool: pool_stats,
+            stage_table: audit_table(&run.stages, &run.queues),
+            ..Default::default()
+        };
+        a.evaluate();
+        a
+    });
     Ok(FileReport {
         input: input.into(),
         output: output.into(),
@@ -471,6 +505,8 @@ fn audit_table(stages: &[StageReport], queues: &[QueueReport]) -> String {
 
 struct RunResult {
     frames: u64,
+    /// Seconds from the stage threads' start to their end.
+    pipeline_wall_s: f64,
     packets: u64,
     stages: Vec<StageReport>,
     queues: Vec<QueueReport>,
@@ -489,6 +525,7 @@ fn run_stages(
     cancel: &Cancel,
     progress: &FileProgress<'_>,
     yuv_out: Option<YuvFrame>,
+    window: Option<&crate::audit::AllocWindow>,
 ) -> Result<RunResult, EngineError> {
     let depth = pipeline.depth.max(1);
     let yuv_mode = yuv_out.is_some();
@@ -503,16 +540,32 @@ fn run_stages(
             message: format!("thread pool: {e}"),
             retry: Retry::Retriable,
         })?;
-    let (to_infer, infer_rx) = flume::bounded::<Msg>(depth);
-    let (to_encode, encode_rx) = flume::bounded::<Msg>(depth);
+    // std's bounded channel: blocking on a full or empty queue allocates nothing (flume boxes a hook per wait).
+    let (to_infer, infer_rx) = std::sync::mpsc::sync_channel::<Msg>(depth);
+    let (to_encode, encode_rx) = std::sync::mpsc::sync_channel::<Msg>(depth);
+    let (infer_q, encode_q) = (AtomicIsize::new(0), AtomicIsize::new(0));
     let (in_pool_tx, in_pool_rx) = flume::unbounded::<Vec<f32>>();
     let (out_pool_tx, out_pool_rx) = flume::unbounded::<Vec<f32>>();
     let warnings = Mutex::new(Vec::<String>::new());
     let (w, h) = (info.width as usize, info.height as usize);
+    // Every buffer the pipeline can hold at once (one being filled, `depth` queued, one being read, per side) is
+    // made up front, so the steady state neither allocates nor grows a pool late.
+    for _ in 0..depth + 2 {
+        if let Some(out) = &yuv_out {
+            let bits = if info.bit_depth > 8 { 10 } else { 8 };
+            let _ = yuv_in_tx.send(YuvFrame::new(w, h, bits, info.color.matrix, info.color.range));
+            let _ = yuv_out_tx.send(out.clone());
+        } else {
+            let _ = in_pool_tx.send(vec![0f32; 3 * w * h]);
+            let _ = out_pool_tx.send(vec![0f32; 3 * w * h * (scale as usize).pow(2)]);
+        }
+    }
 
+    let stages_started = Instant::now();
     let (dec, inf, enc) = std::thread::scope(|s| {
         let pool = &pool;
         let warnings = &warnings;
+        let (infer_q, encode_q) = (&infer_q, &encode_q);
         let decode = std::thread::Builder::new().name("vf-decode".into()).spawn_scoped(s, move || {
             let mut c = Counters { stage: StageReport { name: "decode", ..Default::default() }, max_depth: 0 };
             let mut to_rgb = ToRgb::new(info.color.matrix, info.color.range);
@@ -527,7 +580,7 @@ fn run_stages(
                     let msg = match item {
                         None => {
                             c.stage.busy_s += t.elapsed().as_secs_f64();
-                            timed_send(&to_infer, Msg::End, &mut c)?;
+                            timed_send(&to_infer, Msg::End, &mut c, infer_q)?;
                             return Ok(());
                         }
                         Some(Item::Packet(p)) => Msg::Packet(p),
@@ -546,6 +599,9 @@ fn run_stages(
                             }
                             let (pts, duration) = (f.timestamp().or(f.pts()), f.packet().duration);
                             c.stage.frames += 1;
+                            if let Some(win) = window {
+                                win.on_frame(c.stage.frames);
+                            }
                             if yuv_mode {
                                 let mut frame = yuv_in_rx.try_recv().unwrap_or_else(|_| {
                                     YuvFrame::new(0, 0, 8, info.color.matrix, info.color.range)
@@ -560,7 +616,7 @@ fn run_stages(
                         }
                     };
                     c.stage.busy_s += t.elapsed().as_secs_f64();
-                    timed_send(&to_infer, msg, &mut c)?;
+                    timed_send(&to_infer, msg, &mut c, infer_q)?;
                 }
             })();
             (r, c, source.frames_decoded())
@@ -569,7 +625,7 @@ fn run_stages(
             let mut c = Counters { stage: StageReport { name: "infer", ..Default::default() }, max_depth: 0 };
             let r = (|| -> Result<(), StageFail> {
                 loop {
-                    let Some(msg) = timed_recv(&infer_rx, &mut c) else { return Err(StageFail::Peer) };
+                    let Some(msg) = timed_recv(&infer_rx, &mut c, infer_q) else { return Err(StageFail::Peer) };
                     if cancel.is_stopped() {
                         return Err(StageFail::Peer);
                     }
@@ -612,7 +668,7 @@ fn run_stages(
                         other => other,
                     };
                     let end = matches!(out, Msg::End);
-                    timed_send(&to_encode, out, &mut c)?;
+                    timed_send(&to_encode, out, &mut c, encode_q)?;
                     if end {
                         return Ok(());
                     }
@@ -624,10 +680,12 @@ fn run_stages(
             let mut c = Counters { stage: StageReport { name: "encode", ..Default::default() }, max_depth: 0 };
             let mut packets = 0u64;
             let t0 = Instant::now();
-            let total = info.estimated_frames;
+            // Built once: the per-frame report only updates the counters (no allocation per frame).
+            let mut prog =
+                Progress { input: input.into(), frames_done: 0, frames_total: info.estimated_frames, fps: 0.0 };
             let r = (|| -> Result<(u64, u64), StageFail> {
                 loop {
-                    let Some(msg) = timed_recv(&encode_rx, &mut c) else { return Err(StageFail::Peer) };
+                    let Some(msg) = timed_recv(&encode_rx, &mut c, encode_q) else { return Err(StageFail::Peer) };
                     if cancel.is_stopped() {
                         return Err(StageFail::Peer);
                     }
@@ -639,24 +697,18 @@ fn run_stages(
                             let _ = out_pool_tx.send(buf);
                             c.stage.frames += 1;
                             let el = t0.elapsed().as_secs_f64();
-                            progress.report(&Progress {
-                                input: input.into(),
-                                frames_done: c.stage.frames,
-                                frames_total: total,
-                                fps: if el > 0.0 { c.stage.frames as f64 / el } else { 0.0 },
-                            });
+                            prog.frames_done = c.stage.frames;
+                            prog.fps = if el > 0.0 { c.stage.frames as f64 / el } else { 0.0 };
+                            progress.report(&prog);
                         }
                         Msg::Yuv { frame, pts, duration } => {
                             sink.write_yuv(&frame, pts, duration).map_err(|m| stage_err("encode", m))?;
                             let _ = yuv_out_tx.send(frame);
                             c.stage.frames += 1;
                             let el = t0.elapsed().as_secs_f64();
-                            progress.report(&Progress {
-                                input: input.into(),
-                                frames_done: c.stage.frames,
-                                frames_total: total,
-                                fps: if el > 0.0 { c.stage.frames as f64 / el } else { 0.0 },
-                            });
+                            prog.frames_done = c.stage.frames;
+                            prog.fps = if el > 0.0 { c.stage.frames as f64 / el } else { 0.0 };
+                            progress.report(&prog);
                         }
                         Msg::Packet(p) => {
                             sink.write_packet(p).map_err(|m| stage_err("encode", m))?;
@@ -675,6 +727,7 @@ fn run_stages(
         });
         (join(decode, "decode"), join(infer, "infer"), join(encode, "encode"))
     });
+    let pipeline_wall_s = stages_started.elapsed().as_secs_f64();
 
     // The first real error wins, in pipeline order; panics count as errors.
     let mut first: Option<EngineError> = None;
@@ -731,11 +784,12 @@ fn run_stages(
         });
     }
     let queues = vec![
-        QueueReport { name: "decode→infer", capacity: depth, max_depth: dec_c.max_depth },
-        QueueReport { name: "infer→encode", capacity: depth, max_depth: inf_c.max_depth },
+        QueueReport { name: "decode→infer", capacity: depth, max_depth: dec_c.max_depth.min(depth) },
+        QueueReport { name: "infer→encode", capacity: depth, max_depth: inf_c.max_depth.min(depth) },
     ];
     Ok(RunResult {
         frames: decoded,
+        pipeline_wall_s,
         packets,
         stages: vec![dec_c.stage, inf_c.stage, enc_c.stage],
         queues,

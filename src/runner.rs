@@ -708,31 +708,71 @@ fn run_pipeline(
         cuda_stream,
         threads: 0,
     };
-    let model: Box<dyn crate::backend::FrameModel> = match device {
-        Device::Cpu => Box::new(plugin.open_model(&options(0))?),
+    // One context per file; the audit reads device memory through it before the model and after the stage.
+    let gpu = match device {
+        Device::Cpu => None,
         Device::Cuda(i) => {
-            // The model runs on the GPU stage's compute stream, so kernels and inference need no host sync.
-            let gpu = Arc::new(crate::gpu::GpuContext::new(i).map_err(|e| EngineError::Device(e.to_string()))?);
-            let model = plugin.open_model(&options(gpu.compute.cu_stream() as usize))?;
-            let budget =
-                plan.workers.iter().find(|w| w.device == device).and_then(|w| w.vram_budget).unwrap_or(8 << 30);
-            // Half the worker's budget for frame buffers; the rest is the runtime's (weights, workspace).
-            Box::new(crate::gpu::stage::GpuStage::new(gpu, i, model, budget / 2)?)
+            Some(Arc::new(crate::gpu::GpuContext::new(i).map_err(|e| EngineError::Device(e.to_string()))?))
         }
     };
-    let report = pipeline::upscale_file(pipeline::FileJob {
+    let free_before = if opts.audit { gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f) } else { None };
+    let make_model = || -> Result<Box<dyn crate::backend::FrameModel>, EngineError> {
+        Ok(match (device, &gpu) {
+            (Device::Cuda(i), Some(gpu)) => {
+                // The model runs on the GPU stage's compute stream, so kernels and inference need no host sync.
+                let model = plugin.open_model(&options(gpu.compute.cu_stream() as usize))?;
+                let budget =
+                    plan.workers.iter().find(|w| w.device == device).and_then(|w| w.vram_budget).unwrap_or(8 << 30);
+                // Half the worker's budget for frame buffers; the rest is the runtime's (weights, workspace).
+                Box::new(crate::gpu::stage::GpuStage::new(gpu.clone(), i, model, budget / 2)?)
+            }
+            _ => Box::new(plugin.open_model(&options(0))?),
+        })
+    };
+    let job = |output, model, audit, progress| pipeline::FileJob {
         input: &item.input,
-        output: &item.output,
+        output,
         container: plan.container,
         encode: plan.encode_for(index),
         pipeline: &plan.pipeline,
         model,
         cancel,
-        progress: progress.file(&item.input),
+        progress,
         metadata: fp.container_metadata(),
-        audit: opts.audit,
-    })?;
+        audit,
+    };
+    let mut report = pipeline::upscale_file(job(&item.output, make_model()?, opts.audit, progress.file(&item.input)))?;
+    if let Some(audit) = report.audit.as_mut() {
+        // The stage and the model are dropped by now: device memory should be back where it started.
+        let free_after = gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f);
+        audit.vram = free_before.zip(free_after).map(|(before, after)| crate::audit::VramAudit {
+            free_before: before,
+            free_after: after,
+            delta_bytes: before as i64 - after as i64,
+        });
+        let tmp = audit_path(&item.output);
+        let second = make_model()
+            .and_then(|m| pipeline::upscale_file(job(&tmp, m, false, crate::pipeline::FileProgress::none())));
+        let compared = second.and_then(|_| compare_outputs(&item.output, &tmp));
+        let _ = std::fs::remove_file(&tmp);
+        audit.determinism = Some(compared?);
+        audit.evaluate();
+        eprint!("{}: {}", item.input.display(), audit.table());
+    }
     Ok(serde_json::to_value(&report).unwrap_or_default())
+}
+
+/// Where the audit's second run writes: `.<name>.audit-<pid>` beside the output (removed afterwards).
+fn audit_path(output: &Path) -> PathBuf {
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    output.with_file_name(format!(".{name}.audit-{}", std::process::id()))
+}
+
+/// SHA-256 of both outputs of the audit.
+fn compare_outputs(first: &Path, second: &Path) -> Result<crate::audit::Determinism, EngineError> {
+    let a = plan::sha256_file(first).map_err(|e| EngineError::io(first, e))?;
+    let b = plan::sha256_file(second).map_err(|e| EngineError::io(second, e))?;
+    Ok(crate::audit::Determinism { identical: a == b, first_sha256: a, second_sha256: b })
 }
 
 /// `$XDG_CACHE_HOME/videoforge/engines/<fingerprint>` (or `~/.cache/...`, or the temp folder).

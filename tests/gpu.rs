@@ -288,3 +288,31 @@ fn gpu_upscale_matches_the_cpu_path() {
     eprintln!("worst frame PSNR GPU vs CPU: {worst:.2} dB");
     assert!(worst > 40.0, "GPU and CPU outputs differ: {worst:.2} dB");
 }
+
+/// The synthetic stress test on GPU 0 (`videoforge bench --synthetic -d 0`): frames in == out, device memory
+/// back to its start after the stage is dropped, pool hit rate ≥ 90 %, stages overlapped. Needs the plugin
+/// built with the CUDA execution provider (onnxruntime-gpu) and `tests/fixtures/models/nearest2x.onnx`.
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn synthetic_stress_test_on_gpu() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let r = videoforge::bench::stress_test_synthetic(&videoforge::bench::SyntheticBench {
+        model: root.join("tests/fixtures/models/nearest2x.onnx"),
+        device: videoforge::backend::Device::Cuda(0),
+        precision: videoforge::backend::Precision::Auto,
+        width: 640,
+        height: 360,
+        frames: 120,
+    })
+    .expect("stress test runs");
+    eprintln!("{}", serde_json::to_string(&r).unwrap_or_default());
+    assert_eq!((r.frames_decoded, r.frames_encoded), (120, 120));
+    assert!(r.pool_hit_rate.is_some_and(|h| h >= 0.9), "pool {:?}", r.pool);
+    assert!(
+        r.vram_delta_bytes.is_some_and(|d| d.abs() <= videoforge::audit::VRAM_TOLERANCE),
+        "{:?}",
+        r.vram_delta_bytes
+    );
+    assert!(r.busy_sum_s > r.wall_s, "stages did not overlap: {} s busy, {} s wall", r.busy_sum_s, r.wall_s);
+    assert!(r.passed, "{:?}", r.checks);
+}

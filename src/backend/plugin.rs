@@ -44,6 +44,10 @@ impl ErrBuf {
         b
     }
     fn ptr(&mut self) -> *mut VfErrorBuf {
+        // A reused buffer must not show an earlier call's message.
+        if let Some(c) = self.data.first_mut() {
+            *c = 0;
+        }
         &mut self.abi
     }
     fn message(&self) -> String {
@@ -59,6 +63,9 @@ impl ErrBuf {
 impl Inner {
     /// Turns a status into a result, with the plugin's message.
     fn check(&self, status: VfStatus, err: &ErrBuf) -> Result<(), BackendError> {
+        if status == VF_STATUS_OK {
+            return Ok(());
+        }
         let plugin = self.name.clone();
         let message = err.message();
         Err(match status {
@@ -227,6 +234,7 @@ impl Plugin {
                 warnings: read_fixed(&mi.warnings).lines().filter(|l| !l.is_empty()).map(String::from).collect(),
             },
             tile: TileSpec { tile: opts.tile as usize, overlap: opts.tile_overlap as usize },
+            err: ErrBuf::new(),
         };
         if mi.scale == 0 || (mi.dtype != VF_DTYPE_F16 && mi.dtype != VF_DTYPE_F32) {
             return Err(bad(format!("model_create reported scale {} and dtype {}", mi.scale, mi.dtype)));
@@ -268,6 +276,8 @@ pub struct LoadedModel {
     handle: *mut VfModel,
     info: ModelInfo,
     tile: TileSpec,
+    /// The error buffer of every run, allocated once (the steady state allocates nothing per frame).
+    err: Box<ErrBuf>,
 }
 
 // SAFETY: the ABI lets a model handle move between threads as long as one thread uses it at a time, which `&mut
@@ -315,9 +325,8 @@ impl LoadedModel {
         (o.h, o.w) = ((height * s) as u32, (width * s) as u32);
         o.data = output.as_mut_ptr() as *mut std::ffi::c_void;
         let run = self.inner.vtable.model_run.ok_or_else(|| self.inner.missing_fn("model_run"))?;
-        let mut err = ErrBuf::new();
         // SAFETY: the buffers hold the sizes the tensors describe (checked above) and outlive the call.
-        self.inner.check(unsafe { run(self.handle, &i, &o, err.ptr()) }, &err)
+        self.inner.check(unsafe { run(self.handle, &i, &o, self.err.ptr()) }, &self.err)
     }
 }
 
@@ -382,9 +391,8 @@ impl LoadedModel {
             }
         }
         let run = self.inner.vtable.model_run.ok_or_else(|| self.inner.missing_fn("model_run"))?;
-        let mut err = ErrBuf::new();
         // SAFETY: the tensors describe device memory the caller guarantees (see above); the structs outlive the call.
-        self.inner.check(unsafe { run(self.handle, &i, &o, err.ptr()) }, &err)
+        self.inner.check(unsafe { run(self.handle, &i, &o, self.err.ptr()) }, &self.err)
     }
 }
 

@@ -142,6 +142,10 @@ impl YuvUpscaler for GpuStage {
         s.synchronize().map_err(|e| gpu_err("download", format!("{e:?}")))?;
         Ok(())
     }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(self.pool.stats())
+    }
 }
 
 /// The host path of the same model (frames that are not 4:2:0, or tiled plans): inference still on the GPU.

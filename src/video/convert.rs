@@ -167,14 +167,10 @@ pub fn rgb_to_frame(
     let strides = [frame.stride(0), frame.stride(1), frame.stride(2)];
     // SAFETY: the three planes of a planar frame are distinct allocations (or disjoint parts of one buffer);
     // we build non-overlapping mutable slices of exactly the lengths FFmpeg reports for each plane.
-    let planes: Vec<&mut [u8]> = (0..3)
-        .map(|i| {
-            let len = frame.data(i).len();
-            unsafe { std::slice::from_raw_parts_mut((*frame.as_mut_ptr()).data[i], len) }
-        })
-        .collect();
-    let mut it = planes.into_iter();
-    let (Some(y), Some(u), Some(v)) = (it.next(), it.next(), it.next()) else { return };
+    let [y, u, v]: [&mut [u8]; 3] = std::array::from_fn(|i| {
+        let len = frame.data(i).len();
+        unsafe { std::slice::from_raw_parts_mut((*frame.as_mut_ptr()).data[i], len) }
+    });
     if ten {
         fn m(b: &mut [u8], s: usize) -> PlaneMut<'_, u16> {
             // SAFETY: FFmpeg frame buffers are at least 16-byte aligned and strides are even for 16-bit formats.

@@ -131,4 +131,9 @@ impl YuvFrame {
 pub trait YuvUpscaler: Send {
     /// Runs one frame.
     fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), crate::EngineError>;
+
+    /// The device buffer pool's counters, for the audit (`None` when the stage has no pool).
+    fn pool_stats(&self) -> Option<crate::gpu::PoolStats> {
+        None
+    }
 }
