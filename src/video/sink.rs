@@ -285,6 +285,9 @@ impl Sink {
             }
         }
         let mut hopts = ff::Dictionary::new();
+        // Same input + same engine = same bytes: no random segment UIDs (Matroska) or writing-app strings that
+        // carry a library build.
+        hopts.set("fflags", "+bitexact");
         if format == "mp4" || format == "mov" {
             // Keep arbitrary metadata keys (the fingerprint) and write the index at the front.
             hopts.set("movflags", "+use_metadata_tags+faststart");
