@@ -7,7 +7,7 @@ set -uo pipefail
 export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-sections=" ${SECTIONS:-tests demo bench devio torch e2e medium long farm} "
+sections=" ${SECTIONS:-tests demo bench devio torch e2e medium long farm stress} "
 want() { [[ $sections == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$out/session.log"; }
 run() { log "$*"; "$@" 2>&1 | tee -a "$out/session.log"; }
@@ -101,4 +101,11 @@ r = json.load(open("/tmp/farm/out/videoforge-run.json"))
 print(sys.argv[1], [(f["input"].split("/")[-1], f["worker"], round(f["seconds"], 2)) for f in r["files"]])
 PY
   done
+fi
+
+if want stress; then
+  log "synthetic stress test and audit on the GPU"
+  run videoforge bench --synthetic -m $X2H --size 1920x1080 --frames 120 -d 0
+  run videoforge -i bench/clips/clip_1920x1080.mp4 -o /tmp/vf_audit.mp4 -m $X2H -d 0 --preset veryfast --audit
+  cp /tmp/vf_audit.mp4.report.json "$out/report_audit.json" 2>/dev/null
 fi
