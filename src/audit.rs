@@ -175,6 +175,9 @@ pub struct VramAudit {
     pub free_after: u64,
     /// `free_before - free_after` (negative: more free than before), bytes.
     pub delta_bytes: i64,
+    /// Device memory lost over the audit's second run of the same file (free after the first run minus free
+    /// after the second): what a leak would add per file, apart from what the runtime keeps once per process.
+    pub second_run_delta_bytes: Option<i64>,
 }
 
 /// Whether a second run of the same input gave the same bytes.
@@ -274,6 +277,14 @@ impl AuditReport {
                 format!("delta {:+.1} MiB (tolerance 16 MiB)", v.delta_bytes as f64 / f64::from(1 << 20)),
             ),
             None => row("VRAM back to start", Status::Skip, "CPU run".into()),
+        });
+        c.push(match self.vram.as_ref().and_then(|v| v.second_run_delta_bytes) {
+            Some(d) => row(
+                "no VRAM growth over a second run",
+                if d.abs() <= VRAM_TOLERANCE { Status::Pass } else { Status::Fail },
+                format!("delta {:+.1} MiB (tolerance 16 MiB)", d as f64 / f64::from(1 << 20)),
+            ),
+            None => row("no VRAM growth over a second run", Status::Skip, "CPU run".into()),
         });
         c.push(match &self.pool {
             Some(p) => row(

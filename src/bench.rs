@@ -424,6 +424,16 @@ pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, Engi
         ),
         (true, None) => row("VRAM back to start", Status::Fail, "device memory not measured".into()),
     });
+    let growth = audit["vram"]["second_run_delta_bytes"].as_i64();
+    checks.push(match (gpu, growth) {
+        (false, _) => row("no VRAM growth over a second run", Status::Skip, "CPU run".into()),
+        (true, Some(d)) => row(
+            "no VRAM growth over a second run",
+            ok(d.abs() <= crate::audit::VRAM_TOLERANCE),
+            format!("delta {:+.1} MiB", d as f64 / f64::from(1 << 20)),
+        ),
+        (true, None) => row("no VRAM growth over a second run", Status::Fail, "not measured".into()),
+    });
     checks.push(match (gpu, &pool) {
         (false, _) => row("GPU pool hit rate", Status::Skip, "CPU run".into()),
         (true, Some(p)) => row(

@@ -749,10 +749,15 @@ fn run_pipeline(
             free_before: before,
             free_after: after,
             delta_bytes: before as i64 - after as i64,
+            second_run_delta_bytes: None,
         });
         let tmp = audit_path(&item.output);
         let second = make_model()
             .and_then(|m| pipeline::upscale_file(job(&tmp, m, false, crate::pipeline::FileProgress::none())));
+        let free_after_second = gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f);
+        if let (Some(v), Some(a)) = (audit.vram.as_mut(), free_after_second) {
+            v.second_run_delta_bytes = Some(v.free_after as i64 - a as i64);
+        }
         let compared = second.and_then(|_| compare_outputs(&item.output, &tmp));
         let _ = std::fs::remove_file(&tmp);
         audit.determinism = Some(compared?);

@@ -61,14 +61,15 @@ impl YuvUpscaler for GpuStage {
         let bytes = |r: &std::ops::Range<usize>| r.len() as u64;
 
         // Upload the three planes.
+        // Fixed-size arrays, not Vecs: the steady state allocates nothing on the host.
         let ip = input.planes();
-        let mut planes_in = Vec::with_capacity(3);
-        for r in &ip {
+        let upload = |r: &std::ops::Range<usize>| -> Result<_, EngineError> {
             let mut b = self.pool.acquire(bytes(r)).map_err(pool_err)?;
             s.memcpy_htod(&input.data[r.clone()], &mut b.get_mut().slice_mut(0..r.len()))
                 .map_err(|e| gpu_err("upload", format!("{e:?}")))?;
-            planes_in.push(b);
-        }
+            Ok(b)
+        };
+        let planes_in = [upload(&ip[0])?, upload(&ip[1])?, upload(&ip[2])?];
         // YUV -> RGB in the model's type.
         let ie = input.sample_bytes();
         let (icw, _) = input.chroma_size();
@@ -115,12 +116,10 @@ impl YuvUpscaler for GpuStage {
         let oe = output.sample_bytes();
         let op = output.planes();
         let (ocw, _) = output.chroma_size();
-        let mut outs = Vec::with_capacity(3);
-        for r in &op {
-            outs.push(self.pool.acquire(bytes(r)).map_err(pool_err)?);
-        }
+        let acquire = |r: &std::ops::Range<usize>| self.pool.acquire(bytes(r)).map_err(pool_err);
+        let mut outs = [acquire(&op[0])?, acquire(&op[1])?, acquire(&op[2])?];
         {
-            let [y, u, v] = &mut outs[..] else { unreachable!("three planes") };
+            let [y, u, v] = &mut outs;
             self.kernels
                 .rgb_to_yuv(
                     &s,
