@@ -326,6 +326,14 @@ struct Counters {
 }
 
 /// Receives from a stage queue; `q` counts the items in it (std's channel has no `len`).
+/// Reports progress after each encoded frame (the `Progress` is reused: no allocation per frame).
+fn report_encoded(frames: u64, t0: Instant, prog: &mut Progress, progress: &FileProgress<'_>) {
+    let el = t0.elapsed().as_secs_f64();
+    prog.frames_done = frames;
+    prog.fps = if el > 0.0 { frames as f64 / el } else { 0.0 };
+    progress.report(prog);
+}
+
 fn timed_recv(rx: &Receiver<Msg>, c: &mut Counters, q: &AtomicIsize) -> Option<Msg> {
     let t = Instant::now();
     let m = rx.recv().ok();
@@ -696,19 +704,13 @@ fn run_stages(
                                 .map_err(|m| stage_err("encode", m))?;
                             let _ = out_pool_tx.send(buf);
                             c.stage.frames += 1;
-                            let el = t0.elapsed().as_secs_f64();
-                            prog.frames_done = c.stage.frames;
-                            prog.fps = if el > 0.0 { c.stage.frames as f64 / el } else { 0.0 };
-                            progress.report(&prog);
+                            report_encoded(c.stage.frames, t0, &mut prog, progress);
                         }
                         Msg::Yuv { frame, pts, duration } => {
                             sink.write_yuv(&frame, pts, duration).map_err(|m| stage_err("encode", m))?;
                             let _ = yuv_out_tx.send(frame);
                             c.stage.frames += 1;
-                            let el = t0.elapsed().as_secs_f64();
-                            prog.frames_done = c.stage.frames;
-                            prog.fps = if el > 0.0 { c.stage.frames as f64 / el } else { 0.0 };
-                            progress.report(&prog);
+                            report_encoded(c.stage.frames, t0, &mut prog, progress);
                         }
                         Msg::Packet(p) => {
                             sink.write_packet(p).map_err(|m| stage_err("encode", m))?;
