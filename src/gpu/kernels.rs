@@ -2,7 +2,7 @@
 //! context needs them, and launched on a stream. Their plain-Rust twins are `yuv_to_rgb_planar` and `rgb_planar_to_yuv` in `crate::video`.
 
 use super::{GpuContext, GpuError};
-use crate::video::{Matrix, Range};
+use crate::video::{Matrix, Quant, Range};
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use std::sync::Arc;
 
@@ -29,23 +29,18 @@ impl Colour {
     /// For a matrix, range and bit depth (8..=16).
     pub fn new(matrix: Matrix, range: Range, bit_depth: u8) -> Colour {
         let (kr, kb) = matrix.coefficients();
-        let k = f32::from(1u16 << (bit_depth.clamp(8, 16) - 8));
-        let max = ((1u32 << bit_depth.clamp(8, 16)) - 1) as f32;
-        let (y_off, y_scale, c_scale) = match range {
-            Range::Limited => (16.0 * k, 219.0 * k, 224.0 * k),
-            Range::Full => (0.0, max, max),
-        };
+        let q = Quant::new(bit_depth, range);
         Colour {
             kr,
             kb,
             kg: 1.0 - kr - kb,
             cr_r: 2.0 * (1.0 - kr),
             cb_b: 2.0 * (1.0 - kb),
-            y_off,
-            y_scale,
-            c_off: 128.0 * k,
-            c_scale,
-            max,
+            y_off: q.y_off,
+            y_scale: q.y_scale,
+            c_off: q.c_off,
+            c_scale: q.c_scale,
+            max: q.max,
         }
     }
 }

@@ -144,17 +144,24 @@ pub struct PlaneMut<'a, T> {
 
 /// Scale and offset that map code values to normalised values: `y' = (Y - y_off) / y_scale`,
 /// `c' = (C - c_off) / c_scale`.
+/// The GPU colour kernels take the same values (`gpu::kernels::Colour`), so both paths quantise alike.
 #[derive(Debug, Clone, Copy)]
-struct Quant {
-    y_off: f32,
-    y_scale: f32,
-    c_off: f32,
-    c_scale: f32,
-    max: f32,
+pub struct Quant {
+    /// Code value of black.
+    pub y_off: f32,
+    /// Luma excursion in codes.
+    pub y_scale: f32,
+    /// Code value of zero chroma.
+    pub c_off: f32,
+    /// Chroma excursion in codes.
+    pub c_scale: f32,
+    /// Largest code.
+    pub max: f32,
 }
 
 impl Quant {
-    fn new(bit_depth: u8, range: Range) -> Quant {
+    /// For a bit depth (8..=16) and range.
+    pub fn new(bit_depth: u8, range: Range) -> Quant {
         let k = f32::from(1u16 << (bit_depth.clamp(8, 16) - 8));
         let max = ((1u32 << bit_depth.clamp(8, 16)) - 1) as f32;
         match range {

@@ -11,7 +11,7 @@ mod yuv;
 
 pub use color::{
     assumed_matrix, gbr8_to_rgb_planar, resolve as resolve_color, rgb_planar_to_yuv, yuv_to_rgb_planar, ColorInfo,
-    Matrix, Plane, PlaneMut, Range, Sample, Subsampling, YuvFormat,
+    Matrix, Plane, PlaneMut, Quant, Range, Sample, Subsampling, YuvFormat,
 };
 pub use convert::{rgb_to_frame, ToRgb};
 pub use sink::{format_name, Sink, VideoOut};
