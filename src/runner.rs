@@ -146,8 +146,8 @@ pub struct Planned {
     pub fingerprint: EngineFingerprint,
     /// The machine.
     pub probe: MachineProbe,
-    /// The backend plugin's description.
-    pub plugin: backend::PluginInfo,
+    /// The backend plugin, loaded once for planning and kept for the run (`plugin.info()` describes it).
+    pub plugin: Plugin,
     /// Warnings from loading the model.
     pub warnings: Vec<String>,
 }
@@ -178,7 +178,7 @@ pub fn plan_job(spec: &JobSpec) -> Result<Planned, EngineError> {
         cuda_stream: 0,
         threads: 1,
     })?;
-    let info = plugin.info().clone();
+    let info = plugin.info();
     let facts = ModelFacts {
         scale: model.info().scale,
         io_precision: model.info().dtype,
@@ -190,7 +190,8 @@ pub fn plan_job(spec: &JobSpec) -> Result<Planned, EngineError> {
     let plan = plan::build(spec, &probe, &facts).map_err(EngineError::Invalid)?;
     let fingerprint =
         EngineFingerprint::new(&plan, &probe, &format!("{} {}", info.name, info.version), &info.library_version);
-    Ok(Planned { plan, fingerprint, probe, plugin: info, warnings })
+    drop(model); // the planning session is not needed by the run
+    Ok(Planned { plan, fingerprint, probe, plugin, warnings })
 }
 
 /// A person-readable summary of a plan.
@@ -205,8 +206,8 @@ pub fn describe_plan(p: &Planned) -> String {
         plan.model.scale,
         plan.model.precision,
         plan.model.execution_provider,
-        p.plugin.name,
-        p.plugin.library_version
+        p.plugin.info().name,
+        p.plugin.info().library_version
     );
     s += &format!("workers:    {} ({} file(s) at once each)\n", devices.join(", "), plan.files_at_once);
     s += &format!(
@@ -462,7 +463,7 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
     let cancel = Cancel::new();
     install_signals(&cancel);
     let progress = crate::pipeline::ProgressSink::new(opts.progress, indices.len());
-    let plugin = Arc::new(Plugin::load(&backend::find_plugin(&plan.model.backend)?)?);
+    let plugin = Arc::new(planned.plugin);
     let records: Arc<Mutex<Vec<(usize, FileRecord)>>> = Arc::new(Mutex::new(Vec::new()));
     // One shared queue: a worker whose device fails puts its file back (once) and stops; the others go on.
     let queue: Mutex<std::collections::VecDeque<(usize, u32)>> = Mutex::new(indices.iter().map(|&i| (i, 0)).collect());
