@@ -634,28 +634,6 @@ fn process_one(
     let mut rec = record(item, FileStatus::Complete, input_sha256, fp, Some(worker.into()), seconds);
     match result {
         Ok(report) => {
-            let stages: Vec<String> = report["stages"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|s| {
-                            format!(
-                                "{} {:.2}s busy",
-                                s["name"].as_str().unwrap_or("?"),
-                                s["busy_s"].as_f64().unwrap_or(0.0)
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            tracing::info!(
-                "{}: {} frames at {:.1} fps ({}); peak RSS {} MiB",
-                item.input.display(),
-                report["frames_encoded"],
-                report["fps"].as_f64().unwrap_or(0.0),
-                stages.join(", "),
-                report["peak_rss_bytes"].as_u64().unwrap_or(0) >> 20
-            );
             rec.pipeline = Some(report);
             let json = serde_json::to_vec_pretty(&rec).unwrap_or_default();
             if let Err(e) = write_atomic(&report_path(&item.output), &json) {
@@ -765,6 +743,15 @@ fn run_pipeline(
         audit.evaluate();
         eprint!("{}: {}", item.input.display(), audit.table());
     }
+    let stages: Vec<String> = report.stages.iter().map(|s| format!("{} {:.2}s busy", s.name, s.busy_s)).collect();
+    tracing::info!(
+        "{}: {} frames at {:.1} fps ({}); peak RSS {} MiB",
+        item.input.display(),
+        report.frames_encoded,
+        report.fps,
+        stages.join(", "),
+        report.peak_rss_bytes.unwrap_or(0) >> 20
+    );
     Ok(serde_json::to_value(&report).unwrap_or_default())
 }
 
