@@ -5,7 +5,7 @@
 //! test builds them itself when they are missing). ONNX Runtime comes from `ORT_DYLIB_PATH` or
 //! `.deps/onnxruntime/` (`scripts/setup.sh`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use videoforge::backend::{
@@ -13,9 +13,8 @@ use videoforge::backend::{
     Plugin, Precision,
 };
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{pattern, root};
 
 /// The plugin file, building the plugin crates once if they are not there yet.
 fn plugin_path(name: &str) -> PathBuf {
@@ -46,21 +45,6 @@ fn model(path: &str) -> PathBuf {
 
 fn open(path: &str) -> LoadedModel {
     ort().open_model(&ModelOptions::cpu(model(path))).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// A smooth gradient with some texture: planar RGB in [0, 1].
-fn pattern(w: usize, h: usize) -> Vec<f32> {
-    let mut v = vec![0f32; 3 * w * h];
-    for c in 0..3 {
-        for y in 0..h {
-            for x in 0..w {
-                let g = (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
-                let t = if (x / 4 + y / 4 + c) % 2 == 0 { 0.15 } else { -0.15 };
-                v[(c * h + y) * w + x] = (0.2 + 0.6 * g + t).clamp(0.0, 1.0);
-            }
-        }
-    }
-    v
 }
 
 fn mean(v: &[f32]) -> f32 {

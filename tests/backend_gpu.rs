@@ -8,7 +8,7 @@
 //! Last run: all pass on an NVIDIA H200 (driver 580.159.04) with onnxruntime-gpu 1.31.1, with the plugin's CUDA EP
 //! defaults and with `VIDEOFORGE_ORT_CUDA_OPTIONS=cudnn_conv_algo_search=HEURISTIC,prefer_nhwc=0`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
@@ -21,13 +21,8 @@ use videoforge::gpu::GpuContext;
 const FP16: &str = "models/realesr-animevideov3-x2-fp16.onnx";
 const FP32: &str = "models/realesr-animevideov3-x2.onnx";
 
-fn root() -> &'static Path {
-    // A test binary carried to a GPU machine runs from a checkout at another path: VIDEOFORGE_ROOT says where.
-    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| {
-        std::env::var_os("VIDEOFORGE_ROOT").map(Into::into).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-    })
-}
+mod common;
+use common::{pattern, root};
 
 /// The plugin file, building the plugin crate once if it is not there yet.
 fn plugin_path() -> PathBuf {
@@ -75,21 +70,6 @@ fn open_cuda(model: &str, stream: usize) -> LoadedModel {
 
 fn stream_handle(s: &Arc<CudaStream>) -> usize {
     s.cu_stream() as usize
-}
-
-/// A smooth gradient with some texture: planar RGB in [0, 1].
-fn pattern(w: usize, h: usize) -> Vec<f32> {
-    let mut v = vec![0f32; 3 * w * h];
-    for c in 0..3 {
-        for y in 0..h {
-            for x in 0..w {
-                let g = (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
-                let t = if (x / 4 + y / 4 + c) % 2 == 0 { 0.15 } else { -0.15 };
-                v[(c * h + y) * w + x] = (0.2 + 0.6 * g + t).clamp(0.0, 1.0);
-            }
-        }
-    }
-    v
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

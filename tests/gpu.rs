@@ -2,6 +2,8 @@
 //! Each kernel is compared with its plain-Rust reference; tolerances are stated per test.
 
 use videoforge::gpu::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
+mod common;
+use common::root;
 use videoforge::gpu::{DeviceAllocator, GpuContext, Pool};
 use videoforge::video::{rgb_planar_to_yuv, yuv_to_rgb_planar, Matrix, Plane, PlaneMut, Range, Subsampling, YuvFormat};
 
@@ -224,11 +226,6 @@ fn probe_sees_the_gpu_and_nvdec() {
     eprintln!("{}", serde_json::to_string_pretty(&p).unwrap());
 }
 
-fn root() -> std::path::PathBuf {
-    // A test binary carried to a GPU machine runs from a checkout at another path: VIDEOFORGE_ROOT says where.
-    std::env::var_os("VIDEOFORGE_ROOT").map(Into::into).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-}
-
 /// Decoded 8-bit 4:2:0 frames of a video, planes packed.
 fn decode_all(path: &std::path::Path) -> Vec<Vec<u8>> {
     let mut src = videoforge::video::Source::open(path, 4).expect("decodable output");
@@ -295,7 +292,7 @@ fn gpu_upscale_matches_the_cpu_path() {
 #[test]
 #[ignore = "needs an NVIDIA GPU"]
 fn synthetic_stress_test_on_gpu() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = root();
     let r = videoforge::bench::stress_test_synthetic(&videoforge::bench::SyntheticBench {
         model: root.join("tests/fixtures/models/nearest2x.onnx"),
         device: videoforge::backend::Device::Cuda(0),

@@ -9,9 +9,25 @@ use videoforge::pipeline::{self, Cancel, FileJob, FileProgress, FileReport};
 use videoforge::plan::{Codec, Container, EncodePlan, PipelinePlan};
 use videoforge::EngineError;
 
-/// The repository root (models, fixtures, .deps). `VIDEOFORGE_TEST_ROOT` overrides it.
+/// The repository root (models, fixtures, .deps). `VIDEOFORGE_ROOT` overrides it: a test binary carried to a GPU
+/// machine runs from a checkout at another path.
 pub fn root() -> PathBuf {
-    std::env::var_os("VIDEOFORGE_TEST_ROOT").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+    std::env::var_os("VIDEOFORGE_ROOT").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
+/// A smooth gradient with some texture: planar RGB in [0, 1].
+pub fn pattern(w: usize, h: usize) -> Vec<f32> {
+    let mut v = vec![0f32; 3 * w * h];
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                let g = (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
+                let t = if (x / 4 + y / 4 + c) % 2 == 0 { 0.15 } else { -0.15 };
+                v[(c * h + y) * w + x] = (0.2 + 0.6 * g + t).clamp(0.0, 1.0);
+            }
+        }
+    }
+    v
 }
 
 /// Run `ffmpeg -y -v error <args>` and panic with its stderr on failure.
