@@ -189,6 +189,12 @@ pub struct Determinism {
     pub second_sha256: String,
     /// Whether they are equal.
     pub identical: bool,
+    /// SHA-256 of the frames the first run sent to its encoder (the engine's output before encoding).
+    pub first_frames_sha256: String,
+    /// The same for the second run.
+    pub second_frames_sha256: String,
+    /// Whether the engine gave the encoder the same frames both times.
+    pub frames_identical: bool,
 }
 
 /// Outcome of one check.
@@ -302,12 +308,37 @@ impl AuditReport {
         });
         c.push(match &self.determinism {
             Some(d) => row(
+                "same input twice, same frames",
+                if d.frames_identical { Status::Pass } else { Status::Fail },
+                if d.frames_identical {
+                    format!("frames sha256 {}", d.first_frames_sha256)
+                } else {
+                    format!(
+                        "frames sha256 {} vs {}: decode, conversion or inference is not deterministic",
+                        d.first_frames_sha256, d.second_frames_sha256
+                    )
+                },
+            ),
+            None => row("same input twice, same frames", Status::Skip, "second run not made".into()),
+        });
+        c.push(match &self.determinism {
+            Some(d) => row(
                 "same input twice, same bytes",
                 if d.identical { Status::Pass } else { Status::Fail },
                 if d.identical {
                     format!("sha256 {}", d.first_sha256)
                 } else {
-                    format!("sha256 {} vs {} (encoder not deterministic?)", d.first_sha256, d.second_sha256)
+                    format!(
+                        "sha256 {} vs {}{}",
+                        d.first_sha256,
+                        d.second_sha256,
+                        if d.frames_identical {
+                            " from the same frames: the encoder is not bit-reproducible with these settings \
+                             (encode.threads = 1 makes x264/x265 reproducible)"
+                        } else {
+                            ""
+                        }
+                    )
                 },
             ),
             None => row("same input twice, same bytes", Status::Skip, "second run not made".into()),

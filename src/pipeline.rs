@@ -205,6 +205,8 @@ pub struct FileJob<'a> {
     pub metadata: Vec<(String, String)>,
     /// Audit the run (steady-state allocations, stage overlap, pool): fills the report's `audit` field.
     pub audit: bool,
+    /// Hash the frames sent to the encoder into the report's `frames_sha256` (the audit's two runs).
+    pub digest_frames: bool,
 }
 
 /// Timing of one stage.
@@ -274,6 +276,9 @@ pub struct FileReport {
     /// device memory and determinism.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<crate::audit::AuditReport>,
+    /// SHA-256 of the frames the encoder received (when the job asked for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_sha256: Option<String>,
 }
 
 /// Peak resident set size of this process, from `/proc/self/status` (Linux).
@@ -360,7 +365,19 @@ fn timed_send(tx: &SyncSender<Msg>, m: Msg, c: &mut Counters, q: &AtomicIsize) -
 /// left at `job.output`.
 pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     let started = Instant::now();
-    let FileJob { input, output, container, encode, pipeline, mut model, cancel, progress, metadata, audit } = job;
+    let FileJob {
+        input,
+        output,
+        container,
+        encode,
+        pipeline,
+        mut model,
+        cancel,
+        progress,
+        metadata,
+        audit,
+        digest_frames,
+    } = job;
     let threads = pipeline.cpu_threads.max(1);
     let mut source = Source::open(input, threads)?;
     let info = source.info().clone();
@@ -388,11 +405,14 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     let format = video::format_name(container, &info.container, input);
     let tmp = partial_path(output);
     let vout = VideoOut { width: out_w, height: out_h, src_width: src_w, src_height: src_h, bit_depth };
-    let (sink, w) = Sink::create(&tmp, format, source.input(), &info, vout, encode, &metadata).map_err(|m| {
+    let (mut sink, w) = Sink::create(&tmp, format, source.input(), &info, vout, encode, &metadata).map_err(|m| {
         let _ = std::fs::remove_file(&tmp);
         EngineError::Stage { stage: "encode", message: format!("{}: {m}", output.display()), retry: Retry::Permanent }
     })?;
     warnings.extend(w);
+    if digest_frames {
+        sink.digest_frames();
+    }
 
     // The device path: 4:2:0 frames go to the GPU stage and come back in the encoder's format.
     let yuv_out = if model.yuv_upscaler().is_none() {
@@ -484,6 +504,7 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         peak_rss_bytes: peak_rss_bytes(),
         warnings,
         audit,
+        frames_sha256: run.frames_sha256,
     })
 }
 
@@ -519,6 +540,7 @@ struct RunResult {
     stages: Vec<StageReport>,
     queues: Vec<QueueReport>,
     warnings: Vec<String>,
+    frames_sha256: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -691,7 +713,7 @@ fn run_stages(
             // Built once: the per-frame report only updates the counters (no allocation per frame).
             let mut prog =
                 Progress { input: input.into(), frames_done: 0, frames_total: info.estimated_frames, fps: 0.0 };
-            let r = (|| -> Result<(u64, u64), StageFail> {
+            let r = (|| -> Result<crate::video::Finished, StageFail> {
                 loop {
                     let Some(msg) = timed_recv(&encode_rx, &mut c, encode_q) else { return Err(StageFail::Peer) };
                     if cancel.is_stopped() {
@@ -762,7 +784,7 @@ fn run_stages(
     if cancel.is_stopped() {
         return Err(EngineError::Interrupted);
     }
-    let Some((encoded, video_packets)) = done else {
+    let Some(crate::video::Finished { frames: encoded, packets: video_packets, frames_sha256 }) = done else {
         return Err(EngineError::Stage {
             stage: "encode",
             message: "pipeline ended without finishing the output".into(),
@@ -796,5 +818,6 @@ fn run_stages(
         stages: vec![dec_c.stage, inf_c.stage, enc_c.stage],
         queues,
         warnings: warnings.into_inner().unwrap_or_default(),
+        frames_sha256,
     })
 }

@@ -719,6 +719,7 @@ fn run_pipeline(
         progress,
         metadata: fp.container_metadata(),
         audit,
+        digest_frames: opts.audit,
     };
     let mut report = pipeline::upscale_file(job(&item.output, make_model()?, opts.audit, progress.file(&item.input)))?;
     if let Some(audit) = report.audit.as_mut() {
@@ -733,11 +734,12 @@ fn run_pipeline(
         let tmp = audit_path(&item.output);
         let second = make_model()
             .and_then(|m| pipeline::upscale_file(job(&tmp, m, false, crate::pipeline::FileProgress::none())));
+        let frames = (report.frames_sha256.clone(), second.as_ref().ok().and_then(|r| r.frames_sha256.clone()));
         let free_after_second = gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f);
         if let (Some(v), Some(a)) = (audit.vram.as_mut(), free_after_second) {
             v.second_run_delta_bytes = Some(v.free_after as i64 - a as i64);
         }
-        let compared = second.and_then(|_| compare_outputs(&item.output, &tmp));
+        let compared = second.and_then(|_| compare_outputs(&item.output, &tmp, frames));
         let _ = std::fs::remove_file(&tmp);
         audit.determinism = Some(compared?);
         audit.evaluate();
@@ -761,11 +763,22 @@ fn audit_path(output: &Path) -> PathBuf {
     output.with_file_name(format!(".{name}.audit-{}", std::process::id()))
 }
 
-/// SHA-256 of both outputs of the audit.
-fn compare_outputs(first: &Path, second: &Path) -> Result<crate::audit::Determinism, EngineError> {
+/// SHA-256 of both outputs of the audit, with the digests of the frames each run sent to its encoder.
+fn compare_outputs(
+    first: &Path,
+    second: &Path,
+    frames: (Option<String>, Option<String>),
+) -> Result<crate::audit::Determinism, EngineError> {
     let a = plan::sha256_file(first).map_err(|e| EngineError::io(first, e))?;
     let b = plan::sha256_file(second).map_err(|e| EngineError::io(second, e))?;
-    Ok(crate::audit::Determinism { identical: a == b, first_sha256: a, second_sha256: b })
+    Ok(crate::audit::Determinism {
+        identical: a == b,
+        first_sha256: a,
+        second_sha256: b,
+        frames_identical: frames.0.is_some() && frames.0 == frames.1,
+        first_frames_sha256: frames.0.unwrap_or_default(),
+        second_frames_sha256: frames.1.unwrap_or_default(),
+    })
 }
 
 /// `$XDG_CACHE_HOME/videoforge/engines/<fingerprint>` (or `~/.cache/...`, or the temp folder).

@@ -373,6 +373,7 @@ fn cancel_from_another_thread_leaves_no_output() {
         progress: videoforge::pipeline::FileProgress::new(move |p| d.store(p.frames_done, Ordering::SeqCst)),
         metadata: vec![],
         audit: false,
+        digest_frames: false,
     });
     watcher.join().unwrap();
     assert!(matches!(r, Err(EngineError::Interrupted)), "{r:?}");

@@ -14,7 +14,7 @@ pub use color::{
     Matrix, Plane, PlaneMut, Quant, Range, Sample, Subsampling, YuvFormat,
 };
 pub use convert::{rgb_to_frame, ToRgb};
-pub use sink::{format_name, Sink, VideoOut};
+pub use sink::{format_name, Finished, Sink, VideoOut};
 pub use source::{bit_depth_of, Item, Source, VideoInfo};
 pub use yuv::{YuvFrame, YuvUpscaler};
 

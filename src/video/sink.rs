@@ -8,6 +8,7 @@ use super::convert;
 use super::source::VideoInfo;
 use crate::plan::{Codec, Container, EncodePlan};
 use ffmpeg_next as ff;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -65,6 +66,20 @@ pub struct Sink {
     frames_in: u64,
     packets_out: u64,
     trailer_written: bool,
+    /// SHA-256 over the visible samples of every frame sent to the encoder (audits only): tells an engine that
+    /// is not deterministic from an encoder that is not.
+    digest: Option<Sha256>,
+}
+
+/// What [`Sink::finish`] reports.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Frames sent to the encoder.
+    pub frames: u64,
+    /// Video packets written.
+    pub packets: u64,
+    /// SHA-256 of the frames the encoder received, when [`Sink::digest_frames`] was called.
+    pub frames_sha256: Option<String>,
 }
 
 // SAFETY: the output context, encoder and frame are owned and used by one thread at a time.
@@ -311,6 +326,7 @@ impl Sink {
                 frames_in: 0,
                 packets_out: 0,
                 trailer_written: false,
+                digest: None,
             },
             warnings,
         ))
@@ -343,7 +359,28 @@ impl Sink {
         self.send(pts, duration)
     }
 
+    /// Hash every frame the encoder receives from now on (its visible samples, plane by plane).
+    pub fn digest_frames(&mut self) {
+        self.digest = Some(Sha256::new());
+    }
+
+    fn hash_frame(&mut self) {
+        let Some(d) = self.digest.as_mut() else { return };
+        let f = &self.frame;
+        let bytes = if self.out.bit_depth > 8 { 2 } else { 1 };
+        let (w, h) = (f.width() as usize, f.height() as usize);
+        for (i, (pw, ph)) in
+            [(w, h), (w.div_ceil(2), h.div_ceil(2)), (w.div_ceil(2), h.div_ceil(2))].into_iter().enumerate()
+        {
+            let (stride, data) = (f.stride(i), f.data(i));
+            for row in 0..ph {
+                d.update(&data[row * stride..row * stride + pw * bytes]);
+            }
+        }
+    }
+
     fn send(&mut self, pts: Option<i64>, duration: i64) -> Result<(), String> {
+        self.hash_frame();
         self.frame.set_pts(pts);
         self.frame.set_color_space(space_of(self.color.matrix));
         self.frame.set_color_range(match self.color.range {
@@ -396,13 +433,14 @@ impl Sink {
         packet.write_interleaved(&mut self.octx).map_err(|e| format!("mux stream {out}: {e}"))
     }
 
-    /// Flush the encoder and write the trailer. Returns (frames sent to the encoder, video packets written).
-    pub fn finish(&mut self) -> Result<(u64, u64), String> {
+    /// Flush the encoder and write the trailer.
+    pub fn finish(&mut self) -> Result<Finished, String> {
         self.encoder.send_eof().map_err(|e| format!("flush encoder: {e}"))?;
         self.drain()?;
         self.octx.write_trailer().map_err(|e| format!("write trailer: {e}"))?;
         self.trailer_written = true;
-        Ok((self.frames_in, self.packets_out))
+        let frames_sha256 = self.digest.take().map(|d| format!("{:x}", d.finalize()));
+        Ok(Finished { frames: self.frames_in, packets: self.packets_out, frames_sha256 })
     }
 }
 

@@ -208,6 +208,7 @@ pub fn run(
         progress: FileProgress::none(),
         metadata: vec![("videoforge_fingerprint".into(), "test-fp".into())],
         audit: true,
+        digest_frames: false,
     })
 }
 
