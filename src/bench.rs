@@ -275,6 +275,19 @@ pub struct SyntheticResult {
 /// 25 fps) to `path` (Matroska) with the crate's FFmpeg libraries: libx264 (ultrafast, CRF 18) where present,
 /// else FFV1. No `ffmpeg` CLI needed.
 pub fn write_synthetic_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> Result<(), String> {
+    write_synthetic_clip_with(path, width, height, frames, None, 8)
+}
+
+/// [`write_synthetic_clip`] with a chosen encoder (`libx265`, ...; `None` = libx264 or FFV1) and bit depth
+/// (8, or 10 for yuv420p10le: the 8-bit pattern times 4).
+pub fn write_synthetic_clip_with(
+    path: &std::path::Path,
+    width: u32,
+    height: u32,
+    frames: u64,
+    encoder: Option<&str>,
+    bit_depth: u8,
+) -> Result<(), String> {
     use ffmpeg_next as ff;
     if width < 2 || height < 2 || width % 2 != 0 || height % 2 != 0 {
         return Err(format!("synthetic clip {width}x{height}: width and height must be even and at least 2"));
@@ -283,21 +296,32 @@ pub fn write_synthetic_clip(path: &std::path::Path, width: u32, height: u32, fra
     // The generator's encoder statistics are noise here.
     let level = ff::util::log::get_level().ok();
     ff::util::log::set_level(ff::util::log::Level::Error);
-    let r = write_clip(path, width, height, frames);
+    let r = write_clip(path, width, height, frames, encoder, bit_depth > 8);
     if let Some(l) = level {
         ff::util::log::set_level(l);
     }
     r
 }
 
-fn write_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> Result<(), String> {
+fn write_clip(
+    path: &std::path::Path,
+    width: u32,
+    height: u32,
+    frames: u64,
+    encoder: Option<&str>,
+    ten_bit: bool,
+) -> Result<(), String> {
     use ffmpeg_next as ff;
     let mut octx = ff::format::output_as(&path, "matroska").map_err(|e| format!("{}: {e}", path.display()))?;
     let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
-    let (codec, x264) = match ff::encoder::find_by_name("libx264") {
-        Some(c) => (c, true),
-        None => (ff::encoder::find(ff::codec::Id::FFV1).ok_or("neither libx264 nor FFV1 is available")?, false),
+    let (codec, x26x) = match encoder {
+        Some(name) => (ff::encoder::find_by_name(name).ok_or(format!("encoder {name} is not available"))?, true),
+        None => match ff::encoder::find_by_name("libx264") {
+            Some(c) => (c, true),
+            None => (ff::encoder::find(ff::codec::Id::FFV1).ok_or("neither libx264 nor FFV1 is available")?, false),
+        },
     };
+    let pix = if ten_bit { ff::format::Pixel::YUV420P10LE } else { ff::format::Pixel::YUV420P };
     let tb = ff::Rational::new(1, 25);
     let mut enc = ff::codec::context::Context::new_with_codec(codec)
         .encoder()
@@ -305,7 +329,7 @@ fn write_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> R
         .map_err(|e| format!("synthetic encoder: {e}"))?;
     enc.set_width(width);
     enc.set_height(height);
-    enc.set_format(ff::format::Pixel::YUV420P);
+    enc.set_format(pix);
     enc.set_time_base(tb);
     enc.set_frame_rate(Some(ff::Rational::new(25, 1)));
     enc.set_colorspace(ff::color::Space::BT709);
@@ -314,9 +338,10 @@ fn write_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> R
         enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
     }
     let mut opts = ff::Dictionary::new();
-    if x264 {
+    if x26x {
         opts.set("preset", "ultrafast");
         opts.set("crf", "18");
+        opts.set("x265-params", "log-level=error");
     }
     let mut encoder = enc.open_with(opts).map_err(|e| format!("cannot open the synthetic encoder: {e}"))?;
     let index = {
@@ -335,7 +360,7 @@ fn write_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> R
         }
         Ok(())
     };
-    let mut frame = ff::frame::Video::new(ff::format::Pixel::YUV420P, width, height);
+    let mut frame = ff::frame::Video::new(pix, width, height);
     let mut seed = 0x9e37_79b9u32;
     for i in 0..frames {
         let t = i as usize;
@@ -353,7 +378,12 @@ fn write_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> R
                         1 => 16 + (x * 2 + t * 3) % 225,
                         _ => 16 + (y * 2 + 240 - t % 240) % 225,
                     };
-                    data[y * stride + x] = v as u8;
+                    if ten_bit {
+                        let w = ((v as u16) << 2).to_le_bytes();
+                        data[y * stride + 2 * x..y * stride + 2 * x + 2].copy_from_slice(&w);
+                    } else {
+                        data[y * stride + x] = v as u8;
+                    }
                 }
             }
         }

@@ -207,6 +207,8 @@ pub struct FileJob<'a> {
     pub audit: bool,
     /// Hash the frames sent to the encoder into the report's `frames_sha256` (the audit's two runs).
     pub digest_frames: bool,
+    /// The plan's decode routes: a codec and bit depth routed to `nvdec` is decoded on the stage's GPU.
+    pub decode: &'a [crate::plan::DecodeRoute],
 }
 
 /// Timing of one stage.
@@ -252,6 +254,8 @@ pub struct FileReport {
     pub output_bit_depth: u8,
     /// FFmpeg encoder.
     pub encoder: String,
+    /// Where the video was decoded: `nvdec` (frames stayed on the GPU) or `cpu`.
+    pub decoder: String,
     /// libavformat muxer.
     pub container: String,
     /// Frames decoded.
@@ -295,6 +299,9 @@ pub fn partial_path(output: &Path) -> PathBuf {
     output.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
+const INTERLACED: &str = "interlaced (field-coded) frames are processed as progressive frames: no deinterlacing; \
+                          the output is flagged progressive";
+
 /// A message down the pipeline.
 enum Msg {
     Frame {
@@ -305,6 +312,12 @@ enum Msg {
     /// A 4:2:0 frame on its way to or from the GPU stage (the encoder's format: no RGB on the host).
     Yuv {
         frame: YuvFrame,
+        pts: Option<i64>,
+        duration: i64,
+    },
+    /// A frame NVDEC decoded, still in device memory.
+    Device {
+        frame: crate::gpu::nvdec::DeviceFrame,
         pts: Option<i64>,
         duration: i64,
     },
@@ -377,6 +390,7 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         metadata,
         audit,
         digest_frames,
+        decode,
     } = job;
     let threads = pipeline.cpu_threads.max(1);
     let mut source = Source::open(input, threads)?;
@@ -430,6 +444,30 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         let c = sink.color();
         Some(YuvFrame::new(src_w as usize, src_h as usize, bit_depth, c.matrix, c.range))
     };
+    // NVDEC where the plan routes this codec there and frames stay on the device end to end.
+    let route = decode.iter().find(|r| r.codec == info.codec && r.bit_depth == info.bit_depth);
+    let mut decoder = "cpu".to_string();
+    let nvdec = match (&yuv_out, route) {
+        (Some(_), Some(r)) if r.path == "nvdec" => {
+            let made = match (model.yuv_upscaler(), source.video_stream()) {
+                (Some(u), Some(stream)) => u.device_decoder(&info, &stream),
+                _ => None,
+            };
+            match made {
+                Some(Ok(d)) => {
+                    source.hand_out_video_packets();
+                    decoder = "nvdec".into();
+                    Some(d)
+                }
+                Some(Err(why)) => {
+                    warnings.push(format!("NVDEC not used: {why}; decoding on the CPU"));
+                    None
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
     let window = audit.then(|| crate::audit::AllocWindow::for_clip(info.estimated_frames));
     let result = run_stages(
         input,
@@ -442,6 +480,7 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         cancel,
         &progress,
         yuv_out,
+        nvdec,
         window.as_ref(),
     );
     let pool_stats = model.yuv_upscaler().and_then(|u| u.pool_stats());
@@ -493,6 +532,7 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         output_height: out_h,
         output_bit_depth: bit_depth,
         encoder: encode.encoder.clone(),
+        decoder,
         container: format.into(),
         frames_decoded: run.frames,
         frames_encoded: run.frames,
@@ -555,6 +595,7 @@ fn run_stages(
     cancel: &Cancel,
     progress: &FileProgress<'_>,
     yuv_out: Option<YuvFrame>,
+    nvdec: Option<crate::gpu::nvdec::NvDecoder>,
     window: Option<&crate::audit::AllocWindow>,
 ) -> Result<RunResult, EngineError> {
     let depth = pipeline.depth.max(1);
@@ -600,7 +641,54 @@ fn run_stages(
             let mut c = Counters { stage: StageReport { name: "decode", ..Default::default() }, max_depth: 0 };
             let mut to_rgb = ToRgb::new(info.color.matrix, info.color.range);
             let mut warned_interlaced = false;
+            let mut nvdec = nvdec;
             let r = (|| -> Result<(), StageFail> {
+                // NVDEC: packets in, device frames out (several or none per packet), other streams' packets copied.
+                if let Some(nv) = nvdec.as_mut() {
+                    loop {
+                        if cancel.is_stopped() {
+                            return Err(StageFail::Peer);
+                        }
+                        let t = Instant::now();
+                        let end = match source.next_item().map_err(StageFail::Error)? {
+                            None => {
+                                nv.send(None).map_err(|m| stage_err("decode", format!("NVDEC: {m}")))?;
+                                true
+                            }
+                            Some(Item::VideoPacket(p)) => {
+                                nv.send(Some(p)).map_err(|m| stage_err("decode", format!("NVDEC: {m}")))?;
+                                false
+                            }
+                            Some(Item::Packet(p)) => {
+                                c.stage.busy_s += t.elapsed().as_secs_f64();
+                                timed_send(&to_infer, Msg::Packet(p), &mut c, infer_q)?;
+                                continue;
+                            }
+                            Some(Item::Frame(_)) => {
+                                return Err(stage_err("decode", "a CPU-decoded frame on the NVDEC path".into()))
+                            }
+                        };
+                        c.stage.busy_s += t.elapsed().as_secs_f64();
+                        while let Some((frame, duration)) = nv.receive() {
+                            c.stage.frames += 1;
+                            if let Some(win) = window {
+                                win.on_frame(c.stage.frames);
+                            }
+                            if !frame.progressive && !warned_interlaced {
+                                warned_interlaced = true;
+                                if let Ok(mut w) = warnings.lock() {
+                                    w.push(INTERLACED.into());
+                                }
+                            }
+                            let pts = frame.pts;
+                            timed_send(&to_infer, Msg::Device { frame, pts, duration }, &mut c, infer_q)?;
+                        }
+                        if end {
+                            timed_send(&to_infer, Msg::End, &mut c, infer_q)?;
+                            return Ok(());
+                        }
+                    }
+                }
                 loop {
                     if cancel.is_stopped() {
                         return Err(StageFail::Peer);
@@ -614,17 +702,24 @@ fn run_stages(
                             return Ok(());
                         }
                         Some(Item::Packet(p)) => Msg::Packet(p),
+                        Some(Item::VideoPacket(_)) => {
+                            return Err(stage_err("decode", "an undecoded video packet on the CPU path".into()))
+                        }
                         Some(Item::Frame(f)) => {
                             if f.is_interlaced() && !warned_interlaced {
                                 warned_interlaced = true;
                                 if let Ok(mut w) = warnings.lock() {
-                                    w.push("interlaced (field-coded) frames are processed as progressive frames: no deinterlacing; the output is flagged progressive".into());
+                                    w.push(INTERLACED.into());
                                 }
                             }
                             if (f.width() as usize, f.height() as usize) != (w, h) {
                                 return Err(stage_err(
                                     "decode",
-                                    format!("frame size changed mid-stream from {w}x{h} to {}x{}", f.width(), f.height()),
+                                    format!(
+                                        "frame size changed mid-stream from {w}x{h} to {}x{}",
+                                        f.width(),
+                                        f.height()
+                                    ),
                                 ));
                             }
                             let (pts, duration) = (f.timestamp().or(f.pts()), f.packet().duration);
@@ -633,10 +728,12 @@ fn run_stages(
                                 win.on_frame(c.stage.frames);
                             }
                             if yuv_mode {
-                                let mut frame = yuv_in_rx.try_recv().unwrap_or_else(|_| {
-                                    YuvFrame::new(0, 0, 8, info.color.matrix, info.color.range)
-                                });
-                                frame.read_from(&f, info.color.matrix, info.color.range).map_err(|m| stage_err("decode", m))?;
+                                let mut frame = yuv_in_rx
+                                    .try_recv()
+                                    .unwrap_or_else(|_| YuvFrame::new(0, 0, 8, info.color.matrix, info.color.range));
+                                frame
+                                    .read_from(&f, info.color.matrix, info.color.range)
+                                    .map_err(|m| stage_err("decode", m))?;
                                 Msg::Yuv { frame, pts, duration }
                             } else {
                                 let mut buf = in_pool_rx.try_recv().unwrap_or_default();
@@ -649,7 +746,8 @@ fn run_stages(
                     timed_send(&to_infer, msg, &mut c, infer_q)?;
                 }
             })();
-            (r, c, source.frames_decoded())
+            let decoded = nvdec.as_ref().map_or(source.frames_decoded(), |n| n.frames());
+            (r, c, decoded)
         });
         let infer = std::thread::Builder::new().name("vf-infer".into()).spawn_scoped(s, move || {
             let mut c = Counters { stage: StageReport { name: "infer", ..Default::default() }, max_depth: 0 };
@@ -677,6 +775,23 @@ fn run_stages(
                             c.stage.frames += 1;
                             c.stage.busy_s += t.elapsed().as_secs_f64();
                             Msg::Frame { buf: out, pts, duration }
+                        }
+                        Msg::Device { frame, pts, duration } => {
+                            let t = Instant::now();
+                            let mut out = match yuv_out_rx.try_recv() {
+                                Ok(f) => f,
+                                Err(_) => {
+                                    yuv_out.clone().ok_or_else(|| stage_err("infer", "no output frame".into()))?
+                                }
+                            };
+                            let Some(gpu) = model.yuv_upscaler() else {
+                                return Err(stage_err("infer", "device frame without a device stage".into()));
+                            };
+                            gpu.upscale_device(&frame, &mut out).map_err(StageFail::Error)?;
+                            frame.recycle();
+                            c.stage.frames += 1;
+                            c.stage.busy_s += t.elapsed().as_secs_f64();
+                            Msg::Yuv { frame: out, pts, duration }
                         }
                         Msg::Yuv { frame, pts, duration } => {
                             let t = Instant::now();
@@ -737,6 +852,9 @@ fn run_stages(
                         Msg::Packet(p) => {
                             sink.write_packet(p).map_err(|m| stage_err("encode", m))?;
                             packets += 1;
+                        }
+                        Msg::Device { .. } => {
+                            return Err(stage_err("encode", "an undecoded device frame reached the encoder".into()))
                         }
                         Msg::End => {
                             let done = sink.finish().map_err(|m| stage_err("encode", m))?;

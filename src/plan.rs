@@ -822,12 +822,17 @@ pub fn build(spec: &JobSpec, probe: &MachineProbe, facts: &ModelFacts) -> Result
             let cap = probe.gpus.first().and_then(|g| g.nvdec.iter().find(|c| c.codec == codec && c.bit_depth == bd));
             let (path, reason) = match (gpu, cap) {
                 (false, _) => ("cpu", "CPU plan".to_string()),
-                (true, Some(c)) if c.supported => (
-                    "cpu",
+                (true, Some(c)) if c.supported && codec != "av1" => (
+                    "nvdec",
                     format!(
-                        "NVDEC supports it ({} engines, up to {}x{}), but this build decodes on the CPU and uploads",
+                        "NVDEC ({} engines, up to {}x{}): frames stay on the GPU; a file NVDEC cannot take (odd or \
+                         out-of-range size, not 4:2:0) is decoded on the CPU and uploaded, with the reason in its report",
                         c.engines, c.max_width, c.max_height
                     ),
+                ),
+                (true, Some(c)) if c.supported => (
+                    "cpu",
+                    format!("NVDEC supports it ({} engines), but this build demuxes AV1 for the CPU decoder", c.engines),
                 ),
                 (true, Some(_)) => ("cpu", "NVDEC does not support it on this GPU".to_string()),
                 (true, None) => ("cpu", "NVDEC not available".to_string()),

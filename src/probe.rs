@@ -196,23 +196,23 @@ fn format_uuid(b: &[std::ffi::c_char; 16]) -> String {
 /// `CUVIDDECODECAPS` from `nvcuvid.h` (Video Codec SDK 12/13).
 #[repr(C)]
 #[derive(Default)]
-struct CuvidDecodeCaps {
-    codec_type: c_uint,
-    chroma_format: c_uint,
-    bit_depth_minus8: c_uint,
-    reserved1: [c_uint; 3],
-    is_supported: u8,
-    num_nvdecs: u8,
-    output_format_mask: u16,
-    max_width: c_uint,
-    max_height: c_uint,
-    max_mb_count: c_uint,
-    min_width: u16,
-    min_height: u16,
-    is_histogram_supported: u8,
-    counter_bit_depth: u8,
-    max_histogram_bins: u16,
-    reserved3: [c_uint; 10],
+pub(crate) struct CuvidDecodeCaps {
+    pub(crate) codec_type: c_uint,
+    pub(crate) chroma_format: c_uint,
+    pub(crate) bit_depth_minus8: c_uint,
+    pub(crate) reserved1: [c_uint; 3],
+    pub(crate) is_supported: u8,
+    pub(crate) num_nvdecs: u8,
+    pub(crate) output_format_mask: u16,
+    pub(crate) max_width: c_uint,
+    pub(crate) max_height: c_uint,
+    pub(crate) max_mb_count: c_uint,
+    pub(crate) min_width: u16,
+    pub(crate) min_height: u16,
+    pub(crate) is_histogram_supported: u8,
+    pub(crate) counter_bit_depth: u8,
+    pub(crate) max_histogram_bins: u16,
+    pub(crate) reserved3: [c_uint; 10],
 }
 
 /// `libnvcuvid`, loaded at run time.

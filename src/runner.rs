@@ -720,6 +720,7 @@ fn run_pipeline(
         metadata: fp.container_metadata(),
         audit,
         digest_frames: opts.audit,
+        decode: &plan.decode,
     };
     let mut report = pipeline::upscale_file(job(&item.output, make_model()?, opts.audit, progress.file(&item.input)))?;
     if let Some(audit) = report.audit.as_mut() {

@@ -134,8 +134,22 @@ fn synthetic_stress_test_on_cpu() {
 }
 
 #[test]
-fn synthetic_clip_rejects_odd_sizes() {
+fn synthetic_clip_rejects_odd_sizes_and_writes_10_bit_hevc() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = videoforge::bench::write_synthetic_clip(&dir.path().join("x.mkv"), 33, 20, 2).expect_err("odd width");
     assert!(err.contains("even"), "{err}");
+    // The 10-bit HEVC clip the NVDEC test decodes on the GPU: really HEVC, really 10-bit, every frame there.
+    let path = dir.path().join("hevc10.mkv");
+    videoforge::bench::write_synthetic_clip_with(&path, 256, 144, 12, Some("libx265"), 10).expect("x265 clip");
+    let mut src = videoforge::video::Source::open(&path, 2).expect("decodable");
+    let info = src.info().clone();
+    assert_eq!((info.codec.as_str(), info.bit_depth, info.width, info.height), ("hevc", 10, 256, 144));
+    let mut frames = 0;
+    while let Some(item) = src.next_item().expect("decodes") {
+        if let videoforge::video::Item::Frame(f) = item {
+            assert_eq!(f.format(), ffmpeg_next::format::Pixel::YUV420P10LE);
+            frames += 1;
+        }
+    }
+    assert_eq!(frames, 12);
 }

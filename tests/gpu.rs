@@ -226,6 +226,77 @@ fn probe_sees_the_gpu_and_nvdec() {
     eprintln!("{}", serde_json::to_string_pretty(&p).unwrap());
 }
 
+/// Frames of `path` decoded by libavcodec: (pts, planar 4:2:0 samples in `YuvFrame` layout).
+fn cpu_frames(path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
+    let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
+    let info = src.info().clone();
+    let mut out = Vec::new();
+    while let Some(item) = src.next_item().unwrap() {
+        if let videoforge::video::Item::Frame(f) = item {
+            let mut y = videoforge::video::YuvFrame::new(0, 0, info.bit_depth, info.color.matrix, info.color.range);
+            y.read_from(&f, info.color.matrix, info.color.range).unwrap();
+            out.push((f.timestamp().or(f.pts()), y.data));
+        }
+    }
+    out
+}
+
+/// Frames of `path` decoded by NVDEC, downloaded in the same layout.
+fn nvdec_frames(gpu: &std::sync::Arc<GpuContext>, path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
+    let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
+    let info = src.info().clone();
+    let mut dec = {
+        let stream = src.video_stream().expect("video stream");
+        videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, &stream).expect("NVDEC takes it")
+    };
+    src.hand_out_video_packets();
+    let mut out = Vec::new();
+    loop {
+        let item = src.next_item().unwrap();
+        let end = item.is_none();
+        match item {
+            Some(videoforge::video::Item::VideoPacket(p)) => dec.send(Some(p)).unwrap(),
+            None => dec.send(None).unwrap(),
+            _ => {}
+        }
+        while let Some((f, _)) = dec.receive() {
+            assert_eq!((f.width, f.height, f.bit_depth), (info.width as usize, info.height as usize, info.bit_depth));
+            out.push((f.pts, f.to_host_planar(&gpu.decode).unwrap()));
+            f.recycle();
+        }
+        if end {
+            break;
+        }
+    }
+    assert_eq!(dec.frames(), out.len() as u64);
+    out
+}
+
+/// NVDEC's pictures equal libavcodec's, bit for bit and timestamp for timestamp: H.264 in Matroska and in MP4
+/// (both through the Annex-B filter), and 10-bit HEVC (P016 brought back to 10-bit codes).
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn nvdec_frames_equal_the_cpu_decoder() {
+    let gpu = std::sync::Arc::new(GpuContext::new(0).expect("GPU 0"));
+    let dir = tempfile::tempdir().unwrap();
+    let h264 = dir.path().join("h264.mkv");
+    videoforge::bench::write_synthetic_clip(&h264, 320, 240, 30).unwrap();
+    let hevc10 = dir.path().join("hevc10.mkv");
+    videoforge::bench::write_synthetic_clip_with(&hevc10, 256, 144, 24, Some("libx265"), 10).unwrap();
+    for clip in [h264, root().join("jobs/media/sample.mp4"), hevc10] {
+        let cpu = cpu_frames(&clip);
+        let gpu_frames = nvdec_frames(&gpu, &clip);
+        assert_eq!(cpu.len(), gpu_frames.len(), "{}: frame counts", clip.display());
+        assert!(!cpu.is_empty());
+        for (i, (a, b)) in cpu.iter().zip(&gpu_frames).enumerate() {
+            assert_eq!(a.0, b.0, "{}: frame {i} timestamp", clip.display());
+            let diff = a.1.iter().zip(&b.1).filter(|(x, y)| x != y).count();
+            assert!(a.1 == b.1, "{}: frame {i} differs in {diff} of {} bytes", clip.display(), a.1.len());
+        }
+        eprintln!("{}: {} frames bit-exact", clip.display(), cpu.len());
+    }
+}
+
 /// Decoded 8-bit 4:2:0 frames of a video, planes packed.
 fn decode_all(path: &std::path::Path) -> Vec<Vec<u8>> {
     let mut src = videoforge::video::Source::open(path, 4).expect("decodable output");
@@ -275,6 +346,8 @@ fn gpu_upscale_matches_the_cpu_path() {
         assert_eq!(summary.done, 1, "{}", summary.table());
         let report = &summary.files[0];
         eprintln!("{gpus}: {}", serde_json::to_string(&report.pipeline).unwrap());
+        let decoder = report.pipeline.as_ref().map(|p| p["decoder"].clone()).unwrap_or_default();
+        assert_eq!(decoder, if gpus == "[0]" { "nvdec" } else { "cpu" }, "where {gpus} decoded");
         dir.path().join(name)
     };
     let cpu = decode_all(&run("\"cpu\"", "cpu.mkv"));

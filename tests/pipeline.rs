@@ -374,6 +374,7 @@ fn cancel_from_another_thread_leaves_no_output() {
         metadata: vec![],
         audit: false,
         digest_frames: false,
+        decode: &[],
     });
     watcher.join().unwrap();
     assert!(matches!(r, Err(EngineError::Interrupted)), "{r:?}");

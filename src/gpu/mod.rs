@@ -3,6 +3,7 @@
 //! the plan says GPU.
 
 pub mod kernels;
+pub mod nvdec;
 pub mod pool;
 pub mod stage;
 

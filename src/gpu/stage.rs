@@ -3,6 +3,7 @@
 //! 4:2:0 format, and download only that. Every device buffer comes from a budgeted [`Pool`].
 
 use super::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
+use super::nvdec::{DeviceFrame, NvDecoder};
 use super::{DeviceAllocator, GpuContext, Pool, PoolStats};
 use crate::backend::{BackendError, DeviceTensor, FrameModel, LoadedModel, Precision};
 use crate::error::{EngineError, Retry};
@@ -43,11 +44,19 @@ impl GpuStage {
     }
 }
 
-impl YuvUpscaler for GpuStage {
-    fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), EngineError> {
+impl GpuStage {
+    /// Planar RGB of `src` (w × h) in the model's type → the model → the encoder's 4:2:0 in `output`, all on the
+    /// compute stream; only `output` is downloaded.
+    fn upscale_from(
+        &mut self,
+        src: &DeviceYuv<'_>,
+        colour: Colour,
+        w: usize,
+        h: usize,
+        output: &mut YuvFrame,
+    ) -> Result<(), EngineError> {
         let s = self.gpu.compute.clone();
         let scale = self.model.info().scale as usize;
-        let (w, h) = (input.width, input.height);
         let (ow, oh) = (w * scale, h * scale);
         if (output.width, output.height) != (ow, oh) {
             return Err(gpu_err("infer", format!("output frame {}x{} is not {ow}x{oh}", output.width, output.height)));
@@ -59,42 +68,10 @@ impl YuvUpscaler for GpuStage {
         };
         let pool_err = |e: super::PoolError| gpu_err("infer", e);
         let bytes = |r: &std::ops::Range<usize>| r.len() as u64;
-
-        // Upload the three planes.
-        // Fixed-size arrays, not Vecs: the steady state allocates nothing on the host.
-        let ip = input.planes();
-        let upload = |r: &std::ops::Range<usize>| -> Result<_, EngineError> {
-            let mut b = self.pool.acquire(bytes(r)).map_err(pool_err)?;
-            s.memcpy_htod(&input.data[r.clone()], &mut b.get_mut().slice_mut(0..r.len()))
-                .map_err(|e| gpu_err("upload", format!("{e:?}")))?;
-            Ok(b)
-        };
-        let planes_in = [upload(&ip[0])?, upload(&ip[1])?, upload(&ip[2])?];
         // YUV -> RGB in the model's type.
-        let ie = input.sample_bytes();
-        let (icw, _) = input.chroma_size();
         let mut rgb_in = self.pool.acquire((3 * w * h * elem) as u64).map_err(pool_err)?;
-        let src = DeviceYuv {
-            y: planes_in[0].get(),
-            y_pitch: w * ie,
-            u: planes_in[1].get(),
-            u_pitch: icw * ie,
-            v: planes_in[2].get(),
-            v_pitch: icw * ie,
-            semi_planar: false,
-            wide: ie == 2,
-            shift: 0,
-        };
         self.kernels
-            .yuv_to_rgb(
-                &s,
-                &src,
-                Colour::new(input.matrix, input.range, input.bit_depth),
-                ty,
-                rgb_in.get_mut(),
-                w as u32,
-                h as u32,
-            )
+            .yuv_to_rgb(&s, src, colour, ty, rgb_in.get_mut(), w as u32, h as u32)
             .map_err(|e| gpu_err("preprocess", e))?;
         // The model, on device buffers, on the same stream.
         let rgb_out = self.pool.acquire((3 * ow * oh * elem) as u64).map_err(pool_err)?;
@@ -140,6 +117,64 @@ impl YuvUpscaler for GpuStage {
         }
         s.synchronize().map_err(|e| gpu_err("download", format!("{e:?}")))?;
         Ok(())
+    }
+}
+
+impl YuvUpscaler for GpuStage {
+    fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), EngineError> {
+        let s = self.gpu.compute.clone();
+        let pool_err = |e: super::PoolError| gpu_err("infer", e);
+        // Upload the three planes.
+        // Fixed-size arrays, not Vecs: the steady state allocates nothing on the host.
+        let ip = input.planes();
+        let upload = |r: &std::ops::Range<usize>| -> Result<_, EngineError> {
+            let mut b = self.pool.acquire(r.len() as u64).map_err(pool_err)?;
+            s.memcpy_htod(&input.data[r.clone()], &mut b.get_mut().slice_mut(0..r.len()))
+                .map_err(|e| gpu_err("upload", format!("{e:?}")))?;
+            Ok(b)
+        };
+        let planes_in = [upload(&ip[0])?, upload(&ip[1])?, upload(&ip[2])?];
+        let ie = input.sample_bytes();
+        let (icw, _) = input.chroma_size();
+        let src = DeviceYuv {
+            y: planes_in[0].get(),
+            y_pitch: input.width * ie,
+            u: planes_in[1].get(),
+            u_pitch: icw * ie,
+            v: planes_in[2].get(),
+            v_pitch: icw * ie,
+            semi_planar: false,
+            wide: ie == 2,
+            shift: 0,
+        };
+        let colour = Colour::new(input.matrix, input.range, input.bit_depth);
+        self.upscale_from(&src, colour, input.width, input.height, output)
+    }
+
+    fn upscale_device(&mut self, input: &DeviceFrame, output: &mut YuvFrame) -> Result<(), EngineError> {
+        let e = input.sample_bytes();
+        let src = DeviceYuv {
+            y: &input.y,
+            y_pitch: input.width * e,
+            u: &input.uv,
+            u_pitch: input.width * e,
+            v: &input.uv,
+            v_pitch: input.width * e,
+            semi_planar: true,
+            wide: e == 2,
+            shift: input.shift(),
+        };
+        // The input's colour description is the output's (the encoder keeps the source's tags).
+        let colour = Colour::new(output.matrix, output.range, input.bit_depth);
+        self.upscale_from(&src, colour, input.width, input.height, output)
+    }
+
+    fn device_decoder(
+        &self,
+        info: &crate::video::VideoInfo,
+        stream: &ffmpeg_next::format::stream::Stream<'_>,
+    ) -> Option<Result<NvDecoder, String>> {
+        Some(NvDecoder::new(self.gpu.clone(), info, stream))
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {

@@ -44,6 +44,8 @@ pub enum Item {
     Frame(ff::frame::Video),
     /// A packet of another stream (audio, subtitles...), not decoded.
     Packet(ff::Packet),
+    /// A packet of the video stream, not decoded (after [`Source::hand_out_video_packets`]: a device decodes).
+    VideoPacket(ff::Packet),
 }
 
 /// An opened input: the demuxer and the video decoder.
@@ -59,6 +61,8 @@ pub struct Source {
     frames: u64,
     /// End time (stream time base) of the latest decoded frame.
     last_end: i64,
+    /// Video packets go to the caller instead of the CPU decoder.
+    raw_video: bool,
 }
 
 fn rational(r: ff::Rational) -> (i32, i32) {
@@ -183,6 +187,7 @@ impl Source {
             flushed: false,
             frames: 0,
             last_end: i64::MIN,
+            raw_video: false,
         })
     }
 
@@ -206,7 +211,18 @@ impl Source {
         self.decoder.format()
     }
 
-    /// Frames decoded so far.
+    /// From now on hand the video stream's packets out as [`Item::VideoPacket`] instead of decoding them (the
+    /// caller decodes on a device). The end-of-stream checks then work from packet timestamps.
+    pub fn hand_out_video_packets(&mut self) {
+        self.raw_video = true;
+    }
+
+    /// The video stream (its parameters set up a device decoder).
+    pub fn video_stream(&self) -> Option<ff::format::stream::Stream<'_>> {
+        self.input.stream(self.info.stream_index)
+    }
+
+    /// Frames decoded so far (by the CPU decoder).
     pub fn frames_decoded(&self) -> u64 {
         self.frames
     }
@@ -246,7 +262,7 @@ impl Source {
     /// A file cut short still demuxes cleanly up to the cut; compare where the video ended with the duration
     /// the container declares in its header (more than 10% and 0.5 s short = truncated).
     fn check_complete(&self) -> Result<(), EngineError> {
-        if self.frames == 0 {
+        if self.frames == 0 && !self.raw_video {
             return Err(media_err(
                 &self.path,
                 "no video frame could be decoded (empty or truncated stream)".into(),
@@ -305,6 +321,12 @@ impl Source {
             }
             if packet.is_corrupt() {
                 return Err(self.broken("corrupt packet".into()));
+            }
+            if self.raw_video {
+                if let Some(t) = packet.pts() {
+                    self.last_end = self.last_end.max(t + packet.duration().max(0));
+                }
+                return Ok(Some(Item::VideoPacket(packet)));
             }
             loop {
                 match self.decoder.send_packet(&packet) {

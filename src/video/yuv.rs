@@ -136,4 +136,27 @@ pub trait YuvUpscaler: Send {
     fn pool_stats(&self) -> Option<crate::gpu::PoolStats> {
         None
     }
+
+    /// A hardware decoder on this stage's device for `stream`, so decoded frames never leave the device.
+    /// `None`: the stage has none; `Some(Err)`: why this stream cannot use it (the caller decodes on the CPU).
+    fn device_decoder(
+        &self,
+        _info: &super::VideoInfo,
+        _stream: &ff::format::stream::Stream<'_>,
+    ) -> Option<Result<crate::gpu::nvdec::NvDecoder, String>> {
+        None
+    }
+
+    /// Runs one frame decoded on this stage's device.
+    fn upscale_device(
+        &mut self,
+        _input: &crate::gpu::nvdec::DeviceFrame,
+        _output: &mut YuvFrame,
+    ) -> Result<(), crate::EngineError> {
+        Err(crate::EngineError::Stage {
+            stage: "infer",
+            message: "a device-decoded frame reached a stage without a device".into(),
+            retry: crate::error::Retry::Permanent,
+        })
+    }
 }

@@ -209,6 +209,7 @@ pub fn run(
         metadata: vec![("videoforge_fingerprint".into(), "test-fp".into())],
         audit: true,
         digest_frames: false,
+        decode: &[],
     })
 }
 

@@ -1,0 +1,745 @@
+//! NVDEC: hardware decoding through `libnvcuvid`, loaded at run time (nothing links the driver's libraries at
+//! build time). libavformat demuxes; H.264 and HEVC packets go through FFmpeg's `*_mp4toannexb` bitstream filter
+//! (a no-op on Annex-B input); the driver's parser orders pictures for display. Each displayed picture is mapped
+//! (NV12, or P016 for 10-bit, cropped to the display area by the decoder), copied on the context's decode stream
+//! into two pooled device buffers (luma, interleaved chroma) with tight pitches, and unmapped at once, so the
+//! decoder's few output surfaces are never held by later stages.
+
+use super::GpuContext;
+use crate::probe::CuvidDecodeCaps;
+use crate::video::VideoInfo;
+use cudarc::driver::{CudaSlice, DevicePtrMut};
+use ff::packet::Mut as _;
+use ffmpeg_next as ff;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_int, c_uint, c_ulong, c_void};
+use std::sync::{Arc, OnceLock};
+
+type Handle = *mut c_void;
+
+/// `CUVIDEOFORMAT` (nvcuvid.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct VideoFormat {
+    codec: c_uint,
+    frame_rate: [c_uint; 2],
+    progressive_sequence: u8,
+    bit_depth_luma_minus8: u8,
+    bit_depth_chroma_minus8: u8,
+    min_num_decode_surfaces: u8,
+    coded_width: c_uint,
+    coded_height: c_uint,
+    /// left, top, right, bottom
+    display_area: [c_int; 4],
+    chroma_format: c_uint,
+    bitrate: c_uint,
+    display_aspect_ratio: [c_int; 2],
+    video_signal_description: [u8; 4],
+    seqhdr_data_length: c_uint,
+}
+
+/// `CUVIDPARSERDISPINFO`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct DispInfo {
+    picture_index: c_int,
+    progressive_frame: c_int,
+    top_field_first: c_int,
+    repeat_first_field: c_int,
+    timestamp: i64,
+}
+
+type SequenceCb = unsafe extern "C" fn(*mut c_void, *mut VideoFormat) -> c_int;
+type DecodeCb = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
+type DisplayCb = unsafe extern "C" fn(*mut c_void, *mut DispInfo) -> c_int;
+
+/// `CUVIDPARSERPARAMS` (the SDK 9 layout; later SDKs carve new fields out of the reserved ones, same size).
+#[repr(C)]
+struct ParserParams {
+    codec_type: c_uint,
+    max_num_decode_surfaces: c_uint,
+    clock_rate: c_uint,
+    error_threshold: c_uint,
+    max_display_delay: c_uint,
+    reserved1: [c_uint; 5],
+    user_data: *mut c_void,
+    sequence: Option<SequenceCb>,
+    decode: Option<DecodeCb>,
+    display: Option<DisplayCb>,
+    reserved2: [*mut c_void; 7],
+    ext_video_info: *mut c_void,
+}
+
+/// `CUVIDSOURCEDATAPACKET`.
+#[repr(C)]
+struct SourcePacket {
+    flags: c_ulong,
+    payload_size: c_ulong,
+    payload: *const u8,
+    timestamp: i64,
+}
+
+const PKT_ENDOFSTREAM: c_ulong = 0x01;
+const PKT_TIMESTAMP: c_ulong = 0x02;
+
+/// `CUVIDDECODECREATEINFO`.
+#[repr(C)]
+struct CreateInfo {
+    width: c_ulong,
+    height: c_ulong,
+    num_decode_surfaces: c_ulong,
+    codec_type: c_uint,
+    chroma_format: c_uint,
+    creation_flags: c_ulong,
+    bit_depth_minus8: c_ulong,
+    intra_decode_only: c_ulong,
+    max_width: c_ulong,
+    max_height: c_ulong,
+    reserved1: c_ulong,
+    /// left, top, right, bottom
+    display_area: [i16; 4],
+    output_format: c_uint,
+    deinterlace_mode: c_uint,
+    target_width: c_ulong,
+    target_height: c_ulong,
+    num_output_surfaces: c_ulong,
+    vid_lock: *mut c_void,
+    target_rect: [i16; 4],
+    reserved2: [c_ulong; 5],
+}
+
+/// `CUVIDPROCPARAMS`.
+#[repr(C)]
+struct ProcParams {
+    progressive_frame: c_int,
+    second_field: c_int,
+    top_field_first: c_int,
+    unpaired_field: c_int,
+    reserved_flags: c_uint,
+    reserved_zero: c_uint,
+    raw_input_dptr: u64,
+    raw_input_pitch: c_uint,
+    raw_input_format: c_uint,
+    raw_output_dptr: u64,
+    raw_output_pitch: c_uint,
+    reserved1: c_uint,
+    output_stream: *mut c_void,
+    reserved: [c_uint; 46],
+    reserved2: [*mut c_void; 2],
+}
+
+const CREATE_PREFER_CUVID: c_ulong = 0x04;
+const SURFACE_NV12: c_uint = 0;
+const SURFACE_P016: c_uint = 1;
+const CHROMA_420: c_uint = 1;
+
+/// The entry points of `libnvcuvid.so.1` videoforge uses.
+struct Lib {
+    _lib: libloading::Library,
+    create_parser: unsafe extern "C" fn(*mut Handle, *mut ParserParams) -> c_int,
+    parse: unsafe extern "C" fn(Handle, *mut SourcePacket) -> c_int,
+    destroy_parser: unsafe extern "C" fn(Handle) -> c_int,
+    create_decoder: unsafe extern "C" fn(*mut Handle, *mut CreateInfo) -> c_int,
+    decode_picture: unsafe extern "C" fn(Handle, *mut c_void) -> c_int,
+    map: unsafe extern "C" fn(Handle, c_int, *mut u64, *mut c_uint, *mut ProcParams) -> c_int,
+    unmap: unsafe extern "C" fn(Handle, u64) -> c_int,
+    destroy_decoder: unsafe extern "C" fn(Handle) -> c_int,
+    get_caps: unsafe extern "C" fn(*mut CuvidDecodeCaps) -> c_int,
+}
+
+fn lib() -> Result<&'static Lib, String> {
+    static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
+    LIB.get_or_init(|| {
+        // SAFETY: loading the NVIDIA driver's own library; its initialisers are benign.
+        let lib = unsafe { libloading::Library::new("libnvcuvid.so.1") }
+            .map_err(|e| format!("libnvcuvid.so.1 not loadable ({e})"))?;
+        macro_rules! sym {
+            ($name:literal) => {
+                // SAFETY: each symbol has the signature of the field it fills (nvcuvid.h / cuviddec.h, SDK 9+).
+                *unsafe { lib.get(concat!($name, "\0").as_bytes()) }
+                    .map_err(|e| format!("libnvcuvid.so.1 lacks {} ({e})", $name))?
+            };
+        }
+        Ok(Lib {
+            create_parser: sym!("cuvidCreateVideoParser"),
+            parse: sym!("cuvidParseVideoData"),
+            destroy_parser: sym!("cuvidDestroyVideoParser"),
+            create_decoder: sym!("cuvidCreateDecoder"),
+            decode_picture: sym!("cuvidDecodePicture"),
+            map: sym!("cuvidMapVideoFrame64"),
+            unmap: sym!("cuvidUnmapVideoFrame64"),
+            destroy_decoder: sym!("cuvidDestroyDecoder"),
+            get_caps: sym!("cuvidGetDecoderCaps"),
+            _lib: lib,
+        })
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// `cudaVideoCodec` of an FFmpeg codec NVDEC can take from this demuxer (AV1 and the rest stay on the CPU).
+fn codec_id(codec: &str) -> Option<c_uint> {
+    match codec {
+        "h264" => Some(4),
+        "hevc" => Some(8),
+        "vp9" => Some(10),
+        _ => None,
+    }
+}
+
+/// What the parser's callbacks share with the decoder (boxed: the parser keeps a pointer to it).
+struct State {
+    lib: &'static Lib,
+    decoder: Handle,
+    /// Display size and bit depth the demuxer announced; NVDEC must agree.
+    width: u32,
+    height: u32,
+    bit_depth: u8,
+    /// Height of the mapped surface (its chroma plane starts `surface_height` rows below luma).
+    surface_height: u32,
+    display: VecDeque<DispInfo>,
+    error: Option<String>,
+}
+
+impl State {
+    fn on_sequence(&mut self, f: &VideoFormat) -> c_int {
+        let [left, top, right, bottom] = f.display_area;
+        let (w, h) = ((right - left).max(0) as u32, (bottom - top).max(0) as u32);
+        let depth = 8 + f.bit_depth_luma_minus8;
+        let surfaces = c_uint::from(f.min_num_decode_surfaces).max(1) + 4;
+        if !self.decoder.is_null() {
+            if (w, h, depth) == (self.width, self.height, self.bit_depth) {
+                return surfaces as c_int;
+            }
+            self.error = Some(format!(
+                "the stream changed from {}x{} {}-bit to {w}x{h} {depth}-bit mid-stream",
+                self.width, self.height, self.bit_depth
+            ));
+            return 0;
+        }
+        if f.chroma_format != CHROMA_420 || f.bit_depth_chroma_minus8 != f.bit_depth_luma_minus8 {
+            self.error = Some(format!("chroma format {} is not 4:2:0", f.chroma_format));
+            return 0;
+        }
+        if (w, h, depth) != (self.width, self.height, self.bit_depth) {
+            self.error = Some(format!(
+                "NVDEC sees {w}x{h} {depth}-bit where the demuxer announced {}x{} {}-bit",
+                self.width, self.height, self.bit_depth
+            ));
+            return 0;
+        }
+        let area = [left as i16, top as i16, right as i16, bottom as i16];
+        let mut info = CreateInfo {
+            width: c_ulong::from(f.coded_width),
+            height: c_ulong::from(f.coded_height),
+            num_decode_surfaces: c_ulong::from(surfaces),
+            codec_type: f.codec,
+            chroma_format: f.chroma_format,
+            creation_flags: CREATE_PREFER_CUVID,
+            bit_depth_minus8: c_ulong::from(f.bit_depth_luma_minus8),
+            intra_decode_only: 0,
+            max_width: c_ulong::from(f.coded_width),
+            max_height: c_ulong::from(f.coded_height),
+            reserved1: 0,
+            display_area: area,
+            output_format: if depth > 8 { SURFACE_P016 } else { SURFACE_NV12 },
+            // Weave: fields are kept as coded, as the CPU decoder does (no deinterlacing anywhere).
+            deinterlace_mode: 0,
+            target_width: c_ulong::from(w),
+            target_height: c_ulong::from(h),
+            num_output_surfaces: 2,
+            vid_lock: std::ptr::null_mut(),
+            target_rect: [0; 4],
+            reserved2: [0; 5],
+        };
+        let mut dec: Handle = std::ptr::null_mut();
+        // SAFETY: info is a complete CUVIDDECODECREATEINFO; the calling thread has the context current.
+        let rc = unsafe { (self.lib.create_decoder)(&mut dec, &mut info) };
+        if rc != 0 || dec.is_null() {
+            self.error = Some(format!("cuvidCreateDecoder failed (CUresult {rc}) for {w}x{h} {depth}-bit"));
+            return 0;
+        }
+        self.decoder = dec;
+        self.surface_height = h;
+        surfaces as c_int
+    }
+}
+
+fn guarded(user: *mut c_void, f: impl FnOnce(&mut State) -> c_int) -> c_int {
+    if user.is_null() {
+        return 0;
+    }
+    // SAFETY: `user` is the boxed State the parser was created with; callbacks run inside cuvidParseVideoData,
+    // called by the decoder's owner with `&mut self`, so nothing else touches the State meanwhile.
+    let state = unsafe { &mut *(user as *mut State) };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(state))).unwrap_or(0)
+}
+
+unsafe extern "C" fn on_sequence(user: *mut c_void, format: *mut VideoFormat) -> c_int {
+    // SAFETY: the parser passes a valid CUVIDEOFORMAT for the duration of the call.
+    guarded(user, |s| match unsafe { format.as_ref() } {
+        Some(f) => s.on_sequence(f),
+        None => 0,
+    })
+}
+
+unsafe extern "C" fn on_decode(user: *mut c_void, pic: *mut c_void) -> c_int {
+    guarded(user, |s| {
+        if s.decoder.is_null() {
+            s.error = Some("a picture arrived before its sequence header".into());
+            return 0;
+        }
+        // SAFETY: `pic` is the parser's CUVIDPICPARAMS, passed through unchanged.
+        let rc = unsafe { (s.lib.decode_picture)(s.decoder, pic) };
+        if rc != 0 {
+            s.error = Some(format!("cuvidDecodePicture failed (CUresult {rc})"));
+            return 0;
+        }
+        1
+    })
+}
+
+unsafe extern "C" fn on_display(user: *mut c_void, disp: *mut DispInfo) -> c_int {
+    guarded(user, |s| {
+        // SAFETY: a valid CUVIDPARSERDISPINFO for the call, or null at the end of the stream.
+        if let Some(d) = unsafe { disp.as_ref() } {
+            s.display.push_back(*d);
+        }
+        1
+    })
+}
+
+/// FFmpeg's `*_mp4toannexb` filter: length-prefixed (MP4, Matroska) H.264/HEVC to the start codes NVDEC parses.
+struct AnnexB {
+    ctx: *mut ff::ffi::AVBSFContext,
+    out: ff::Packet,
+}
+
+impl AnnexB {
+    fn new(name: &str, stream: &ff::format::stream::Stream<'_>) -> Result<AnnexB, String> {
+        let cname = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
+        // SAFETY: plain FFmpeg calls on a context this struct owns; parameters are copied, not borrowed.
+        unsafe {
+            let filter = ff::ffi::av_bsf_get_by_name(cname.as_ptr());
+            if filter.is_null() {
+                return Err(format!("FFmpeg lacks the {name} bitstream filter"));
+            }
+            let mut ctx = std::ptr::null_mut();
+            if ff::ffi::av_bsf_alloc(filter, &mut ctx) < 0 {
+                return Err(format!("{name}: cannot allocate"));
+            }
+            let me = AnnexB { ctx, out: ff::Packet::empty() };
+            if ff::ffi::avcodec_parameters_copy((*ctx).par_in, stream.parameters().as_ptr()) < 0 {
+                return Err(format!("{name}: cannot copy the stream parameters"));
+            }
+            (*ctx).time_base_in = stream.time_base().into();
+            if ff::ffi::av_bsf_init(ctx) < 0 {
+                return Err(format!("{name}: cannot initialise"));
+            }
+            Ok(me)
+        }
+    }
+}
+
+impl Drop for AnnexB {
+    fn drop(&mut self) {
+        // SAFETY: ctx was allocated by av_bsf_alloc and is freed once.
+        unsafe { ff::ffi::av_bsf_free(&mut self.ctx) };
+    }
+}
+
+/// A picture decoded by NVDEC, in device memory on the decoder's GPU: `y` holds `height` rows of
+/// `width × sample_bytes` bytes, `uv` holds `height / 2` rows of interleaved Cb/Cr of the same width in bytes.
+/// 10-bit pictures are P016: the code sits in the top bits of each 16-bit word. [`DeviceFrame::recycle`] hands
+/// the buffers back to the decoder once a stage is done with them.
+pub struct DeviceFrame {
+    /// Luma.
+    pub y: CudaSlice<u8>,
+    /// Interleaved chroma.
+    pub uv: CudaSlice<u8>,
+    /// Display width.
+    pub width: usize,
+    /// Display height.
+    pub height: usize,
+    /// 8 or 10.
+    pub bit_depth: u8,
+    /// Presentation timestamp (stream time base), when the packets had one.
+    pub pts: Option<i64>,
+    /// Whether the picture is progressive (NVDEC's flag).
+    pub progressive: bool,
+    home: flume::Sender<(CudaSlice<u8>, CudaSlice<u8>)>,
+}
+
+impl DeviceFrame {
+    /// Gives the buffers back to the decoder for a later picture (the caller's work on them must be complete).
+    pub fn recycle(self) {
+        let _ = self.home.send((self.y, self.uv));
+    }
+
+    /// Bytes per sample (1 for NV12, 2 for P016).
+    pub fn sample_bytes(&self) -> usize {
+        if self.bit_depth > 8 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Right shift that brings a sample to its code (6 for 10-bit P016, 0 for NV12).
+    pub fn shift(&self) -> i32 {
+        if self.bit_depth > 8 {
+            16 - i32::from(self.bit_depth)
+        } else {
+            0
+        }
+    }
+
+    /// The picture on the host as planar Y, Cb, Cr codes (one byte per 8-bit sample, little-endian 16-bit words
+    /// holding the code in the low bits otherwise): the layout of [`crate::video::YuvFrame`] (tests compare the
+    /// two decoders with it).
+    pub fn to_host_planar(&self, stream: &Arc<cudarc::driver::CudaStream>) -> Result<Vec<u8>, String> {
+        let y = stream.clone_dtoh(&self.y).map_err(|e| format!("{e:?}"))?;
+        let uv = stream.clone_dtoh(&self.uv).map_err(|e| format!("{e:?}"))?;
+        let e = self.sample_bytes();
+        let shift = self.shift();
+        let fix = |b: &[u8]| -> Vec<u8> {
+            if e == 1 {
+                return b.to_vec();
+            }
+            b.chunks_exact(2).flat_map(|w| (u16::from_le_bytes([w[0], w[1]]) >> shift).to_le_bytes()).collect()
+        };
+        let mut out = fix(&y);
+        let (mut cb, mut cr) = (Vec::new(), Vec::new());
+        for pair in uv.chunks_exact(2 * e) {
+            cb.extend_from_slice(&pair[..e]);
+            cr.extend_from_slice(&pair[e..]);
+        }
+        out.extend(fix(&cb));
+        out.extend(fix(&cr));
+        Ok(out)
+    }
+}
+
+/// An NVDEC decoder for one video stream.
+pub struct NvDecoder {
+    gpu: Arc<GpuContext>,
+    parser: Handle,
+    state: Box<State>,
+    annexb: Option<AnnexB>,
+    /// Packet duration by pts: NVDEC hands back timestamps only.
+    durations: HashMap<i64, i64>,
+    has_pts: bool,
+    ready: VecDeque<DeviceFrame>,
+    free_tx: flume::Sender<(CudaSlice<u8>, CudaSlice<u8>)>,
+    free_rx: flume::Receiver<(CudaSlice<u8>, CudaSlice<u8>)>,
+    frames: u64,
+    ended: bool,
+}
+
+// SAFETY: the parser, decoder and filter handles are used only through `&mut self`, by one thread at a time;
+// every call binds the context first.
+unsafe impl Send for NvDecoder {}
+
+impl NvDecoder {
+    /// A decoder for `stream` (described by `info`) on `gpu`. Fails, with a reason the caller reports, when
+    /// the codec or frame is not one this path takes (the caller then decodes on the CPU).
+    pub fn new(
+        gpu: Arc<GpuContext>,
+        info: &VideoInfo,
+        stream: &ff::format::stream::Stream<'_>,
+    ) -> Result<Self, String> {
+        let codec = codec_id(&info.codec).ok_or_else(|| format!("{} is not decoded by NVDEC here", info.codec))?;
+        if info.width % 2 != 0 || info.height % 2 != 0 {
+            return Err(format!("{}x{} has an odd dimension", info.width, info.height));
+        }
+        if !matches!(info.bit_depth, 8 | 10) || !info.pixel_format.starts_with("yuv420p") {
+            return Err(format!("{} is not 4:2:0 at 8 or 10 bits", info.pixel_format));
+        }
+        let lib = lib()?;
+        gpu.context().bind_to_thread().map_err(|e| format!("{e:?}"))?;
+        let mut caps = CuvidDecodeCaps {
+            codec_type: codec,
+            chroma_format: CHROMA_420,
+            bit_depth_minus8: c_uint::from(info.bit_depth - 8),
+            ..Default::default()
+        };
+        // SAFETY: a zero-initialised CUVIDDECODECAPS with its inputs set; the context is current.
+        let rc = unsafe { (lib.get_caps)(&mut caps) };
+        if rc != 0 || caps.is_supported == 0 {
+            return Err(format!("NVDEC does not decode {} {}-bit on this GPU", info.codec, info.bit_depth));
+        }
+        let (w, h) = (info.width, info.height);
+        let mbs = w.div_ceil(16) * h.div_ceil(16);
+        if w < u32::from(caps.min_width)
+            || h < u32::from(caps.min_height)
+            || w > caps.max_width
+            || h > caps.max_height
+            || (caps.max_mb_count > 0 && mbs > caps.max_mb_count)
+        {
+            return Err(format!(
+                "{w}x{h} is outside what NVDEC decodes for {} ({}x{} to {}x{})",
+                info.codec, caps.min_width, caps.min_height, caps.max_width, caps.max_height
+            ));
+        }
+        let annexb = match info.codec.as_str() {
+            "h264" => Some(AnnexB::new("h264_mp4toannexb", stream)?),
+            "hevc" => Some(AnnexB::new("hevc_mp4toannexb", stream)?),
+            _ => None,
+        };
+        let mut state = Box::new(State {
+            lib,
+            decoder: std::ptr::null_mut(),
+            width: info.width,
+            height: info.height,
+            bit_depth: info.bit_depth,
+            surface_height: info.height,
+            display: VecDeque::with_capacity(32),
+            error: None,
+        });
+        let mut params = ParserParams {
+            codec_type: codec,
+            max_num_decode_surfaces: 1,
+            clock_rate: 0,
+            error_threshold: 0,
+            // A short display queue lets NVDEC decode ahead of the picture being copied out.
+            max_display_delay: 2,
+            reserved1: [0; 5],
+            user_data: (&mut *state as *mut State).cast(),
+            sequence: Some(on_sequence),
+            decode: Some(on_decode),
+            display: Some(on_display),
+            reserved2: [std::ptr::null_mut(); 7],
+            ext_video_info: std::ptr::null_mut(),
+        };
+        let mut parser: Handle = std::ptr::null_mut();
+        // SAFETY: params is complete; `state` is boxed and outlives the parser (destroyed first in Drop).
+        let rc = unsafe { (lib.create_parser)(&mut parser, &mut params) };
+        if rc != 0 || parser.is_null() {
+            return Err(format!("cuvidCreateVideoParser failed (CUresult {rc})"));
+        }
+        let (free_tx, free_rx) = flume::unbounded();
+        Ok(NvDecoder {
+            gpu,
+            parser,
+            state,
+            annexb,
+            durations: HashMap::with_capacity(64),
+            has_pts: true,
+            ready: VecDeque::with_capacity(16),
+            free_tx,
+            free_rx,
+            frames: 0,
+            ended: false,
+        })
+    }
+
+    /// Pictures decoded so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Feeds one packet of the video stream; `None` ends the stream (every remaining picture comes out).
+    pub fn send(&mut self, packet: Option<ff::Packet>) -> Result<(), String> {
+        if self.ended {
+            return Ok(());
+        }
+        self.gpu.context().bind_to_thread().map_err(|e| format!("{e:?}"))?;
+        match packet {
+            Some(p) => {
+                if let Some(pts) = p.pts() {
+                    self.durations.insert(pts, p.duration());
+                } else {
+                    self.has_pts = false;
+                }
+                if self.annexb.is_some() {
+                    self.filter(Some(p))?;
+                } else {
+                    self.parse(p.data().unwrap_or_default(), p.pts(), false)?;
+                }
+            }
+            None => {
+                if self.annexb.is_some() {
+                    self.filter(None)?;
+                }
+                self.parse(&[], None, true)?;
+                self.ended = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next decoded picture, in display order.
+    pub fn receive(&mut self) -> Option<(DeviceFrame, i64)> {
+        let f = self.ready.pop_front()?;
+        let duration = f.pts.and_then(|p| self.durations.remove(&p)).unwrap_or(0);
+        Some((f, duration))
+    }
+
+    fn filter(&mut self, packet: Option<ff::Packet>) -> Result<(), String> {
+        let Some(bsf) = self.annexb.as_mut() else { return Ok(()) };
+        // SAFETY: av_bsf_send_packet takes over the packet's reference (or null = end of stream).
+        let rc = unsafe {
+            match packet {
+                Some(mut p) => ff::ffi::av_bsf_send_packet(bsf.ctx, p.as_mut_ptr()),
+                None => ff::ffi::av_bsf_send_packet(bsf.ctx, std::ptr::null_mut()),
+            }
+        };
+        if rc < 0 {
+            return Err(format!("bitstream filter: {}", ff::Error::from(rc)));
+        }
+        loop {
+            let bsf = self.annexb.as_mut().ok_or("bitstream filter gone")?;
+            // SAFETY: out is an owned packet the filter fills.
+            let rc = unsafe { ff::ffi::av_bsf_receive_packet(bsf.ctx, bsf.out.as_mut_ptr()) };
+            if rc == ff::ffi::AVERROR(ff::ffi::EAGAIN) || rc == ff::ffi::AVERROR_EOF {
+                return Ok(());
+            }
+            if rc < 0 {
+                return Err(format!("bitstream filter: {}", ff::Error::from(rc)));
+            }
+            let out = std::mem::replace(&mut bsf.out, ff::Packet::empty());
+            self.parse(out.data().unwrap_or_default(), out.pts(), false)?;
+        }
+    }
+
+    fn parse(&mut self, data: &[u8], pts: Option<i64>, end: bool) -> Result<(), String> {
+        let mut pkt = SourcePacket {
+            flags: if end { PKT_ENDOFSTREAM } else { 0 } | if pts.is_some() { PKT_TIMESTAMP } else { 0 },
+            payload_size: data.len() as c_ulong,
+            payload: if data.is_empty() { std::ptr::null() } else { data.as_ptr() },
+            timestamp: pts.unwrap_or(0),
+        };
+        // SAFETY: the parser reads `data` during the call only; callbacks reach `self.state` (boxed).
+        let rc = unsafe { (self.state.lib.parse)(self.parser, &mut pkt) };
+        if let Some(e) = self.state.error.take() {
+            return Err(e);
+        }
+        if rc != 0 {
+            return Err(format!("cuvidParseVideoData failed (CUresult {rc})"));
+        }
+        while let Some(d) = self.state.display.pop_front() {
+            self.copy_out(d)?;
+        }
+        Ok(())
+    }
+
+    /// Maps a displayed picture, copies it into pooled buffers on the decode stream, waits, unmaps.
+    fn copy_out(&mut self, d: DispInfo) -> Result<(), String> {
+        let s = &self.state;
+        let (w, h) = (s.width as usize, s.height as usize);
+        let e = if s.bit_depth > 8 { 2 } else { 1 };
+        let stream = self.gpu.decode.clone();
+        let mut proc = ProcParams {
+            progressive_frame: d.progressive_frame,
+            second_field: 0,
+            top_field_first: d.top_field_first,
+            unpaired_field: i32::from(d.repeat_first_field < 0),
+            reserved_flags: 0,
+            reserved_zero: 0,
+            raw_input_dptr: 0,
+            raw_input_pitch: 0,
+            raw_input_format: 0,
+            raw_output_dptr: 0,
+            raw_output_pitch: 0,
+            reserved1: 0,
+            output_stream: stream.cu_stream().cast(),
+            reserved: [0; 46],
+            reserved2: [std::ptr::null_mut(); 2],
+        };
+        let (mut src, mut pitch) = (0u64, 0 as c_uint);
+        // SAFETY: picture_index comes from the parser's display callback for this decoder.
+        let rc = unsafe { (s.lib.map)(s.decoder, d.picture_index, &mut src, &mut pitch, &mut proc) };
+        if rc != 0 {
+            return Err(format!("cuvidMapVideoFrame failed (CUresult {rc})"));
+        }
+        let chroma = src + u64::from(pitch) * u64::from((s.surface_height + 1) & !1);
+        let copied = (|| -> Result<(CudaSlice<u8>, CudaSlice<u8>), String> {
+            let (mut y, mut uv) = match self.free_rx.try_recv() {
+                Ok(b) => b,
+                // SAFETY: both buffers are written by the copies below before anyone reads them.
+                Err(_) => unsafe {
+                    (
+                        stream.alloc::<u8>(w * h * e).map_err(|e| format!("{e:?}"))?,
+                        stream.alloc::<u8>(w * (h / 2) * e).map_err(|e| format!("{e:?}"))?,
+                    )
+                },
+            };
+            {
+                let (dy, _gy) = y.device_ptr_mut(&stream);
+                copy_2d(src, pitch as usize, dy, w * e, w * e, h, &stream)?;
+                let (duv, _guv) = uv.device_ptr_mut(&stream);
+                copy_2d(chroma, pitch as usize, duv, w * e, w * e, h / 2, &stream)?;
+            }
+            stream.synchronize().map_err(|e| format!("{e:?}"))?;
+            Ok((y, uv))
+        })();
+        // SAFETY: unmapping the pointer cuvidMapVideoFrame64 returned, once.
+        let rc = unsafe { (s.lib.unmap)(s.decoder, src) };
+        let (y, uv) = copied?;
+        if rc != 0 {
+            return Err(format!("cuvidUnmapVideoFrame failed (CUresult {rc})"));
+        }
+        self.frames += 1;
+        self.ready.push_back(DeviceFrame {
+            y,
+            uv,
+            width: w,
+            height: h,
+            bit_depth: s.bit_depth,
+            pts: self.has_pts.then_some(d.timestamp),
+            progressive: d.progressive_frame != 0,
+            home: self.free_tx.clone(),
+        });
+        Ok(())
+    }
+}
+
+/// A pitched device-to-device copy of `rows` rows of `row_bytes` on `stream`.
+fn copy_2d(
+    src: u64,
+    src_pitch: usize,
+    dst: u64,
+    dst_pitch: usize,
+    row_bytes: usize,
+    rows: usize,
+    stream: &Arc<cudarc::driver::CudaStream>,
+) -> Result<(), String> {
+    use cudarc::driver::sys;
+    let p = sys::CUDA_MEMCPY2D {
+        srcXInBytes: 0,
+        srcY: 0,
+        srcMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+        srcHost: std::ptr::null(),
+        srcDevice: src,
+        srcArray: std::ptr::null_mut(),
+        srcPitch: src_pitch,
+        dstXInBytes: 0,
+        dstY: 0,
+        dstMemoryType: sys::CUmemorytype::CU_MEMORYTYPE_DEVICE,
+        dstHost: std::ptr::null_mut(),
+        dstDevice: dst,
+        dstArray: std::ptr::null_mut(),
+        dstPitch: dst_pitch,
+        WidthInBytes: row_bytes,
+        Height: rows,
+    };
+    // SAFETY: both regions are device allocations of at least `rows` pitched rows; the copy is stream-ordered.
+    let rc = unsafe { sys::cuMemcpy2DAsync_v2(&p, stream.cu_stream()) };
+    if rc != sys::CUresult::CUDA_SUCCESS {
+        return Err(format!("cuMemcpy2DAsync: {rc:?}"));
+    }
+    Ok(())
+}
+
+impl Drop for NvDecoder {
+    fn drop(&mut self) {
+        let _ = self.gpu.context().bind_to_thread();
+        // SAFETY: handles created by this decoder, destroyed once, parser first (it calls into the decoder).
+        unsafe {
+            (self.state.lib.destroy_parser)(self.parser);
+            if !self.state.decoder.is_null() {
+                (self.state.lib.destroy_decoder)(self.state.decoder);
+            }
+        }
+    }
+}
