@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine after `.devpack/app/unpack.sh` (see bench/README.md): the GPU tests, the
 # benchmarks, the PyTorch reference and end-to-end runs, each result under $OUT, in one call so the figures are
-# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch e2e medium (default: all).
+# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch nvdec e2e medium long farm stress (default: all).
 set -uo pipefail
 . /tmp/vf/env.sh
 export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-sections=" ${SECTIONS:-tests demo bench devio torch e2e medium long farm stress} "
+sections=" ${SECTIONS:-tests demo bench devio torch nvdec e2e medium long farm stress} "
 want() { [[ $sections == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$out/session.log"; }
 run() { log "$*"; "$@" 2>&1 | tee -a "$out/session.log"; }
@@ -53,6 +53,18 @@ if want torch; then
   run python3 bench/torch_reference.py --channels-last inference 1920 1080 50
   run python3 bench/torch_reference.py --channels-last inference 960 540 100
   run python3 bench/torch_reference.py --channels-last --model bench/clips/realesr-animevideov3-x4.onnx inference 480 270 200
+fi
+
+if want nvdec; then
+  log "NVDEC vs CPU decode + upload (VIDEOFORGE_NO_NVDEC=1), x2 fp16, x264 veryfast; then the audit on the NVDEC path"
+  for clip in 960x540 1920x1080; do
+    run videoforge -i "bench/clips/clip_$clip.mp4" -o "/tmp/nv_$clip.mp4" -m $X2H -d 0 --preset veryfast
+    cp "/tmp/nv_$clip.mp4.report.json" "$out/nvdec_$clip.json" 2>/dev/null
+    VIDEOFORGE_NO_NVDEC=1 run videoforge -i "bench/clips/clip_$clip.mp4" -o "/tmp/cd_$clip.mp4" -m $X2H -d 0 --preset veryfast
+    cp "/tmp/cd_$clip.mp4.report.json" "$out/cpudecode_$clip.json" 2>/dev/null
+  done
+  run videoforge -i jobs/media/sample.mp4 -o /tmp/audit_nvdec.mp4 -m $X2H -d 0 --audit
+  cp /tmp/audit_nvdec.mp4.report.json "$out/audit_nvdec.json" 2>/dev/null
 fi
 
 if want e2e; then

@@ -117,7 +117,11 @@ fn probe_cuda(probe: &mut MachineProbe) -> Result<(), String> {
     if count == 0 {
         return Err("NVIDIA driver present but no GPU is visible (CPU plan)".into());
     }
-    let nvcuvid = NvCuvid::load();
+    let nvcuvid = if std::env::var_os("VIDEOFORGE_NO_NVDEC").is_some() {
+        Err("NVDEC disabled by VIDEOFORGE_NO_NVDEC (decoding on the CPU)".to_string())
+    } else {
+        NvCuvid::load()
+    };
     let nvenc = Nvenc::load();
     if let Err(e) = &nvcuvid {
         probe.notes.push(e.clone());
