@@ -400,7 +400,8 @@ fn write_clip(
 /// The synthetic stress test (issue 5): writes a generated clip to a temporary folder, runs it through the
 /// whole pipeline on `b.device` with the audit on (through [`crate::runner::run_job`], exactly as the single-file
 /// command does), and checks frames decoded == frames encoded == K, device memory back to its start (GPU, within
-/// [`crate::audit::VRAM_TOLERANCE`]), pool hit rate ≥ 90 % (GPU) and that the stages overlapped (sum of busy time
+/// [`crate::audit::VRAM_TOLERANCE`], measured after an unaudited warm-up run of the same clip has set up the
+/// process's one-time device state), pool hit rate ≥ 90 % (GPU) and that the stages overlapped (sum of busy time
 /// > wall time). A failed check is reported in the result, not as an error.
 pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, EngineError> {
     use crate::audit::{AuditCheck, Status};
@@ -531,6 +532,13 @@ fn stress_in(b: &SyntheticBench, dir: &std::path::Path) -> Result<serde_json::Va
     let source = PathBuf::from("<synthetic stress test>");
     let manifest = crate::manifest::parse(&text, &source).map_err(EngineError::from)?;
     let spec = crate::manifest::JobSpec { source, base_dir: dir.to_path_buf(), manifest };
+    if matches!(b.device, Device::Cuda(_)) {
+        // One-time per-process device state (CUDA modules, cuDNN/cuBLAS handles and workspaces, NVDEC driver state)
+        // is set up by a first, unaudited run: "VRAM back to start" then measures what a run leaves behind.
+        let warm =
+            crate::runner::RunOptions { shard: None, force: true, dry_run: false, audit: false, progress: false };
+        crate::runner::run_job(&spec, &warm)?;
+    }
     let opts = crate::runner::RunOptions { shard: None, force: true, dry_run: false, audit: true, progress: false };
     let summary = crate::runner::run_job(&spec, &opts)?;
     let Some(rec) = summary.files.into_iter().next() else {

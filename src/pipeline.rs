@@ -574,7 +574,7 @@ fn audit_table(stages: &[StageReport], queues: &[QueueReport]) -> String {
 
 struct RunResult {
     frames: u64,
-    /// Seconds from the stage threads' start to their end.
+    /// Seconds from the stage threads' start to the encoder's last write.
     pipeline_wall_s: f64,
     packets: u64,
     stages: Vec<StageReport>,
@@ -865,11 +865,12 @@ fn run_stages(
                     c.stage.busy_s += t.elapsed().as_secs_f64();
                 }
             })();
-            (r, c, packets)
+            // The pipeline's work ends with the trailer; the decoder's teardown after that is not throughput.
+            (r, c, packets, Instant::now())
         });
         (join(decode, "decode"), join(infer, "infer"), join(encode, "encode"))
     });
-    let pipeline_wall_s = stages_started.elapsed().as_secs_f64();
+    let joined = Instant::now();
 
     // The first real error wins, in pipeline order; panics count as errors.
     let mut first: Option<EngineError> = None;
@@ -885,10 +886,12 @@ fn run_stages(
         Err(e) => return Err(first.unwrap_or(e)),
     };
     note(inf_r);
-    let (enc_r, enc_c, packets) = match enc {
+    let (enc_r, enc_c, packets, encoder_done) = match enc {
         Ok(v) => v,
         Err(e) => return Err(first.unwrap_or(e)),
     };
+    // From the stages' start to the encoder's last write (stage teardown, e.g. destroying NVDEC, excluded).
+    let pipeline_wall_s = encoder_done.min(joined).duration_since(stages_started).as_secs_f64();
     let done = match enc_r {
         Ok(d) => Some(d),
         Err(f) => {
