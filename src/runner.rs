@@ -694,7 +694,7 @@ fn run_pipeline(
             Some(Arc::new(crate::gpu::GpuContext::new(i).map_err(|e| EngineError::Device(e.to_string()))?))
         }
     };
-    let free_before = if opts.audit { gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f) } else { None };
+    let free_before = if opts.audit { gpu.as_ref().and_then(|g| g.settled_mem_info().ok()).map(|(f, _)| f) } else { None };
     let make_model = || -> Result<Box<dyn crate::backend::FrameModel>, EngineError> {
         Ok(match (device, &gpu) {
             (Device::Cuda(i), Some(gpu)) => {
@@ -725,7 +725,7 @@ fn run_pipeline(
     let mut report = pipeline::upscale_file(job(&item.output, make_model()?, opts.audit, progress.file(&item.input)))?;
     if let Some(audit) = report.audit.as_mut() {
         // The stage and the model are dropped by now: device memory should be back where it started.
-        let free_after = gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f);
+        let free_after = gpu.as_ref().and_then(|g| g.settled_mem_info().ok()).map(|(f, _)| f);
         audit.vram = free_before.zip(free_after).map(|(before, after)| crate::audit::VramAudit {
             free_before: before,
             free_after: after,
@@ -736,7 +736,7 @@ fn run_pipeline(
         let second = make_model()
             .and_then(|m| pipeline::upscale_file(job(&tmp, m, false, crate::pipeline::FileProgress::none())));
         let frames = (report.frames_sha256.clone(), second.as_ref().ok().and_then(|r| r.frames_sha256.clone()));
-        let free_after_second = gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f);
+        let free_after_second = gpu.as_ref().and_then(|g| g.settled_mem_info().ok()).map(|(f, _)| f);
         if let (Some(v), Some(a)) = (audit.vram.as_mut(), free_after_second) {
             v.second_run_delta_bytes = Some(v.free_after as i64 - a as i64);
         }

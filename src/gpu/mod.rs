@@ -50,6 +50,23 @@ impl GpuContext {
         &self.ctx
     }
 
+    /// [`GpuContext::mem_info`] once every stream is idle and the device's stream-ordered pool has handed its
+    /// cached blocks back: buffers freed with `cuMemFreeAsync` stay in that pool until then, and would read as
+    /// memory still held.
+    pub fn settled_mem_info(&self) -> Result<(u64, u64), GpuError> {
+        let err = |m: String| GpuError { device: self.ctx.ordinal() as u32, message: m };
+        self.ctx.synchronize().map_err(|e| err(format!("{e:?}")))?;
+        let mut pool = std::ptr::null_mut();
+        // SAFETY: plain driver queries on this context's device; trimming only releases unused cached blocks.
+        unsafe {
+            use cudarc::driver::sys;
+            if sys::cuDeviceGetDefaultMemPool(&mut pool, self.ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS {
+                sys::cuMemPoolTrimTo(pool, 0);
+            }
+        }
+        self.mem_info()
+    }
+
     /// (free, total) device memory in bytes, device-wide (includes other libraries' allocations, e.g. the
     /// inference runtime's arena).
     pub fn mem_info(&self) -> Result<(u64, u64), GpuError> {
