@@ -694,7 +694,8 @@ fn run_pipeline(
             Some(Arc::new(crate::gpu::GpuContext::new(i).map_err(|e| EngineError::Device(e.to_string()))?))
         }
     };
-    let free_before = if opts.audit { gpu.as_ref().and_then(|g| g.settled_mem_info().ok()).map(|(f, _)| f) } else { None };
+    let free_before =
+        if opts.audit { gpu.as_ref().and_then(|g| g.settled_mem_info().ok()).map(|(f, _)| f) } else { None };
     let make_model = || -> Result<Box<dyn crate::backend::FrameModel>, EngineError> {
         Ok(match (device, &gpu) {
             (Device::Cuda(i), Some(gpu)) => {
