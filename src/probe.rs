@@ -120,7 +120,7 @@ fn probe_cuda(probe: &mut MachineProbe) -> Result<(), String> {
     let nvcuvid = if std::env::var_os("VIDEOFORGE_NO_NVDEC").is_some() {
         Err("NVDEC disabled by VIDEOFORGE_NO_NVDEC (decoding on the CPU)".to_string())
     } else {
-        NvCuvid::load()
+        crate::gpu::nvdec::load().map_err(|e| format!("NVDEC unavailable: {e}"))
     };
     let nvenc = Nvenc::load();
     if let Err(e) = &nvcuvid {
@@ -139,9 +139,9 @@ fn probe_cuda(probe: &mut MachineProbe) -> Result<(), String> {
         let (maj, min) = ctx.compute_capability().unwrap_or((0, 0));
         let (free, total) = ctx.mem_get_info().unwrap_or((0, 0));
         let nvdec = match &nvcuvid {
-            Ok(lib) => {
+            Ok(()) => {
                 let _ = ctx.bind_to_thread();
-                lib.caps()
+                nvdec_caps()
             }
             Err(_) => Vec::new(),
         };
@@ -197,73 +197,24 @@ fn format_uuid(b: &[std::ffi::c_char; 16]) -> String {
     )
 }
 
-/// `CUVIDDECODECAPS` from `nvcuvid.h` (Video Codec SDK 12/13).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct CuvidDecodeCaps {
-    pub(crate) codec_type: c_uint,
-    pub(crate) chroma_format: c_uint,
-    pub(crate) bit_depth_minus8: c_uint,
-    pub(crate) reserved1: [c_uint; 3],
-    pub(crate) is_supported: u8,
-    pub(crate) num_nvdecs: u8,
-    pub(crate) output_format_mask: u16,
-    pub(crate) max_width: c_uint,
-    pub(crate) max_height: c_uint,
-    pub(crate) max_mb_count: c_uint,
-    pub(crate) min_width: u16,
-    pub(crate) min_height: u16,
-    pub(crate) is_histogram_supported: u8,
-    pub(crate) counter_bit_depth: u8,
-    pub(crate) max_histogram_bins: u16,
-    pub(crate) reserved3: [c_uint; 10],
-}
-
-/// `libnvcuvid`, loaded at run time.
-struct NvCuvid {
-    _lib: libloading::Library,
-    get_caps: unsafe extern "C" fn(*mut CuvidDecodeCaps) -> c_int,
-}
-
-impl NvCuvid {
-    fn load() -> Result<NvCuvid, String> {
-        // SAFETY: loading the NVIDIA driver's own library; its initialisers are benign.
-        let lib = unsafe { libloading::Library::new("libnvcuvid.so.1") }
-            .map_err(|e| format!("NVDEC unavailable: libnvcuvid.so.1 not loadable ({e})"))?;
-        // SAFETY: the symbol has this signature in every SDK since 9.0.
-        let get_caps =
-            unsafe { lib.get::<unsafe extern "C" fn(*mut CuvidDecodeCaps) -> c_int>(b"cuvidGetDecoderCaps\0") }
-                .map(|s| *s)
-                .map_err(|e| format!("NVDEC unavailable: cuvidGetDecoderCaps missing ({e})"))?;
-        Ok(NvCuvid { _lib: lib, get_caps })
-    }
-
-    /// Caps for the codecs videoforge can feed NVDEC, 4:2:0, at 8 and 10 bits. Needs a current context.
-    fn caps(&self) -> Vec<DecodeCap> {
-        const CODECS: [(&str, c_uint); 5] = [("mpeg2", 1), ("h264", 4), ("hevc", 8), ("vp9", 10), ("av1", 11)];
-        let mut out = Vec::new();
-        for (name, id) in CODECS {
-            for depth in [8u8, 10] {
-                let mut c = CuvidDecodeCaps {
-                    codec_type: id,
-                    chroma_format: 1,
-                    bit_depth_minus8: u32::from(depth - 8),
-                    ..Default::default()
-                };
-                // SAFETY: c is a properly laid out, zero-initialised CUVIDDECODECAPS.
-                let rc = unsafe { (self.get_caps)(&mut c) };
-                out.push(DecodeCap {
-                    codec: name.into(),
-                    bit_depth: depth,
-                    supported: rc == 0 && c.is_supported != 0,
-                    engines: u32::from(c.num_nvdecs),
-                    max_width: c.max_width,
-                    max_height: c.max_height,
-                });
-            }
+/// NVDEC's limits for the codecs videoforge can feed it, 4:2:0, at 8 and 10 bits. Needs a current context.
+fn nvdec_caps() -> Vec<DecodeCap> {
+    const CODECS: [(&str, c_uint); 5] = [("mpeg2", 1), ("h264", 4), ("hevc", 8), ("vp9", 10), ("av1", 11)];
+    let mut out = Vec::new();
+    for (name, id) in CODECS {
+        for depth in [8u8, 10] {
+            let c = crate::gpu::nvdec::decoder_caps(id, depth).ok().flatten();
+            out.push(DecodeCap {
+                codec: name.into(),
+                bit_depth: depth,
+                supported: c.is_some(),
+                engines: c.as_ref().map_or(0, |c| u32::from(c.num_nvdecs)),
+                max_width: c.as_ref().map_or(0, |c| c.max_width),
+                max_height: c.as_ref().map_or(0, |c| c.max_height),
+            });
         }
-        out
     }
+    out
 }
 
 /// `libnvidia-encode`, loaded at run time, only to find out whether a session opens.
@@ -398,7 +349,6 @@ mod tests {
 
     #[test]
     fn struct_layouts_match_the_sdk() {
-        assert_eq!(std::mem::size_of::<CuvidDecodeCaps>(), 88);
         assert_eq!(std::mem::size_of::<NvEncOpenSessionParams>(), 1552);
     }
 }

@@ -6,7 +6,6 @@
 //! decoder's few output surfaces are never held by later stages.
 
 use super::GpuContext;
-use crate::probe::CuvidDecodeCaps;
 use crate::video::VideoInfo;
 use cudarc::driver::{CudaSlice, DevicePtrMut};
 use ff::packet::Mut as _;
@@ -133,6 +132,28 @@ const SURFACE_NV12: c_uint = 0;
 const SURFACE_P016: c_uint = 1;
 const CHROMA_420: c_uint = 1;
 
+/// `CUVIDDECODECAPS` (Video Codec SDK 12/13 layout).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct DecodeCaps {
+    codec_type: c_uint,
+    chroma_format: c_uint,
+    bit_depth_minus8: c_uint,
+    reserved1: [c_uint; 3],
+    is_supported: u8,
+    pub(crate) num_nvdecs: u8,
+    output_format_mask: u16,
+    pub(crate) max_width: c_uint,
+    pub(crate) max_height: c_uint,
+    max_mb_count: c_uint,
+    min_width: u16,
+    min_height: u16,
+    is_histogram_supported: u8,
+    counter_bit_depth: u8,
+    max_histogram_bins: u16,
+    reserved3: [c_uint; 10],
+}
+
 /// The entry points of `libnvcuvid.so.1` videoforge uses.
 struct Lib {
     _lib: libloading::Library,
@@ -144,7 +165,7 @@ struct Lib {
     map: unsafe extern "C" fn(Handle, c_int, *mut u64, *mut c_uint, *mut ProcParams) -> c_int,
     unmap: unsafe extern "C" fn(Handle, u64) -> c_int,
     destroy_decoder: unsafe extern "C" fn(Handle) -> c_int,
-    get_caps: unsafe extern "C" fn(*mut CuvidDecodeCaps) -> c_int,
+    get_caps: unsafe extern "C" fn(*mut DecodeCaps) -> c_int,
 }
 
 fn lib() -> Result<&'static Lib, String> {
@@ -177,6 +198,26 @@ fn lib() -> Result<&'static Lib, String> {
     .map_err(Clone::clone)
 }
 
+/// Whether `libnvcuvid.so.1` loads with every entry point videoforge uses.
+pub fn load() -> Result<(), String> {
+    lib().map(|_| ())
+}
+
+/// NVDEC's limits for `codec` (a `cudaVideoCodec`), 4:2:0 at `bit_depth`; `None` where it does not decode it.
+/// Needs the device's context current on this thread.
+pub(crate) fn decoder_caps(codec: c_uint, bit_depth: u8) -> Result<Option<DecodeCaps>, String> {
+    let lib = lib()?;
+    let mut caps = DecodeCaps {
+        codec_type: codec,
+        chroma_format: CHROMA_420,
+        bit_depth_minus8: c_uint::from(bit_depth.saturating_sub(8)),
+        ..Default::default()
+    };
+    // SAFETY: a zero-initialised CUVIDDECODECAPS with its inputs set.
+    let rc = unsafe { (lib.get_caps)(&mut caps) };
+    Ok((rc == 0 && caps.is_supported != 0).then_some(caps))
+}
+
 /// `cudaVideoCodec` of an FFmpeg codec NVDEC can take from this demuxer (AV1 and the rest stay on the CPU).
 fn codec_id(codec: &str) -> Option<c_uint> {
     match codec {
@@ -195,8 +236,6 @@ struct State {
     width: u32,
     height: u32,
     bit_depth: u8,
-    /// Height of the mapped surface (its chroma plane starts `surface_height` rows below luma).
-    surface_height: u32,
     display: VecDeque<DispInfo>,
     error: Option<String>,
 }
@@ -260,7 +299,6 @@ impl State {
             return 0;
         }
         self.decoder = dec;
-        self.surface_height = h;
         surfaces as c_int
     }
 }
@@ -457,17 +495,8 @@ impl NvDecoder {
         }
         let lib = lib()?;
         gpu.context().bind_to_thread().map_err(|e| format!("{e:?}"))?;
-        let mut caps = CuvidDecodeCaps {
-            codec_type: codec,
-            chroma_format: CHROMA_420,
-            bit_depth_minus8: c_uint::from(info.bit_depth - 8),
-            ..Default::default()
-        };
-        // SAFETY: a zero-initialised CUVIDDECODECAPS with its inputs set; the context is current.
-        let rc = unsafe { (lib.get_caps)(&mut caps) };
-        if rc != 0 || caps.is_supported == 0 {
-            return Err(format!("NVDEC does not decode {} {}-bit on this GPU", info.codec, info.bit_depth));
-        }
+        let caps = decoder_caps(codec, info.bit_depth)?
+            .ok_or_else(|| format!("NVDEC does not decode {} {}-bit on this GPU", info.codec, info.bit_depth))?;
         let (w, h) = (info.width, info.height);
         let mbs = w.div_ceil(16) * h.div_ceil(16);
         if w < u32::from(caps.min_width)
@@ -492,7 +521,6 @@ impl NvDecoder {
             width: info.width,
             height: info.height,
             bit_depth: info.bit_depth,
-            surface_height: info.height,
             display: VecDeque::with_capacity(32),
             error: None,
         });
@@ -652,7 +680,9 @@ impl NvDecoder {
         if rc != 0 {
             return Err(format!("cuvidMapVideoFrame failed (CUresult {rc})"));
         }
-        let chroma = src + u64::from(pitch) * u64::from((s.surface_height + 1) & !1);
+        // The decoder's target is the display size (checked in the sequence callback): chroma starts that many
+        // (even) rows below luma.
+        let chroma = src + u64::from(pitch) * u64::from((s.height + 1) & !1);
         let copied = (|| -> Result<(CudaSlice<u8>, CudaSlice<u8>), String> {
             let (mut y, mut uv) = match self.free_rx.try_recv() {
                 Ok(b) => b,
@@ -741,5 +771,13 @@ impl Drop for NvDecoder {
                 (self.state.lib.destroy_decoder)(self.state.decoder);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decode_caps_has_the_sdk_size() {
+        assert_eq!(std::mem::size_of::<super::DecodeCaps>(), 88);
     }
 }
