@@ -751,6 +751,11 @@ fn run_stages(
         });
         let infer = std::thread::Builder::new().name("vf-infer".into()).spawn_scoped(s, move || {
             let mut c = Counters { stage: StageReport { name: "infer", ..Default::default() }, max_depth: 0 };
+            // An encoder-format frame for the GPU stage's output: a recycled one, else a fresh copy of the template.
+            let next_out = || match yuv_out_rx.try_recv() {
+                Ok(f) => Ok(f),
+                Err(_) => yuv_out.clone().ok_or_else(|| stage_err("infer", "no output frame".into())),
+            };
             let r = (|| -> Result<(), StageFail> {
                 loop {
                     let Some(msg) = timed_recv(&infer_rx, &mut c, infer_q) else { return Err(StageFail::Peer) };
@@ -778,12 +783,7 @@ fn run_stages(
                         }
                         Msg::Device { frame, pts, duration } => {
                             let t = Instant::now();
-                            let mut out = match yuv_out_rx.try_recv() {
-                                Ok(f) => f,
-                                Err(_) => {
-                                    yuv_out.clone().ok_or_else(|| stage_err("infer", "no output frame".into()))?
-                                }
-                            };
+                            let mut out = next_out()?;
                             let Some(gpu) = model.yuv_upscaler() else {
                                 return Err(stage_err("infer", "device frame without a device stage".into()));
                             };
@@ -795,12 +795,7 @@ fn run_stages(
                         }
                         Msg::Yuv { frame, pts, duration } => {
                             let t = Instant::now();
-                            let mut out = match yuv_out_rx.try_recv() {
-                                Ok(f) => f,
-                                Err(_) => {
-                                    yuv_out.clone().ok_or_else(|| stage_err("infer", "no output frame".into()))?
-                                }
-                            };
+                            let mut out = next_out()?;
                             let Some(gpu) = model.yuv_upscaler() else {
                                 return Err(stage_err("infer", "4:2:0 frame without a device stage".into()));
                             };
