@@ -341,6 +341,8 @@ fn write_clip(
     if x26x {
         opts.set("preset", "ultrafast");
         opts.set("crf", "18");
+    }
+    if encoder == Some("libx265") {
         opts.set("x265-params", "log-level=error");
     }
     let mut encoder = enc.open_with(opts).map_err(|e| format!("cannot open the synthetic encoder: {e}"))?;
