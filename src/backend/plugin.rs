@@ -343,8 +343,9 @@ impl LoadedModel {
     ///
     /// The pointers must be live device allocations of the sizes described: they are not (and cannot be) checked.
     pub fn run_device(&mut self, input: DeviceTensor, output: DeviceTensor) -> Result<(), BackendError> {
-        let plugin = self.inner.name.clone();
-        let invalid = |message: String| BackendError::InvalidArgument { plugin: plugin.clone(), message };
+        // The plugin's name is cloned only on error: this runs once per frame and the steady state allocates nothing.
+        let name = &self.inner.name;
+        let invalid = |message: String| BackendError::InvalidArgument { plugin: name.clone(), message };
         let tensor = |t: &DeviceTensor, what: &str| -> Result<VfTensor, BackendError> {
             let dtype = match t.dtype {
                 Precision::F16 => VF_DTYPE_F16,

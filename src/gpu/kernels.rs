@@ -3,7 +3,8 @@
 
 use super::{GpuContext, GpuError};
 use crate::video::{Matrix, Quant, Range};
-use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig};
+use std::ffi::c_void;
 use std::sync::Arc;
 
 /// The kernel source, embedded at build time (its hash is part of every fingerprint).
@@ -158,13 +159,31 @@ impl ColourKernels {
         };
         let semi = i32::from(src.semi_planar);
         let (w, h) = (width as i32, height as i32);
-        let mut b = stream.launch_builder(f);
-        b.arg(src.y).arg(&src.y_pitch).arg(src.u).arg(&src.u_pitch).arg(src.v).arg(&src.v_pitch);
-        b.arg(&semi).arg(&src.shift).arg(&c).arg(out).arg(&w).arg(&h);
-        // SAFETY: argument list matches the kernel signature; buffers hold the sizes the caller described.
-        unsafe { b.launch(cfg) }
-            .map(|_| ())
-            .map_err(|e| GpuError { device: stream.context().ordinal() as u32, message: format!("{e:?}") })
+        // The guards order the launch after the buffers' last writes and record its reads/writes on drop.
+        let (y, _gy) = src.y.device_ptr(stream);
+        let (u, _gu) = src.u.device_ptr(stream);
+        let (v, _gv) = src.v.device_ptr(stream);
+        let (o, _go) = out.device_ptr_mut(stream);
+        let mut c = c;
+        let (mut yp, mut up, mut vp) = (src.y_pitch, src.u_pitch, src.v_pitch);
+        let (mut y, mut u, mut v, mut o, mut semi, mut shift, mut w, mut h) = (y, u, v, o, semi, src.shift, w, h);
+        let mut args = [
+            arg(&mut y),
+            arg(&mut yp),
+            arg(&mut u),
+            arg(&mut up),
+            arg(&mut v),
+            arg(&mut vp),
+            arg(&mut semi),
+            arg(&mut shift),
+            arg(&mut c),
+            arg(&mut o),
+            arg(&mut w),
+            arg(&mut h),
+        ];
+        // SAFETY: the argument list matches the kernel signature (see kernels/colour.cu); the buffers hold the
+        // sizes the caller described and stay alive (borrowed) until the guards record the launch.
+        unsafe { launch(stream, f, cfg, &mut args) }
     }
 
     /// Planar RGB → planar YUV 4:2:0 (8-bit or 16-bit codes).
@@ -191,13 +210,61 @@ impl ColourKernels {
             block_dim: (32, 8, 1),
             shared_mem_bytes: 0,
         };
-        let (w, h) = (width as i32, height as i32);
         let [(y, yp), (u, up), (v, vp)] = planes;
-        let mut b = stream.launch_builder(f);
-        b.arg(src).arg(&w).arg(&h).arg(&c).arg(y).arg(&yp).arg(u).arg(&up).arg(v).arg(&vp);
-        // SAFETY: argument list matches the kernel signature; buffers hold the sizes the caller described.
-        unsafe { b.launch(cfg) }
-            .map(|_| ())
-            .map_err(|e| GpuError { device: stream.context().ordinal() as u32, message: format!("{e:?}") })
+        let (i, _gi) = src.device_ptr(stream);
+        let (y, _gy) = y.device_ptr_mut(stream);
+        let (u, _gu) = u.device_ptr_mut(stream);
+        let (v, _gv) = v.device_ptr_mut(stream);
+        let (mut c, mut w, mut h) = (c, width as i32, height as i32);
+        let (mut i, mut y, mut yp, mut u, mut up, mut v, mut vp) = (i, y, yp, u, up, v, vp);
+        let mut args = [
+            arg(&mut i),
+            arg(&mut w),
+            arg(&mut h),
+            arg(&mut c),
+            arg(&mut y),
+            arg(&mut yp),
+            arg(&mut u),
+            arg(&mut up),
+            arg(&mut v),
+            arg(&mut vp),
+        ];
+        // SAFETY: as in `yuv_to_rgb`.
+        unsafe { launch(stream, f, cfg, &mut args) }
     }
+}
+
+/// A kernel argument for `cuLaunchKernel`: the address of the value.
+fn arg<T>(v: &mut T) -> *mut c_void {
+    (v as *mut T).cast()
+}
+
+/// Launches `f` on `stream`. Not cudarc's launch builder: it collects the arguments and events in `Vec`s, host
+/// allocations on every launch, and the pipeline's steady state allocates nothing.
+///
+/// # Safety
+/// `args` must point at values matching the kernel's parameters, in order, alive for the call.
+unsafe fn launch(
+    stream: &Arc<CudaStream>,
+    f: &CudaFunction,
+    cfg: LaunchConfig,
+    args: &mut [*mut c_void],
+) -> Result<(), GpuError> {
+    let err = |e: cudarc::driver::DriverError| GpuError {
+        device: stream.context().ordinal() as u32,
+        message: format!("{e:?}"),
+    };
+    stream.context().bind_to_thread().map_err(err)?;
+    // SAFETY: the caller's contract; the function belongs to a module loaded in this stream's context.
+    unsafe {
+        cudarc::driver::result::launch_kernel(
+            f.cu_function(),
+            cfg.grid_dim,
+            cfg.block_dim,
+            cfg.shared_mem_bytes,
+            stream.cu_stream(),
+            args,
+        )
+    }
+    .map_err(err)
 }

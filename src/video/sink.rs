@@ -320,7 +320,8 @@ impl Sink {
                 video_out,
                 enc_tb,
                 copies,
-                durations: HashMap::new(),
+                // Sized for every frame an encoder can hold (lookahead and frame threads): it never grows mid-run.
+                durations: HashMap::with_capacity(512),
                 color,
                 out,
                 frames_in: 0,
