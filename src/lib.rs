@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod plan;
 pub mod probe;
+pub mod queue;
 pub mod runner;
 pub mod video;
 

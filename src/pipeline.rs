@@ -16,11 +16,11 @@
 use crate::backend::FrameModel;
 use crate::error::{panic_message, EngineError, Retry};
 use crate::plan::{Container, EncodePlan, PipelinePlan};
+use crate::queue::{Receiver, Sender};
 use crate::video::{self, Item, Sink, Source, ToRgb, VideoInfo, VideoOut, YuvFrame};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -354,7 +354,7 @@ fn report_encoded(frames: u64, t0: Instant, prog: &mut Progress, progress: &File
 
 fn timed_recv(rx: &Receiver<Msg>, c: &mut Counters, q: &AtomicIsize) -> Option<Msg> {
     let t = Instant::now();
-    let m = rx.recv().ok();
+    let m = rx.recv();
     if m.is_some() {
         q.fetch_sub(1, Ordering::SeqCst);
     }
@@ -363,7 +363,7 @@ fn timed_recv(rx: &Receiver<Msg>, c: &mut Counters, q: &AtomicIsize) -> Option<M
 }
 
 /// Sends down a stage queue and notes the deepest it has been.
-fn timed_send(tx: &SyncSender<Msg>, m: Msg, c: &mut Counters, q: &AtomicIsize) -> Result<(), StageFail> {
+fn timed_send(tx: &Sender<Msg>, m: Msg, c: &mut Counters, q: &AtomicIsize) -> Result<(), StageFail> {
     let t = Instant::now();
     tx.send(m).map_err(|_| StageFail::Peer)?;
     let d = q.fetch_add(1, Ordering::SeqCst) + 1;
@@ -611,9 +611,9 @@ fn run_stages(
             message: format!("thread pool: {e}"),
             retry: Retry::Retriable,
         })?;
-    // std's bounded channel: blocking on a full or empty queue allocates nothing (flume boxes a hook per wait).
-    let (to_infer, infer_rx) = std::sync::mpsc::sync_channel::<Msg>(depth);
-    let (to_encode, encode_rx) = std::sync::mpsc::sync_channel::<Msg>(depth);
+    // Blocking on a full or empty queue allocates nothing (see `crate::queue`).
+    let (to_infer, infer_rx) = crate::queue::bounded::<Msg>(depth);
+    let (to_encode, encode_rx) = crate::queue::bounded::<Msg>(depth);
     let (infer_q, encode_q) = (AtomicIsize::new(0), AtomicIsize::new(0));
     let (in_pool_tx, in_pool_rx) = flume::unbounded::<Vec<f32>>();
     let (out_pool_tx, out_pool_rx) = flume::unbounded::<Vec<f32>>();
