@@ -18,6 +18,42 @@ pub struct GpuStage {
     model: LoadedModel,
     pool: Pool<DeviceAllocator>,
     device: u32,
+    /// Page-lock the output frames for the download (`VIDEOFORGE_NO_PIN=1` turns it off, for comparison).
+    pin_host: bool,
+}
+
+/// A host allocation page-locked for this context (`cuMemHostRegister`), so downloads into it run at full DMA
+/// speed with no staging copy in the driver; unregistered on drop.
+struct HostRegistration {
+    ctx: Arc<cudarc::driver::CudaContext>,
+    ptr: usize,
+}
+
+impl HostRegistration {
+    /// Registers the whole allocation behind `buf`, or says why it could not.
+    fn new(ctx: &Arc<cudarc::driver::CudaContext>, buf: &mut Vec<u8>) -> Result<HostRegistration, String> {
+        use cudarc::driver::sys;
+        if buf.capacity() == 0 {
+            return Err("empty buffer".into());
+        }
+        ctx.bind_to_thread().map_err(|e| format!("{e:?}"))?;
+        let ptr = buf.as_mut_ptr();
+        // SAFETY: `ptr` is a live allocation of `capacity` bytes; the frame drops this registration before the
+        // allocation is freed or moved (`YuvFrame::set_pin`).
+        let rc = unsafe { sys::cuMemHostRegister_v2(ptr.cast(), buf.capacity(), 0) };
+        if rc != sys::CUresult::CUDA_SUCCESS {
+            return Err(format!("cuMemHostRegister: {rc:?}"));
+        }
+        Ok(HostRegistration { ctx: ctx.clone(), ptr: ptr as usize })
+    }
+}
+
+impl Drop for HostRegistration {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        // SAFETY: unregistering the pointer registered in `new`, once, while the allocation is still live.
+        unsafe { cudarc::driver::sys::cuMemHostUnregister(self.ptr as *mut std::ffi::c_void) };
+    }
 }
 
 fn gpu_err(stage: &'static str, e: impl std::fmt::Display) -> EngineError {
@@ -30,7 +66,8 @@ impl GpuStage {
     pub fn new(gpu: Arc<GpuContext>, device: u32, model: LoadedModel, budget: u64) -> Result<GpuStage, EngineError> {
         let kernels = ColourKernels::compile(&gpu).map_err(|e| EngineError::Device(e.to_string()))?;
         let pool = Pool::new(format!("gpu{device} frames"), budget, DeviceAllocator::new(gpu.compute.clone()));
-        Ok(GpuStage { gpu, kernels, model, pool, device })
+        let pin_host = std::env::var_os("VIDEOFORGE_NO_PIN").is_none_or(|v| v.is_empty() || v == "0");
+        Ok(GpuStage { gpu, kernels, model, pool, device, pin_host })
     }
 
     /// Pool counters (hit rate, peak bytes) for the report.
@@ -61,7 +98,17 @@ impl GpuStage {
         if (output.width, output.height) != (ow, oh) {
             return Err(gpu_err("infer", format!("output frame {}x{} is not {ow}x{oh}", output.width, output.height)));
         }
-        output.data.resize(output.len(), 0);
+        output.fit();
+        if self.pin_host && !output.is_pinned() {
+            // Once per frame buffer: the pipeline recycles its output frames, so the steady state registers nothing.
+            match HostRegistration::new(self.gpu.context(), &mut output.data) {
+                Ok(r) => output.set_pin(Box::new(r)),
+                Err(e) => {
+                    tracing::debug!("download into pageable memory: {e}");
+                    self.pin_host = false;
+                }
+            }
+        }
         let (ty, elem, prec) = match self.model.info().dtype {
             Precision::F16 => (RgbType::F16, 2usize, Precision::F16),
             _ => (RgbType::F32, 4usize, Precision::F32),

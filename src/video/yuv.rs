@@ -9,6 +9,8 @@ use ffmpeg_next as ff;
 /// 10-bit samples little-endian `u16` with the value in the low bits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct YuvFrame {
+    /// Declared before `data`, so it is dropped (the buffer unregistered) before the buffer is freed.
+    pin: HostPin,
     /// Luma width.
     pub width: usize,
     /// Luma height.
@@ -26,9 +28,29 @@ pub struct YuvFrame {
 impl YuvFrame {
     /// An empty frame of this geometry (data sized, zeroed).
     pub fn new(width: usize, height: usize, bit_depth: u8, matrix: Matrix, range: Range) -> YuvFrame {
-        let mut f = YuvFrame { width, height, bit_depth, matrix, range, data: Vec::new() };
-        f.data.resize(f.len(), 0);
+        let mut f = YuvFrame { pin: HostPin::default(), width, height, bit_depth, matrix, range, data: Vec::new() };
+        f.fit();
         f
+    }
+
+    /// Sizes `data` for the frame's geometry. A buffer that must grow (and so move) loses its pin first.
+    pub fn fit(&mut self) {
+        let need = self.len();
+        if need > self.data.capacity() {
+            self.pin = HostPin::default();
+        }
+        self.data.resize(need, 0);
+    }
+
+    /// Whether `data` is registered with a device (see [`YuvFrame::set_pin`]).
+    pub fn is_pinned(&self) -> bool {
+        self.pin.0.is_some()
+    }
+
+    /// Keeps `registration` (of the whole allocation behind `data`, `data.capacity()` bytes, with a device) for as
+    /// long as that allocation lives: it is dropped before `data` is freed or reallocated by [`YuvFrame::fit`].
+    pub fn set_pin(&mut self, registration: Box<dyn std::any::Any + Send + Sync>) {
+        self.pin = HostPin(Some(registration));
     }
 
     /// Bytes per sample.
@@ -79,8 +101,7 @@ impl YuvFrame {
         self.bit_depth = if f.format() == Pixel::YUV420P10LE { 10 } else { 8 };
         self.matrix = matrix;
         self.range = range;
-        let need = self.len();
-        self.data.resize(need, 0);
+        self.fit();
         let e = self.sample_bytes();
         let (cw, ch) = self.chroma_size();
         let dims = [(self.width, self.height), (cw, ch), (cw, ch)];
@@ -123,6 +144,29 @@ impl YuvFrame {
             }
         }
         Ok(())
+    }
+}
+
+/// A frame buffer's registration with a device (page-locked for DMA at full speed); unregisters when dropped. A
+/// clone is not registered, and frames compare equal whatever their registration.
+#[derive(Default)]
+struct HostPin(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Clone for HostPin {
+    fn clone(&self) -> Self {
+        HostPin(None)
+    }
+}
+
+impl PartialEq for HostPin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for HostPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "pinned" } else { "pageable" })
     }
 }
 
