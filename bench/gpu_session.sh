@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine after `.devpack/app/unpack.sh` (see bench/README.md): the GPU tests, the
 # benchmarks, the PyTorch reference and end-to-end runs, each result under $OUT, in one call so the figures are
-# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch nvdec e2e medium long farm stress (default: all).
+# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch nvdec e2e medium long pin farm stress (default: all).
 set -uo pipefail
 . /tmp/vf/env.sh
 export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-sections=" ${SECTIONS:-tests demo bench devio torch nvdec e2e medium long farm stress} "
+sections=" ${SECTIONS:-tests demo bench devio torch nvdec e2e medium long pin farm stress} "
 want() { [[ $sections == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$out/session.log"; }
 run() { log "$*"; "$@" 2>&1 | tee -a "$out/session.log"; }
@@ -92,6 +92,18 @@ if want long; then
   run python3 bench/torch_reference.py pipeline bench/clips/long_1920x1080.mp4 /tmp/torch_long.mp4
 fi
 
+if want pin; then
+  log "downloads into page-locked output frames vs pageable (VIDEOFORGE_NO_PIN=1), alternating, same clip"
+  for i in 1 2; do
+    run videoforge bench --device-io -m $X2H --size 1920x1080 --frames 100 -d 0
+    VIDEOFORGE_NO_PIN=1 run videoforge bench --device-io -m $X2H --size 1920x1080 --frames 100 -d 0
+    run videoforge -i bench/clips/long_1920x1080.mp4 -o /tmp/pin_long.mp4 -m $X2H -d 0 --preset veryfast
+    cp /tmp/pin_long.mp4.report.json "$out/pin_long_$i.json" 2>/dev/null
+    VIDEOFORGE_NO_PIN=1 run videoforge -i bench/clips/long_1920x1080.mp4 -o /tmp/nopin_long.mp4 -m $X2H -d 0 --preset veryfast
+    cp /tmp/nopin_long.mp4.report.json "$out/nopin_long_$i.json" 2>/dev/null
+  done
+fi
+
 if want farm; then
   log "one GPU, 4 files of 1080p -> 4K: 1 file at once, 2 at once, and two workers on GPU 0"
   rm -rf /tmp/farm && mkdir -p /tmp/farm/clips
@@ -118,6 +130,6 @@ fi
 if want stress; then
   log "synthetic stress test and audit on the GPU"
   run videoforge bench --synthetic -m $X2H --size 1920x1080 --frames 120 -d 0
-  run videoforge -i bench/clips/clip_1920x1080.mp4 -o /tmp/vf_audit.mp4 -m $X2H -d 0 --preset veryfast --audit
+  VIDEOFORGE_AUDIT_TRACE=20 run videoforge -i bench/clips/clip_1920x1080.mp4 -o /tmp/vf_audit.mp4 -m $X2H -d 0 --preset veryfast --audit
   cp /tmp/vf_audit.mp4.report.json "$out/report_audit.json" 2>/dev/null
 fi
