@@ -116,10 +116,11 @@ pub struct ProgressSink {
 }
 
 impl ProgressSink {
-    /// A sink for a run of `files` files.
-    pub fn new(enabled: bool, files: usize) -> ProgressSink {
+    /// A sink for a run of `files` files. `bars`: draw bars on a terminal (an audited run does not: drawing
+    /// allocates, and the audit counts every thread's allocations; it gets the JSON lines instead).
+    pub fn new(enabled: bool, files: usize, bars: bool) -> ProgressSink {
         use std::io::IsTerminal;
-        let terminal = enabled && std::io::stderr().is_terminal();
+        let terminal = enabled && bars && std::io::stderr().is_terminal();
         let multi = indicatif::MultiProgress::new();
         let files = if terminal {
             let b = multi.add(indicatif::ProgressBar::new(files as u64));
@@ -153,15 +154,24 @@ impl ProgressSink {
                 bar.set_position(p.frames_done);
             });
         }
-        let last = Mutex::new(None::<Instant>);
+        /// One progress line: `{"progress": {...}}`.
+        #[derive(Serialize)]
+        struct Line<'a> {
+            progress: &'a Progress,
+        }
+        // The line is written through one buffer made here: reporting progress allocates nothing per frame.
+        let state = Mutex::new((None::<Instant>, Vec::<u8>::with_capacity(1024)));
         FileProgress::new(move |p: &Progress| {
-            let Ok(mut last) = last.lock() else { return };
+            let Ok(mut state) = state.lock() else { return };
+            let (last, buf) = &mut *state;
             if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
                 return;
             }
             *last = Some(Instant::now());
-            if let Ok(line) = serde_json::to_string(&serde_json::json!({ "progress": p })) {
-                eprintln!("{line}");
+            buf.clear();
+            if serde_json::to_writer(&mut *buf, &Line { progress: p }).is_ok() {
+                buf.push(b'\n');
+                let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), buf);
             }
         })
     }
@@ -624,8 +634,16 @@ fn run_stages(
     for _ in 0..depth + 2 {
         if let Some(out) = &yuv_out {
             let bits = if info.bit_depth > 8 { 10 } else { 8 };
-            let _ = yuv_in_tx.send(YuvFrame::new(w, h, bits, info.color.matrix, info.color.range));
-            let _ = yuv_out_tx.send(out.clone());
+            let (mut frame_in, mut frame_out) =
+                (YuvFrame::new(w, h, bits, info.color.matrix, info.color.range), out.clone());
+            if let Some(stage) = model.yuv_upscaler() {
+                if nvdec.is_none() {
+                    stage.prepare_frame(&mut frame_in);
+                }
+                stage.prepare_frame(&mut frame_out);
+            }
+            let _ = yuv_in_tx.send(frame_in);
+            let _ = yuv_out_tx.send(frame_out);
         } else {
             let _ = in_pool_tx.send(vec![0f32; 3 * w * h]);
             let _ = out_pool_tx.send(vec![0f32; 3 * w * h * (scale as usize).pow(2)]);

@@ -462,7 +462,7 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
 
     let cancel = Cancel::new();
     install_signals(&cancel);
-    let progress = crate::pipeline::ProgressSink::new(opts.progress, indices.len());
+    let progress = crate::pipeline::ProgressSink::new(opts.progress, indices.len(), !opts.audit);
     let plugin = Arc::new(planned.plugin);
     let records: Arc<Mutex<Vec<(usize, FileRecord)>>> = Arc::new(Mutex::new(Vec::new()));
     // One shared queue: a worker whose device fails puts its file back (once) and stops; the others go on.

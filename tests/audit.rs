@@ -118,21 +118,9 @@ fn audit_passes_on_the_gpu() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     ort();
     let dir = tempfile::tempdir().expect("tempdir");
+    // Written with libavcodec (the GPU machine has no ffmpeg CLI): 90 frames of H.264, decoded by NVDEC.
     let input = dir.path().join("in.mp4");
-    let i = input.to_string_lossy();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x360:rate=25",
-        "-frames:v",
-        "90",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        &i,
-    ]);
+    videoforge::bench::write_synthetic_clip_with(&input, 640, 360, 90, Some("libx264"), 8).expect("H.264 clip");
     let model = root().join("models/realesr-animevideov3-x2-fp16.onnx");
     let opts = RunOptions { shard: None, force: true, dry_run: false, audit: true, progress: false };
     let summary = runner::run_job(&job_on(&input, dir.path(), &model, "[0]"), &opts).expect("job runs");

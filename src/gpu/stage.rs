@@ -82,6 +82,21 @@ impl GpuStage {
 }
 
 impl GpuStage {
+    /// Sizes `frame` and page-locks its buffer, once per buffer (the pipeline recycles its frames and prepares
+    /// them before the run). If the driver refuses, this stage copies through pageable memory from then on.
+    fn pin(&mut self, frame: &mut YuvFrame) {
+        frame.fit();
+        if self.pin_host && !frame.is_pinned() {
+            match HostRegistration::new(self.gpu.context(), &mut frame.data) {
+                Ok(r) => frame.set_pin(Box::new(r)),
+                Err(e) => {
+                    tracing::debug!("host frames stay pageable: {e}");
+                    self.pin_host = false;
+                }
+            }
+        }
+    }
+
     /// Planar RGB of `src` (w × h) in the model's type → the model → the encoder's 4:2:0 in `output`, all on the
     /// compute stream; only `output` is downloaded.
     fn upscale_from(
@@ -98,17 +113,7 @@ impl GpuStage {
         if (output.width, output.height) != (ow, oh) {
             return Err(gpu_err("infer", format!("output frame {}x{} is not {ow}x{oh}", output.width, output.height)));
         }
-        output.fit();
-        if self.pin_host && !output.is_pinned() {
-            // Once per frame buffer: the pipeline recycles its output frames, so the steady state registers nothing.
-            match HostRegistration::new(self.gpu.context(), &mut output.data) {
-                Ok(r) => output.set_pin(Box::new(r)),
-                Err(e) => {
-                    tracing::debug!("download into pageable memory: {e}");
-                    self.pin_host = false;
-                }
-            }
-        }
+        self.pin(output);
         let (ty, elem, prec) = match self.model.info().dtype {
             Precision::F16 => (RgbType::F16, 2usize, Precision::F16),
             _ => (RgbType::F32, 4usize, Precision::F32),
@@ -222,6 +227,10 @@ impl YuvUpscaler for GpuStage {
         stream: &ffmpeg_next::format::stream::Stream<'_>,
     ) -> Option<Result<NvDecoder, String>> {
         Some(NvDecoder::new(self.gpu.clone(), info, stream))
+    }
+
+    fn prepare_frame(&mut self, frame: &mut YuvFrame) {
+        self.pin(frame);
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {

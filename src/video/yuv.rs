@@ -176,6 +176,10 @@ pub trait YuvUpscaler: Send {
     /// Runs one frame.
     fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), crate::EngineError>;
 
+    /// Readies a host frame the pipeline will hand this stage (as input or output) before the run starts: the GPU
+    /// stage page-locks its buffer, so that neither the steady state nor a late first use pays for it.
+    fn prepare_frame(&mut self, _frame: &mut YuvFrame) {}
+
     /// The device buffer pool's counters, for the audit (`None` when the stage has no pool).
     fn pool_stats(&self) -> Option<crate::gpu::PoolStats> {
         None
