@@ -113,7 +113,11 @@ impl Source {
         if ff::decoder::find(codec_id).is_none() {
             return Err(media_err(path, format!("unsupported video codec {codec_id:?}: no decoder"), Retry::Permanent));
         }
-        ctx.set_threading(threading::Config { kind: threading::Type::Frame, count: threads, ..Default::default() });
+        // Slice threads, not frame threads: with frame threading H.264's error concealment is off, and with it the
+        // only sign that a frame was damaged (its decode-error flags); a corrupt file would pass as clean, or not,
+        // depending on thread timing. Decoding stays far ahead of inference either way (and NVDEC takes the GPU
+        // path's H.264/HEVC/VP9).
+        ctx.set_threading(threading::Config { kind: threading::Type::Slice, count: threads, ..Default::default() });
         // SAFETY: setting the packet time base on an unopened codec context (what ffmpeg's CLI does).
         unsafe { (*ctx.as_mut_ptr()).pkt_timebase = time_base.into() };
         let decoder = ctx
