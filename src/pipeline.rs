@@ -612,15 +612,22 @@ fn run_stages(
     let yuv_mode = yuv_out.is_some();
     let (yuv_in_tx, yuv_in_rx) = flume::unbounded::<YuvFrame>();
     let (yuv_out_tx, yuv_out_rx) = flume::unbounded::<YuvFrame>();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(pipeline.cpu_threads.max(1))
-        .thread_name(|i| format!("videoforge-cpu-{i}"))
-        .build()
-        .map_err(|e| EngineError::Stage {
-            stage: "setup",
-            message: format!("thread pool: {e}"),
-            retry: Retry::Retriable,
-        })?;
+    // One pool per converting stage, and the stage's loop runs *on* it (`install` once, below): its per-frame
+    // `install` then runs inline and its parallel rows go to the worker's own deque. Handing every frame to a pool
+    // from outside goes through rayon's injector queue, which allocates a block every 63 jobs. Two pools, so
+    // that a worker waiting inside a parallel conversion can never pick up the other stage's loop.
+    let make_pool = |stage: &'static str| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(pipeline.cpu_threads.max(1))
+            .thread_name(move |i| format!("videoforge-{stage}-{i}"))
+            .build()
+            .map_err(|e| EngineError::Stage {
+                stage: "setup",
+                message: format!("thread pool: {e}"),
+                retry: Retry::Retriable,
+            })
+    };
+    let (decode_pool, encode_pool) = (make_pool("decode")?, make_pool("encode")?);
     // Blocking on a full or empty queue allocates nothing (see `crate::queue`).
     let (to_infer, infer_rx) = crate::queue::bounded::<Msg>(depth);
     let (to_encode, encode_rx) = crate::queue::bounded::<Msg>(depth);
@@ -652,7 +659,7 @@ fn run_stages(
 
     let stages_started = Instant::now();
     let (dec, inf, enc) = std::thread::scope(|s| {
-        let pool = &pool;
+        let (decode_pool, encode_pool) = (&decode_pool, &encode_pool);
         let warnings = &warnings;
         let (infer_q, encode_q) = (&infer_q, &encode_q);
         let decode = std::thread::Builder::new().name("vf-decode".into()).spawn_scoped(s, move || {
@@ -660,7 +667,7 @@ fn run_stages(
             let mut to_rgb = ToRgb::new(info.color.matrix, info.color.range);
             let mut warned_interlaced = false;
             let mut nvdec = nvdec;
-            let r = (|| -> Result<(), StageFail> {
+            let r = decode_pool.install(|| -> Result<(), StageFail> {
                 // NVDEC: packets in, device frames out (several or none per packet), other streams' packets copied.
                 if let Some(nv) = nvdec.as_mut() {
                     loop {
@@ -755,7 +762,9 @@ fn run_stages(
                                 Msg::Yuv { frame, pts, duration }
                             } else {
                                 let mut buf = in_pool_rx.try_recv().unwrap_or_default();
-                                pool.install(|| to_rgb.convert(&f, &mut buf)).map_err(|m| stage_err("decode", m))?;
+                                decode_pool
+                                    .install(|| to_rgb.convert(&f, &mut buf))
+                                    .map_err(|m| stage_err("decode", m))?;
                                 Msg::Frame { buf, pts, duration }
                             }
                         }
@@ -763,7 +772,7 @@ fn run_stages(
                     c.stage.busy_s += t.elapsed().as_secs_f64();
                     timed_send(&to_infer, msg, &mut c, infer_q)?;
                 }
-            })();
+            });
             let decoded = nvdec.as_ref().map_or(source.frames_decoded(), |n| n.frames());
             (r, c, decoded)
         });
@@ -841,7 +850,7 @@ fn run_stages(
             // Built once: the per-frame report only updates the counters (no allocation per frame).
             let mut prog =
                 Progress { input: input.into(), frames_done: 0, frames_total: info.estimated_frames, fps: 0.0 };
-            let r = (|| -> Result<crate::video::Finished, StageFail> {
+            let r = encode_pool.install(|| -> Result<crate::video::Finished, StageFail> {
                 loop {
                     let Some(msg) = timed_recv(&encode_rx, &mut c, encode_q) else { return Err(StageFail::Peer) };
                     if cancel.is_stopped() {
@@ -850,7 +859,8 @@ fn run_stages(
                     let t = Instant::now();
                     match msg {
                         Msg::Frame { buf, pts, duration } => {
-                            pool.install(|| sink.write_frame(&buf, pts, duration))
+                            encode_pool
+                                .install(|| sink.write_frame(&buf, pts, duration))
                                 .map_err(|m| stage_err("encode", m))?;
                             let _ = out_pool_tx.send(buf);
                             c.stage.frames += 1;
@@ -877,7 +887,7 @@ fn run_stages(
                     }
                     c.stage.busy_s += t.elapsed().as_secs_f64();
                 }
-            })();
+            });
             // The pipeline's work ends with the trailer; the decoder's teardown after that is not throughput.
             (r, c, packets, Instant::now())
         });
