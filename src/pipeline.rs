@@ -284,6 +284,10 @@ pub struct FileReport {
     pub queues: Vec<QueueReport>,
     /// Peak resident memory of the process (VmHWM), bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// CPU seconds (user + system, every thread of the process, decoders and encoders included) over the file;
+    /// divided by `wall_s`, the cores kept busy. Process-wide: other files running at once count too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_s: Option<f64>,
     /// What was assumed, skipped or adapted.
     pub warnings: Vec<String>,
     /// The audit (when asked for): steady-state allocations, stage overlap, the GPU pool; the runner adds
@@ -293,6 +297,17 @@ pub struct FileReport {
     /// SHA-256 of the frames the encoder received (when the job asked for it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_sha256: Option<String>,
+}
+
+/// CPU time of this process so far (user + system), seconds, from `/proc/self/stat` (Linux; its clock ticks are
+/// `USER_HZ`, 100 per second on every Linux ABI).
+pub fn process_cpu_s() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 on: utime and stime are fields 14, 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace().skip(11);
+    let (user, sys): (u64, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    Some((user + sys) as f64 / 100.0)
 }
 
 /// Peak resident set size of this process, from `/proc/self/status` (Linux).
@@ -388,6 +403,7 @@ fn timed_send(tx: &Sender<Msg>, m: Msg, c: &mut Counters, q: &AtomicIsize) -> Re
 /// left at `job.output`.
 pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     let started = Instant::now();
+    let cpu_before = process_cpu_s();
     let FileJob {
         input,
         output,
@@ -552,6 +568,7 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         stages: run.stages,
         queues: run.queues,
         peak_rss_bytes: peak_rss_bytes(),
+        cpu_s: cpu_before.zip(process_cpu_s()).map(|(a, b)| b - a),
         warnings,
         audit,
         frames_sha256: run.frames_sha256,

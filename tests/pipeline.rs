@@ -55,6 +55,25 @@ fn mkv_with_audio_and_subtitles_keeps_them_byte_identical() {
     assert_eq!(dir_entries(dir.path()), vec!["in.mkv", "out.mkv", "s.srt"], "no temporary file left");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["stages"].as_array().unwrap().len(), 3);
+    assert!(report.cpu_s.is_some_and(|c| c > 0.0), "CPU time over the file: {:?}", report.cpu_s);
+}
+
+#[test]
+fn process_cpu_time_counts_a_busy_thread() {
+    // Spins until the process has been charged 0.2 s more (10 s at most, for a loaded machine).
+    let before = videoforge::pipeline::process_cpu_s().expect("/proc/self/stat");
+    let t = std::time::Instant::now();
+    let mut x = 0u64;
+    let spent = loop {
+        for _ in 0..1_000_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let spent = videoforge::pipeline::process_cpu_s().expect("/proc/self/stat") - before;
+        if spent >= 0.2 || t.elapsed().as_secs() >= 10 {
+            break spent;
+        }
+    };
+    assert!(spent >= 0.2, "{:.1} s of spinning counted as {spent} s of CPU", t.elapsed().as_secs_f64());
 }
 
 fn assert_media_error(r: Result<videoforge::pipeline::FileReport, EngineError>, needle: &str) {
