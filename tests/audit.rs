@@ -121,7 +121,9 @@ fn audit_passes_on_the_gpu() {
     eprintln!("{}", serde_json::to_string_pretty(audit).unwrap_or_default());
     assert_eq!(report["decoder"], "nvdec", "decoded on the GPU");
     assert_eq!(audit["steady_state"]["counted"], true);
-    assert_eq!(audit["steady_state"]["to_frame"], 60);
+    // The window spans two thirds of the clip's estimated length (89–90 frames, by container).
+    assert_eq!(audit["steady_state"]["complete"], true, "window closed at its planned frame");
+    assert!(audit["steady_state"]["to_frame"].as_u64().is_some_and(|f| f >= 50), "{}", audit["steady_state"]);
     assert_eq!(audit["steady_state"]["allocations"], 0, "steady-state host allocations: {}", audit["steady_state"]);
     let checks = audit["checks"].as_array().expect("checks");
     let failed: Vec<_> = checks.iter().filter(|c| c["status"] != "pass").collect();

@@ -113,11 +113,12 @@ impl Source {
         if ff::decoder::find(codec_id).is_none() {
             return Err(media_err(path, format!("unsupported video codec {codec_id:?}: no decoder"), Retry::Permanent));
         }
-        // Slice threads, not frame threads: with frame threading H.264's error concealment is off, and with it the
-        // only sign that a frame was damaged (its decode-error flags); a corrupt file would pass as clean, or not,
-        // depending on thread timing. Decoding stays far ahead of inference either way (and NVDEC takes the GPU
-        // path's H.264/HEVC/VP9).
-        ctx.set_threading(threading::Config { kind: threading::Type::Slice, count: threads, ..Default::default() });
+        // H.264 decodes with slice threads, not frame threads: with frame threading its error concealment is off,
+        // and with it the only sign that a frame was damaged (the frame's decode-error flags), so a corrupt file
+        // passed as clean or not depending on thread timing. Single-slice streams then decode on one core, still
+        // far ahead of inference; on a GPU, NVDEC takes H.264 anyway. Other codecs keep frame threads.
+        let kind = if codec_id == ff::codec::Id::H264 { threading::Type::Slice } else { threading::Type::Frame };
+        ctx.set_threading(threading::Config { kind, count: threads, ..Default::default() });
         // SAFETY: setting the packet time base on an unopened codec context (what ffmpeg's CLI does).
         unsafe { (*ctx.as_mut_ptr()).pkt_timebase = time_base.into() };
         let decoder = ctx
