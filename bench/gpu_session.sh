@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine after `.devpack/app/unpack.sh` (see bench/README.md): the GPU tests, the
 # benchmarks, the PyTorch reference and end-to-end runs, each result under $OUT, in one call so the figures are
-# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch nvdec e2e medium long pin farm stress (default: all).
+# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch nvdec e2e medium long pin encpar farm stress (default: all).
 set -uo pipefail
 . /tmp/vf/env.sh
 export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-sections=" ${SECTIONS:-tests demo bench devio torch nvdec e2e medium long pin farm stress} "
+sections=" ${SECTIONS:-tests demo bench devio torch nvdec e2e medium long pin encpar farm stress} "
 want() { [[ $sections == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$out/session.log"; }
 run() { log "$*"; "$@" 2>&1 | tee -a "$out/session.log"; }
@@ -101,6 +101,28 @@ if want pin; then
     cp /tmp/pin_long.mp4.report.json "$out/pin_long_$i.json" 2>/dev/null
     VIDEOFORGE_NO_PIN=1 run videoforge -i bench/clips/long_1920x1080.mp4 -o /tmp/nopin_long.mp4 -m $X2H -d 0 --preset veryfast
     cp /tmp/nopin_long.mp4.report.json "$out/nopin_long_$i.json" 2>/dev/null
+  done
+fi
+
+if want encpar; then
+  log "encoder headroom: 1080p -> 4K with a nearest-neighbour x2 model (the GPU is idle), x264 medium; 1, 2 and 3 processes at once"
+  NN=tests/fixtures/models/nearest2x.onnx
+  for n in 1 2 3; do
+    s=$(date +%s.%N)
+    for i in $(seq 1 $n); do
+      videoforge -i bench/clips/long_1920x1080.mp4 -o /tmp/encpar_$i.mp4 -m $NN -d 0 -q > /dev/null 2>&1 &
+    done
+    wait
+    e=$(date +%s.%N)
+    log "encpar $n at once: $((300 * n)) frames in $(python3 -c "print(round($e - $s, 2), 'fps', round($n * 300 / ($e - $s), 1))")"
+    python3 - $n <<'PY' 2>&1 | tee -a "$out/session.log"
+import json, sys
+n = int(sys.argv[1])
+for i in range(1, n + 1):
+    r = json.load(open(f"/tmp/encpar_{i}.mp4.report.json"))
+    p = r.get("pipeline", r)
+    print(f"  process {i}: {p['fps']:.1f} fps, cpu {p['cpu_s']:.1f} s over {p['wall_s']:.2f} s = {p['cpu_s'] / p['wall_s']:.1f} cores")
+PY
   done
 fi
 
