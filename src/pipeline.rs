@@ -264,6 +264,11 @@ pub struct FileReport {
     pub output_bit_depth: u8,
     /// FFmpeg encoder.
     pub encoder: String,
+    /// Encoder instances that worked on consecutive segments at once (1: one instance for the whole file).
+    pub encoder_instances: u32,
+    /// Frames per segment when `encoder_instances` > 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_frames: Option<u32>,
     /// Where the video was decoded: `nvdec` (frames stayed on the GPU) or `cpu`.
     pub decoder: String,
     /// libavformat muxer.
@@ -445,6 +450,11 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     let format = video::format_name(container, &info.container, input);
     let tmp = partial_path(output);
     let vout = VideoOut { width: out_w, height: out_h, src_width: src_w, src_height: src_h, bit_depth };
+    // Segment-parallel encoding where one encoder instance cannot use the machine (see `plan::segments_for`).
+    let mut encode = encode.clone();
+    (encode.segments, encode.segment_frames) =
+        crate::plan::segments_for(&encode, out_w, out_h, info.frame_rate, pipeline.cpu_threads);
+    let encode = &encode;
     let (mut sink, w) = Sink::create(&tmp, format, source.input(), &info, vout, encode, &metadata).map_err(|m| {
         let _ = std::fs::remove_file(&tmp);
         EngineError::Stage { stage: "encode", message: format!("{}: {m}", output.display()), retry: Retry::Permanent }
@@ -558,6 +568,8 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         output_height: out_h,
         output_bit_depth: bit_depth,
         encoder: encode.encoder.clone(),
+        encoder_instances: encode.segments.max(1),
+        segment_frames: (encode.segments > 1).then_some(encode.segment_frames),
         decoder,
         container: format.into(),
         frames_decoded: run.frames,

@@ -175,3 +175,41 @@ fn synthetic_clip_rejects_odd_sizes_and_writes_10_bit_hevc() {
     }
     assert_eq!(frames, 12);
 }
+
+/// Segment-parallel encoding allocates nothing per frame or per segment either: three x264 instances on
+/// 8-frame segments, so encoders open and close inside the window (frames 10 to 40).
+#[test]
+fn segment_parallel_encoding_allocates_nothing_in_the_steady_state() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.mp4");
+    let i = input.to_string_lossy();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=25",
+        "-frames:v",
+        "60",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        &i,
+    ]);
+    let out = dir.path().join("out.mp4");
+    let encode = videoforge::plan::EncodePlan { segments: 3, segment_frames: 8, ..common::x264(18) };
+    let r = common::run(
+        &input,
+        &out,
+        videoforge::plan::Container::Mp4,
+        &encode,
+        Box::new(common::Nearest(2)),
+        &videoforge::pipeline::Cancel::new(),
+    )
+    .expect("upscales");
+    assert_eq!((r.encoder_instances, r.frames_encoded), (3, 60));
+    let steady = r.audit.and_then(|a| a.steady_state).expect("window");
+    assert!(steady.counted && steady.complete, "{steady:?}");
+    assert_eq!(steady.allocations, 0, "{steady:?}");
+}

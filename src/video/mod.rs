@@ -5,6 +5,7 @@
 
 mod color;
 mod convert;
+mod segments;
 mod sink;
 mod source;
 mod yuv;

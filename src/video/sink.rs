@@ -5,12 +5,14 @@
 
 use super::color::{ColorInfo, Matrix, Range};
 use super::convert;
+use super::segments::Segments;
 use super::source::VideoInfo;
 use crate::plan::{Codec, Container, EncodePlan};
 use ffmpeg_next as ff;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Output format name for libavformat. `Same` follows the input's container.
 pub fn format_name(container: Container, input_format: &str, input_path: &Path) -> &'static str {
@@ -54,7 +56,7 @@ pub struct VideoOut {
 /// An open output: muxer, video encoder, and the map from input streams to output streams.
 pub struct Sink {
     octx: ff::format::context::Output,
-    encoder: ff::encoder::Video,
+    encoder: VideoEncoder,
     frame: ff::frame::Video,
     video_out: usize,
     enc_tb: ff::Rational,
@@ -69,6 +71,12 @@ pub struct Sink {
     /// SHA-256 over the visible samples of every frame sent to the encoder (audits only): tells an engine that
     /// is not deterministic from an encoder that is not.
     digest: Option<Sha256>,
+}
+
+/// One encoder instance, or several on consecutive segments ([`Segments`]).
+enum VideoEncoder {
+    One(ff::encoder::Video),
+    Segments(Segments),
 }
 
 /// What [`Sink::finish`] reports.
@@ -98,65 +106,40 @@ fn codec_name(id: ff::codec::Id) -> String {
     unsafe { std::ffi::CStr::from_ptr(ff::ffi::avcodec_get_name(id.into())) }.to_string_lossy().into_owned()
 }
 
-impl Sink {
-    /// Create the output at `path` (the caller's temporary name) as `format`, with streams laid out like
-    /// `input`, and write the header. Returns the sink and warnings (skipped streams, ignored options).
-    #[allow(clippy::too_many_arguments)]
-    pub fn create(
-        path: &Path,
-        format: &str,
-        input: &ff::format::context::Input,
-        info: &VideoInfo,
-        out: VideoOut,
-        encode: &EncodePlan,
-        metadata: &[(String, String)],
-    ) -> Result<(Sink, Vec<String>), String> {
-        let mut warnings = Vec::new();
-        let mut octx = ff::format::output_as(&path, format).map_err(|e| format!("cannot create output: {e}"))?;
-        let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
-        let tb = ff::Rational::new(info.time_base.0, info.time_base.1);
-        let sar = ff::Rational::new(info.sample_aspect_ratio.0, info.sample_aspect_ratio.1);
+/// Everything needed to open the planned video encoder, resolved once: [`EncoderRecipe::open`] then gives a fresh,
+/// identical encoder (same parameters, so the same stream headers) without allocating on the Rust heap, as
+/// segment-parallel encoding does at every segment.
+pub(crate) struct EncoderRecipe {
+    codec: ff::Codec,
+    name: String,
+    threads: u32,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) pix: ff::format::Pixel,
+    time_base: ff::Rational,
+    frame_rate: Option<ff::Rational>,
+    sar: ff::Rational,
+    color: ColorInfo,
+    global_header: bool,
+    options: ff::Dictionary<'static>,
+}
 
-        // The encoder first: its parameters (extradata) are needed for the stream.
+// SAFETY: after `new`, the options dictionary is only read (copied by `open`, from any thread) and the codec is a
+// static description; nothing in a recipe is mutated once it is shared.
+unsafe impl Send for EncoderRecipe {}
+// SAFETY: as above.
+unsafe impl Sync for EncoderRecipe {}
+
+impl EncoderRecipe {
+    /// Resolves the encoder and its options for `out` from the plan and the input's description.
+    pub(crate) fn new(
+        encode: &EncodePlan,
+        out: &VideoOut,
+        info: &VideoInfo,
+        global_header: bool,
+    ) -> Result<EncoderRecipe, String> {
         let codec = ff::encoder::find_by_name(&encode.encoder)
             .ok_or_else(|| format!("encoder {} is not available in this FFmpeg", encode.encoder))?;
-        let mut ctx = ff::codec::context::Context::new_with_codec(codec);
-        if encode.threads > 0 {
-            ctx.set_threading(ff::codec::threading::Config {
-                kind: ff::codec::threading::Type::Frame,
-                count: encode.threads as usize,
-                ..Default::default()
-            });
-        }
-        let mut enc = ctx.encoder().video().map_err(|e| format!("encoder {}: {e}", encode.encoder))?;
-        let pix = if out.bit_depth > 8 { ff::format::Pixel::YUV420P10LE } else { ff::format::Pixel::YUV420P };
-        enc.set_width(out.width);
-        enc.set_height(out.height);
-        enc.set_format(pix);
-        enc.set_time_base(tb);
-        if let Some((n, d)) = info.frame_rate {
-            enc.set_frame_rate(Some(ff::Rational::new(n, d)));
-        }
-        if sar.numerator() > 0 {
-            enc.set_aspect_ratio(sar);
-        }
-        let color = info.color.clone();
-        enc.set_colorspace(space_of(color.matrix));
-        enc.set_color_range(match color.range {
-            Range::Limited => ff::color::Range::MPEG,
-            Range::Full => ff::color::Range::JPEG,
-        });
-        // SAFETY: copying the decoder's raw primaries/transfer tags is done below through the info strings'
-        // source values; here we set them on the encoder's context directly.
-        unsafe {
-            let c = enc.as_mut_ptr();
-            let (p, t) = (primaries_of(&color.primaries), transfer_of(&color.transfer));
-            (*c).color_primaries = p;
-            (*c).color_trc = t;
-        }
-        if global_header {
-            enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-        }
         let mut opts = ff::Dictionary::new();
         let ten = out.bit_depth > 8;
         match encode.codec {
@@ -194,7 +177,83 @@ impl Sink {
                 opts.set("slicecrc", "1");
             }
         }
-        let encoder = enc.open_with(opts).map_err(|e| format!("cannot open encoder {}: {e}", encode.encoder))?;
+        Ok(EncoderRecipe {
+            codec,
+            name: encode.encoder.clone(),
+            threads: encode.threads,
+            width: out.width,
+            height: out.height,
+            pix: if ten { ff::format::Pixel::YUV420P10LE } else { ff::format::Pixel::YUV420P },
+            time_base: ff::Rational::new(info.time_base.0, info.time_base.1),
+            frame_rate: info.frame_rate.map(|(n, d)| ff::Rational::new(n, d)),
+            sar: ff::Rational::new(info.sample_aspect_ratio.0, info.sample_aspect_ratio.1),
+            color: info.color.clone(),
+            global_header,
+            options: opts,
+        })
+    }
+
+    /// Opens a new encoder.
+    pub(crate) fn open(&self) -> Result<ff::encoder::Video, String> {
+        let mut ctx = ff::codec::context::Context::new_with_codec(self.codec);
+        if self.threads > 0 {
+            ctx.set_threading(ff::codec::threading::Config {
+                kind: ff::codec::threading::Type::Frame,
+                count: self.threads as usize,
+                ..Default::default()
+            });
+        }
+        let mut enc = ctx.encoder().video().map_err(|e| format!("encoder {}: {e}", self.name))?;
+        enc.set_width(self.width);
+        enc.set_height(self.height);
+        enc.set_format(self.pix);
+        enc.set_time_base(self.time_base);
+        enc.set_frame_rate(self.frame_rate);
+        if self.sar.numerator() > 0 {
+            enc.set_aspect_ratio(self.sar);
+        }
+        enc.set_colorspace(space_of(self.color.matrix));
+        enc.set_color_range(match self.color.range {
+            Range::Limited => ff::color::Range::MPEG,
+            Range::Full => ff::color::Range::JPEG,
+        });
+        // SAFETY: setting the primaries/transfer tags on the unopened encoder context.
+        unsafe {
+            let c = enc.as_mut_ptr();
+            (*c).color_primaries = primaries_of(&self.color.primaries);
+            (*c).color_trc = transfer_of(&self.color.transfer);
+        }
+        if self.global_header {
+            enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+        }
+        enc.open_with(self.options.clone()).map_err(|e| format!("cannot open encoder {}: {e}", self.name))
+    }
+}
+
+impl Sink {
+    /// Create the output at `path` (the caller's temporary name) as `format`, with streams laid out like
+    /// `input`, and write the header. Returns the sink and warnings (skipped streams, ignored options).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        path: &Path,
+        format: &str,
+        input: &ff::format::context::Input,
+        info: &VideoInfo,
+        out: VideoOut,
+        encode: &EncodePlan,
+        metadata: &[(String, String)],
+    ) -> Result<(Sink, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        let mut octx = ff::format::output_as(&path, format).map_err(|e| format!("cannot create output: {e}"))?;
+        let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+        let tb = ff::Rational::new(info.time_base.0, info.time_base.1);
+        let sar = ff::Rational::new(info.sample_aspect_ratio.0, info.sample_aspect_ratio.1);
+
+        // The encoder first: its parameters (extradata) are needed for the stream.
+        let recipe = EncoderRecipe::new(encode, &out, info, global_header)?;
+        let encoder = recipe.open()?;
+        let color = info.color.clone();
+        let pix = recipe.pix;
 
         // Streams in input order: the upscaled video where the input's was, copies of the others.
         let mut copies = HashMap::new();
@@ -312,6 +371,16 @@ impl Sink {
         let mut frame = ff::frame::Video::new(pix, out.width, out.height);
         frame.set_color_space(space_of(color.matrix));
         let enc_tb = tb;
+        let encoder = if encode.segments >= 2 {
+            // The stream's headers came from the encoder opened above; each segment opens an identical one.
+            // SAFETY: reading a field of the opened encoder's context.
+            let depth = unsafe { (*encoder.as_ptr()).has_b_frames }.max(0) as u64;
+            drop(encoder);
+            let length = u64::from(encode.segment_frames.max(1));
+            VideoEncoder::Segments(Segments::start(Arc::new(recipe), encode.segments as usize, length, depth)?)
+        } else {
+            VideoEncoder::One(encoder)
+        };
         Ok((
             Sink {
                 octx,
@@ -320,8 +389,11 @@ impl Sink {
                 video_out,
                 enc_tb,
                 copies,
-                // Sized for every frame an encoder can hold (lookahead and frame threads): it never grows mid-run.
-                durations: HashMap::with_capacity(512),
+                // Sized for every frame the encoders can hold (lookahead, frame threads, segments in flight): it
+                // never grows mid-run.
+                durations: HashMap::with_capacity(
+                    512 + 2 * (encode.segments as usize) * encode.segment_frames as usize,
+                ),
                 color,
                 out,
                 frames_in: 0,
@@ -335,10 +407,7 @@ impl Sink {
 
     /// Encode one upscaled RGB frame (src_width × src_height planar f32) with the input frame's timestamp.
     pub fn write_frame(&mut self, rgb: &[f32], pts: Option<i64>, duration: i64) -> Result<(), String> {
-        // SAFETY: a live frame; if the encoder still references its buffer, FFmpeg gives it a fresh one.
-        if unsafe { ff::ffi::av_frame_make_writable(self.frame.as_mut_ptr()) } < 0 {
-            self.frame = ff::frame::Video::new(self.frame.format(), self.out.width, self.out.height);
-        }
+        self.writable_frame()?;
         convert::rgb_to_frame(
             rgb,
             self.out.src_width as usize,
@@ -352,12 +421,24 @@ impl Sink {
 
     /// Encode one upscaled 4:2:0 frame produced on the GPU (already in the encoder's format and colour).
     pub fn write_yuv(&mut self, yuv: &super::YuvFrame, pts: Option<i64>, duration: i64) -> Result<(), String> {
-        // SAFETY: a live frame; if the encoder still references its buffer, FFmpeg gives it a fresh one.
+        self.writable_frame()?;
+        yuv.write_into(&mut self.frame)?;
+        self.send(pts, duration)
+    }
+
+    /// Makes `self.frame` a frame the next picture can be written into: with segments, one of the frames of the
+    /// encoder that will take it (finished segments are written meanwhile).
+    fn writable_frame(&mut self) -> Result<(), String> {
+        if let VideoEncoder::Segments(seg) = &mut self.encoder {
+            let (octx, video_out, enc_tb) = (&mut self.octx, self.video_out, self.enc_tb);
+            let (durations, packets_out) = (&mut self.durations, &mut self.packets_out);
+            self.frame = seg.frame(&mut |p| mux_video(octx, video_out, enc_tb, durations, packets_out, p))?;
+        }
+        // SAFETY: a live frame; if an encoder still references its buffer, FFmpeg gives it a fresh one.
         if unsafe { ff::ffi::av_frame_make_writable(self.frame.as_mut_ptr()) } < 0 {
             self.frame = ff::frame::Video::new(self.frame.format(), self.out.width, self.out.height);
         }
-        yuv.write_into(&mut self.frame)?;
-        self.send(pts, duration)
+        Ok(())
     }
 
     /// Hash every frame the encoder receives from now on (its visible samples, plane by plane).
@@ -393,9 +474,21 @@ impl Sink {
                 self.durations.insert(p, duration);
             }
         }
-        self.encoder.send_frame(&self.frame).map_err(|e| format!("encode: {e}"))?;
         self.frames_in += 1;
-        self.drain()
+        match &mut self.encoder {
+            VideoEncoder::One(enc) => {
+                enc.send_frame(&self.frame).map_err(|e| format!("encode: {e}"))?;
+                self.drain()
+            }
+            VideoEncoder::Segments(seg) => {
+                if pts.is_none() {
+                    return Err("segment-parallel encoding needs frame timestamps and this stream has none: set \
+                                encode.segments = 1"
+                        .into());
+                }
+                seg.send(std::mem::replace(&mut self.frame, ff::frame::Video::empty()))
+            }
+        }
     }
 
     /// The colour the output is encoded in (the input's).
@@ -404,18 +497,20 @@ impl Sink {
     }
 
     fn drain(&mut self) -> Result<(), String> {
+        let VideoEncoder::One(enc) = &mut self.encoder else { return Ok(()) };
         let mut packet = ff::Packet::empty();
         loop {
-            match self.encoder.receive_packet(&mut packet) {
+            match enc.receive_packet(&mut packet) {
                 Ok(()) => {
-                    if let Some(d) = packet.pts().and_then(|p| self.durations.remove(&p)) {
-                        packet.set_duration(d);
-                    }
-                    packet.set_stream(self.video_out);
-                    let otb = self.octx.stream(self.video_out).map(|s| s.time_base()).unwrap_or(self.enc_tb);
-                    packet.rescale_ts(self.enc_tb, otb);
-                    packet.write_interleaved(&mut self.octx).map_err(|e| format!("mux video: {e}"))?;
-                    self.packets_out += 1;
+                    let p = std::mem::replace(&mut packet, ff::Packet::empty());
+                    mux_video(
+                        &mut self.octx,
+                        self.video_out,
+                        self.enc_tb,
+                        &mut self.durations,
+                        &mut self.packets_out,
+                        p,
+                    )?;
                 }
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
                 Err(ff::Error::Eof) => return Ok(()),
@@ -436,8 +531,17 @@ impl Sink {
 
     /// Flush the encoder and write the trailer.
     pub fn finish(&mut self) -> Result<Finished, String> {
-        self.encoder.send_eof().map_err(|e| format!("flush encoder: {e}"))?;
-        self.drain()?;
+        match &mut self.encoder {
+            VideoEncoder::One(enc) => {
+                enc.send_eof().map_err(|e| format!("flush encoder: {e}"))?;
+                self.drain()?;
+            }
+            VideoEncoder::Segments(seg) => {
+                let (octx, video_out, enc_tb) = (&mut self.octx, self.video_out, self.enc_tb);
+                let (durations, packets_out) = (&mut self.durations, &mut self.packets_out);
+                seg.finish(&mut |p| mux_video(octx, video_out, enc_tb, durations, packets_out, p))?;
+            }
+        }
         self.octx.write_trailer().map_err(|e| format!("write trailer: {e}"))?;
         self.trailer_written = true;
         let frames_sha256 = self.digest.take().map(|d| format!("{:x}", d.finalize()));
@@ -452,6 +556,26 @@ impl Drop for Sink {
             let _ = self.octx.write_trailer();
         }
     }
+}
+
+/// Writes one packet of the encoded video: its duration from the frame it came from, the stream's time base.
+fn mux_video(
+    octx: &mut ff::format::context::Output,
+    video_out: usize,
+    enc_tb: ff::Rational,
+    durations: &mut HashMap<i64, i64>,
+    packets_out: &mut u64,
+    mut packet: ff::Packet,
+) -> Result<(), String> {
+    if let Some(d) = packet.pts().and_then(|p| durations.remove(&p)) {
+        packet.set_duration(d);
+    }
+    packet.set_stream(video_out);
+    let otb = octx.stream(video_out).map(|s| s.time_base()).unwrap_or(enc_tb);
+    packet.rescale_ts(enc_tb, otb);
+    packet.write_interleaved(octx).map_err(|e| format!("mux video: {e}"))?;
+    *packets_out += 1;
+    Ok(())
 }
 
 fn video_metadata(ist: &ff::format::stream::Stream<'_>) -> ff::Dictionary<'static> {

@@ -169,6 +169,8 @@ pub fn ffv1() -> EncodePlan {
         threads: 0,
         copy_audio: true,
         copy_subtitles: true,
+        segments: 1,
+        segment_frames: 0,
     }
 }
 
