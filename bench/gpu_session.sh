@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine after `.devpack/app/unpack.sh` (see bench/README.md): the GPU tests, the
 # benchmarks, the PyTorch reference and end-to-end runs, each result under $OUT, in one call so the figures are
-# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch nvdec e2e medium long pin encpar farm stress (default: all).
+# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch nvdec e2e medium long pin encpar segments farm stress (default: all).
 set -uo pipefail
 . /tmp/vf/env.sh
 export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-sections=" ${SECTIONS:-tests demo bench devio torch nvdec e2e medium long pin encpar farm stress} "
+sections=" ${SECTIONS:-tests demo bench devio torch nvdec e2e medium long pin encpar segments farm stress} "
 want() { [[ $sections == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$out/session.log"; }
 run() { log "$*"; "$@" 2>&1 | tee -a "$out/session.log"; }
@@ -124,6 +124,42 @@ for i in range(1, n + 1):
     print(f"  process {i}: {p['fps']:.1f} fps, cpu {p['cpu_s']:.1f} s over {p['wall_s']:.2f} s = {p['cpu_s'] / p['wall_s']:.1f} cores")
 PY
   done
+fi
+
+if want segments; then
+  log "segment-parallel encoding: 300 frames 1080p -> 4K, x264 medium, one instance vs automatic, alternating"
+  rm -rf /tmp/seg && mkdir -p /tmp/seg/clips && cp bench/clips/long_1920x1080.mp4 /tmp/seg/clips/ && cp $X2H /tmp/seg/model.onnx
+  for i in 1 2; do
+    for mode in one auto; do
+      seg=""; [ $mode = one ] && seg="segments = 1"
+      printf 'version = 1\n[model]\npath = "model.onnx"\n[device]\ngpus = [0]\nfiles_at_once = 1\n[[input]]\npath = "clips/*.mp4"\n[output]\ndir = "out_%s"\n[encode]\npreset = "medium"\n%s\n' "$mode" "$seg" > /tmp/seg/job_$mode.toml
+      run videoforge run /tmp/seg/job_$mode.toml --force
+      python3 - "$mode" <<'PY' 2>&1 | tee -a "$out/session.log"
+import json, os, sys
+mode = sys.argv[1]
+r = json.load(open(f"/tmp/seg/out_{mode}/long_1920x1080.x2.mp4.report.json"))
+p = r.get("pipeline", r)
+size = os.path.getsize(f"/tmp/seg/out_{mode}/long_1920x1080.x2.mp4")
+print(f"segments {mode}: {p['fps']:.1f} fps, {p['encoder_instances']} instance(s), segment_frames {p.get('segment_frames')}, "
+      f"cpu {p['cpu_s']:.1f} s / wall {p['wall_s']:.2f} s = {p['cpu_s'] / p['wall_s']:.1f} cores, {size / 1e6:.1f} MB, "
+      f"stages {[(s['name'], round(s['busy_s'], 2)) for s in p['stages']]}")
+PY
+    done
+  done
+  cp /tmp/seg/out_auto/*.report.json "$out/segments_auto.json" 2>/dev/null
+  cp /tmp/seg/out_one/*.report.json "$out/segments_one.json" 2>/dev/null
+  python3 - <<'PY' 2>&1 | tee -a "$out/session.log"
+import cv2, numpy as np
+def frames(p):
+    c = cv2.VideoCapture(p); out = []
+    while True:
+        ok, f = c.read()
+        if not ok: return out
+        out.append(f)
+a, b = frames("/tmp/seg/out_one/long_1920x1080.x2.mp4"), frames("/tmp/seg/out_auto/long_1920x1080.x2.mp4")
+worst = min(10 * np.log10(255.0 ** 2 / max(np.mean((x.astype(np.float64) - y) ** 2), 1e-12)) for x, y in zip(a, b))
+print(f"decoded frames: one {len(a)}, segmented {len(b)}; worst frame PSNR segmented vs one instance {worst:.1f} dB")
+PY
 fi
 
 if want farm; then
