@@ -96,9 +96,9 @@ pub struct EncodePlan {
 /// Segment-parallel encoding for one file: (encoder instances, frames per segment). Only x264/x265 (CPU encoders
 /// with a lookahead); automatic for outputs of 1440p and up (3.5 million pixels) on 8 or more cores: one x264
 /// `medium` instance at 4K kept about 7 of 16 cores busy on the lent GPU machine, and 2 or 3 instances at once
-/// encoded 1.35x and 1.64x as many frames (bench/RESULTS.md). Segments last about 4 seconds (48–240 frames):
-/// long enough that the extra keyframes cost little, short enough that each instance takes in most of a
-/// segment without blocking the others.
+/// encoded 1.35x and 1.64x as many frames (bench/RESULTS.md). Segments last about 2 seconds (24–120 frames):
+/// the extra keyframes cost under 1 % of the file size, and short segments let each instance take in most of
+/// its segment without holding up the others (4-second segments overlapped too little, bench/RESULTS.md).
 pub fn segments_for(
     e: &EncodePlan,
     width: u32,
@@ -117,9 +117,10 @@ pub fn segments_for(
     if instances < 2 {
         return (1, 0);
     }
-    let frames = match (e.segment_frames, frame_rate) {
-        (0, Some((n, d))) if n > 0 && d > 0 => ((4 * n + d / 2) / d).clamp(48, 240) as u32,
-        (0, _) => 96,
+    let tuned = std::env::var("VIDEOFORGE_SEGMENT_FRAMES").ok().and_then(|v| v.parse::<u32>().ok());
+    let frames = match (tuned.unwrap_or(e.segment_frames), frame_rate) {
+        (0, Some((n, d))) if n > 0 && d > 0 => ((2 * n + d / 2) / d).clamp(24, 120) as u32,
+        (0, _) => 48,
         (f, _) => f,
     };
     (instances, frames)
@@ -1033,14 +1034,14 @@ mod tests {
     fn segment_parallel_encoding_is_for_large_outputs_on_many_cores() {
         let x264 = encode_plan(&Default::default(), None, None);
         let fps = Some((24000, 1001));
-        assert_eq!(segments_for(&x264, 3840, 2160, fps, 16), (3, 96), "4K on 16 cores: 3 instances, 4 s segments");
-        assert_eq!(segments_for(&x264, 3840, 2160, fps, 8), (2, 96));
+        assert_eq!(segments_for(&x264, 3840, 2160, fps, 16), (3, 48), "4K on 16 cores: 3 instances, 2 s segments");
+        assert_eq!(segments_for(&x264, 3840, 2160, fps, 8), (2, 48));
         assert_eq!(segments_for(&x264, 1920, 1080, fps, 16).0, 1, "1080p: one instance keeps up");
         assert_eq!(segments_for(&x264, 3840, 2160, fps, 4).0, 1, "few cores: one instance");
-        assert_eq!(segments_for(&x264, 3840, 2160, Some((120, 1)), 16), (3, 240), "segments at most 240 frames");
-        assert_eq!(segments_for(&x264, 3840, 2160, None, 16), (3, 96), "unknown rate: 96 frames");
+        assert_eq!(segments_for(&x264, 3840, 2160, Some((120, 1)), 16), (3, 120), "segments at most 120 frames");
+        assert_eq!(segments_for(&x264, 3840, 2160, None, 16), (3, 48), "unknown rate: 48 frames");
         let forced = EncodePlan { segments: 2, ..x264.clone() };
-        assert_eq!(segments_for(&forced, 640, 360, Some((25, 1)), 2), (2, 100), "asked for: always");
+        assert_eq!(segments_for(&forced, 640, 360, Some((25, 1)), 2), (2, 50), "asked for: always");
         let off = EncodePlan { segments: 1, ..x264.clone() };
         assert_eq!(segments_for(&off, 3840, 2160, fps, 16).0, 1);
         let ffv1 = EncodePlan { codec: Codec::Ffv1, encoder: "ffv1".into(), segments: 3, ..x264 };

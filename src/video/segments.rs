@@ -20,8 +20,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Frames in flight per worker (its queue plus the one being filled).
-const FRAMES_PER_WORKER: usize = 6;
+/// Frames in flight per worker (its queue plus the one being filled), unless `VIDEOFORGE_SEGMENT_QUEUE` says.
+const FRAMES_PER_WORKER: usize = 8;
 
 /// What a worker gets.
 enum Job {
@@ -100,11 +100,15 @@ impl Segments {
     ) -> Result<Segments, String> {
         let workers = workers.max(2);
         let length = length.max(1);
+        let per_worker = std::env::var("VIDEOFORGE_SEGMENT_QUEUE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(FRAMES_PER_WORKER)
+            .max(2);
         let mut free = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let frames: VecDeque<_> = (0..FRAMES_PER_WORKER)
-                .map(|_| ff::frame::Video::new(recipe.pix, recipe.width, recipe.height))
-                .collect();
+            let frames: VecDeque<_> =
+                (0..per_worker).map(|_| ff::frame::Video::new(recipe.pix, recipe.width, recipe.height)).collect();
             free.push(frames);
         }
         let packets_per_segment = length as usize + 16;
@@ -120,7 +124,7 @@ impl Segments {
         let mut inputs = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         for w in 0..workers {
-            let (tx, rx) = queue::bounded::<Job>(FRAMES_PER_WORKER + 1);
+            let (tx, rx) = queue::bounded::<Job>(per_worker + 1);
             let (state, recipe) = (state.clone(), recipe.clone());
             let t = std::thread::Builder::new()
                 .name(format!("vf-encode-{w}"))
