@@ -326,8 +326,8 @@ pub struct EncodeSection {
     #[serde(default)]
     pub threads: u32,
     /// x264/x265 instances encoding consecutive segments of each file at once (each segment starts with a
-    /// keyframe; the segments are joined into one stream). Default: automatic, 2–3 for outputs of 1440p and up
-    /// on machines with 8 or more cores, where one instance cannot use the cores; 1 turns it off.
+    /// keyframe; the segments are joined into one stream). Default: automatic, 2–3 for HEVC outputs of 1440p and
+    /// up on machines with 8 or more cores (one x265 instance cannot use them), otherwise 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 8))]
     pub segments: Option<u32>,

@@ -93,12 +93,12 @@ pub struct EncodePlan {
     pub segment_frames: u32,
 }
 
-/// Segment-parallel encoding for one file: (encoder instances, frames per segment). Only x264/x265 (CPU encoders
-/// with a lookahead); automatic for outputs of 1440p and up (3.5 million pixels) on 8 or more cores: one x264
-/// `medium` instance at 4K kept about 7 of 16 cores busy on the lent GPU machine, and 2 or 3 instances at once
-/// encoded 1.35x and 1.64x as many frames (bench/RESULTS.md). Segments last about 2 seconds (24–120 frames):
-/// the extra keyframes cost under 1 % of the file size, and short segments let each instance take in most of
-/// its segment without holding up the others (4-second segments overlapped too little, bench/RESULTS.md).
+/// Segment-parallel encoding for one file: (encoder instances, frames per segment). Only x264/x265. Automatic for
+/// HEVC outputs of 1440p and up (3.5 million pixels) on 8 or more cores: one x265 instance at 4K kept 5.4 of 16
+/// cores busy on the lent GPU machine and three instances encoded 38 % more frames per second. Not automatic for
+/// H.264: one x264 `medium` instance already kept 11 of 16 cores busy there, and three instances gave no gain
+/// (bench/RESULTS.md); `encode.segments = N` still asks for it. Segments last about 2 seconds (24–120 frames): the
+/// extra keyframes cost under 1 % of the file size.
 pub fn segments_for(
     e: &EncodePlan,
     width: u32,
@@ -109,8 +109,9 @@ pub fn segments_for(
     if !matches!(e.codec, Codec::H264 | Codec::Hevc) {
         return (1, 0);
     }
+    let large = u64::from(width) * u64::from(height) >= 3_500_000;
     let instances = match e.segments {
-        0 if u64::from(width) * u64::from(height) >= 3_500_000 && cores >= 8 => (cores / 5).clamp(2, 3) as u32,
+        0 if e.codec == Codec::Hevc && large && cores >= 8 => (cores / 5).clamp(2, 3) as u32,
         0 => 1,
         n => n.min(8),
     };
@@ -1031,15 +1032,18 @@ mod tests {
     }
 
     #[test]
-    fn segment_parallel_encoding_is_for_large_outputs_on_many_cores() {
+    fn segment_parallel_encoding_is_for_large_hevc_outputs_on_many_cores() {
         let x264 = encode_plan(&Default::default(), None, None);
+        let x265 =
+            encode_plan(&crate::manifest::EncodeSection { codec: Codec::Hevc, ..Default::default() }, None, None);
         let fps = Some((24000, 1001));
-        assert_eq!(segments_for(&x264, 3840, 2160, fps, 16), (3, 48), "4K on 16 cores: 3 instances, 2 s segments");
-        assert_eq!(segments_for(&x264, 3840, 2160, fps, 8), (2, 48));
-        assert_eq!(segments_for(&x264, 1920, 1080, fps, 16).0, 1, "1080p: one instance keeps up");
-        assert_eq!(segments_for(&x264, 3840, 2160, fps, 4).0, 1, "few cores: one instance");
-        assert_eq!(segments_for(&x264, 3840, 2160, Some((120, 1)), 16), (3, 120), "segments at most 120 frames");
-        assert_eq!(segments_for(&x264, 3840, 2160, None, 16), (3, 48), "unknown rate: 48 frames");
+        assert_eq!(segments_for(&x265, 3840, 2160, fps, 16), (3, 48), "4K on 16 cores: 3 instances, 2 s segments");
+        assert_eq!(segments_for(&x265, 3840, 2160, fps, 8), (2, 48));
+        assert_eq!(segments_for(&x265, 1920, 1080, fps, 16).0, 1, "1080p: one instance keeps up");
+        assert_eq!(segments_for(&x265, 3840, 2160, fps, 4).0, 1, "few cores: one instance");
+        assert_eq!(segments_for(&x265, 3840, 2160, Some((120, 1)), 16), (3, 120), "segments at most 120 frames");
+        assert_eq!(segments_for(&x265, 3840, 2160, None, 16), (3, 48), "unknown rate: 48 frames");
+        assert_eq!(segments_for(&x264, 3840, 2160, fps, 16).0, 1, "x264 uses the cores alone: not automatic");
         let forced = EncodePlan { segments: 2, ..x264.clone() };
         assert_eq!(segments_for(&forced, 640, 360, Some((25, 1)), 2), (2, 50), "asked for: always");
         let off = EncodePlan { segments: 1, ..x264.clone() };

@@ -1,5 +1,5 @@
-//! Segment-parallel encoding: one CPU encoder instance does not keep a large machine busy at 4K (x264 `medium`
-//! kept about 7 of 16 cores busy on the lent GPU machine), so consecutive segments of `length` frames go to
+//! Segment-parallel encoding: one CPU encoder instance does not keep a large machine busy at 4K (x265 kept 5.4 of
+//! 16 cores busy on the lent GPU machine; see `plan::segments_for`), so consecutive segments of `length` frames go to
 //! `workers` encoder instances in turn, each opened fresh with the same parameters (so each segment starts with
 //! an IDR frame and carries the same stream headers), and the segments' packets are joined in order into the
 //! one video stream.
