@@ -184,19 +184,24 @@ impl Segments {
     /// Sends a filled frame (its pts set) to its segment's encoder.
     pub(crate) fn send(&mut self, frame: ff::frame::Video) -> Result<(), String> {
         let w = self.worker_of(self.sent);
-        self.inputs[w].send(Job::Frame(frame)).map_err(|_| "an encoder thread stopped".to_string())?;
+        self.inputs[w].send(Job::Frame(frame)).map_err(|_| self.stopped())?;
         self.sent += 1;
         if self.sent % self.length == 0 {
-            self.inputs[w].send(Job::End).map_err(|_| "an encoder thread stopped".to_string())?;
+            self.inputs[w].send(Job::End).map_err(|_| self.stopped())?;
         }
         Ok(())
+    }
+
+    /// Why an encoder thread no longer takes input: its error, if it reported one.
+    fn stopped(&self) -> String {
+        self.state.lock().error.clone().unwrap_or_else(|| "an encoder thread stopped".into())
     }
 
     /// Ends the last segment, waits for every segment and writes them all.
     pub(crate) fn finish(&mut self, write: &mut dyn FnMut(ff::Packet) -> Result<(), String>) -> Result<(), String> {
         if self.sent % self.length != 0 {
             let w = self.worker_of(self.sent);
-            self.inputs[w].send(Job::End).map_err(|_| "an encoder thread stopped".to_string())?;
+            self.inputs[w].send(Job::End).map_err(|_| self.stopped())?;
         }
         let segments = self.sent.div_ceil(self.length);
         let state = self.state.clone();
