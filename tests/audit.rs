@@ -23,6 +23,26 @@ fn ort() {
     }
 }
 
+/// 60 frames of 96x64 H.264 (`in.mp4` in `dir`).
+fn h264_clip(dir: &std::path::Path) -> std::path::PathBuf {
+    let input = dir.join("in.mp4");
+    let i = input.to_string_lossy();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=25",
+        "-frames:v",
+        "60",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        &i,
+    ]);
+    input
+}
+
 fn job(input: &std::path::Path, out_dir: &std::path::Path) -> JobSpec {
     job_on(input, out_dir, &root().join("tests/fixtures/models/nearest2x.onnx"), "\"cpu\"")
 }
@@ -46,21 +66,7 @@ fn audit_counts_no_steady_state_allocations_and_same_bytes_twice() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     ort();
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.mp4");
-    let i = input.to_string_lossy();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=96x64:rate=25",
-        "-frames:v",
-        "60",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        &i,
-    ]);
+    let input = h264_clip(dir.path());
     let opts = RunOptions { shard: None, force: true, dry_run: false, audit: true, progress: false };
     let summary = runner::run_job(&job(&input, dir.path()), &opts).expect("job runs");
     assert_eq!(summary.failed, 0, "{:?}", summary.files.first().map(|f| &f.error));
@@ -182,21 +188,7 @@ fn synthetic_clip_rejects_odd_sizes_and_writes_10_bit_hevc() {
 fn segment_parallel_encoding_allocates_nothing_in_the_steady_state() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("in.mp4");
-    let i = input.to_string_lossy();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=96x64:rate=25",
-        "-frames:v",
-        "60",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        "libx264",
-        &i,
-    ]);
+    let input = h264_clip(dir.path());
     let out = dir.path().join("out.mp4");
     let encode = videoforge::plan::EncodePlan { segments: 3, segment_frames: 8, ..common::x264(18) };
     let r = common::run(

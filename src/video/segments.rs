@@ -162,14 +162,24 @@ impl Segments {
         write: &mut dyn FnMut(ff::Packet) -> Result<(), String>,
     ) -> Result<ff::frame::Video, String> {
         let w = self.worker_of(self.sent);
+        self.write_until(write, |s, _| s.free[w].pop_front())
+    }
+
+    /// Writes finished segments in order until `take` gives something (it sees the shared state and the next
+    /// segment to write); an encoder's error ends the wait.
+    fn write_until<T>(
+        &mut self,
+        write: &mut dyn FnMut(ff::Packet) -> Result<(), String>,
+        mut take: impl FnMut(&mut Shared, u64) -> Option<T>,
+    ) -> Result<T, String> {
         let state = self.state.clone();
         loop {
             let mut s = state.lock();
             if let Some(e) = s.error.take() {
                 return Err(e);
             }
-            if let Some(f) = s.free[w].pop_front() {
-                return Ok(f);
+            if let Some(t) = take(&mut s, self.next) {
+                return Ok(t);
             }
             match take_next(&mut s, self.next) {
                 Some(done) => {
@@ -204,21 +214,7 @@ impl Segments {
             self.inputs[w].send(Job::End).map_err(|_| self.stopped())?;
         }
         let segments = self.sent.div_ceil(self.length);
-        let state = self.state.clone();
-        while self.next < segments {
-            let mut s = state.lock();
-            if let Some(e) = s.error.take() {
-                return Err(e);
-            }
-            match take_next(&mut s, self.next) {
-                Some(done) => {
-                    drop(s);
-                    self.write_done(done, write)?;
-                }
-                None => drop(state.changed.wait(s).unwrap_or_else(|e| e.into_inner())),
-            }
-        }
-        Ok(())
+        self.write_until(write, |_, next| (next >= segments).then_some(()))
     }
 
     /// Writes a finished segment (the next in order) and recycles its packet list.
