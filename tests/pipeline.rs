@@ -422,6 +422,11 @@ fn a_panicking_model_is_recovered_and_publishes_nothing() {
         other => panic!("{other:?}"),
     }
     assert_eq!(dir_entries(dir.path()), vec!["in.mkv"]);
+    // The same with segment-parallel encoding: the encoder threads stop with the run, nothing waits forever.
+    let split = EncodePlan { segments: 3, segment_frames: 2, ..x264(20) };
+    let r = run(&input, &output, Container::Mkv, &split, Box::new(PanicsAt(5)), &Cancel::new());
+    assert!(matches!(r, Err(EngineError::PanicRecovered { .. })), "{r:?}");
+    assert_eq!(dir_entries(dir.path()), vec!["in.mkv"]);
 }
 
 #[test]

@@ -128,7 +128,14 @@ impl Segments {
             let (state, recipe) = (state.clone(), recipe.clone());
             let t = std::thread::Builder::new()
                 .name(format!("vf-encode-{w}"))
-                .spawn(move || worker(w, workers as u64, &recipe, &rx, &state))
+                .spawn(move || {
+                    // A panic must not leave the dispatcher waiting for this worker's frames: it becomes the error.
+                    let run = std::panic::AssertUnwindSafe(|| worker(w, workers as u64, &recipe, &rx, &state));
+                    if std::panic::catch_unwind(run).is_err() {
+                        state.lock().error.get_or_insert_with(|| format!("encoder thread {w} panicked"));
+                        state.changed.notify_all();
+                    }
+                })
                 .map_err(|e| format!("encoder thread: {e}"))?;
             inputs.push(tx);
             threads.push(t);
