@@ -215,7 +215,7 @@ fn init_logging(log: &LogArgs) {
         "info"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIDEOFORGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("videoforge={level},warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("videoforge={level},ffmpeg={level},warn")));
     use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)

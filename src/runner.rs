@@ -651,7 +651,13 @@ fn process_one(
             return Outcome { rec, device_failed: Some(e.to_string()) };
         }
         Err(e) => {
-            tracing::error!("{}: {e}", item.input.display());
+            // Media errors name the file already.
+            let (input, message) = (item.input.display().to_string(), e.to_string());
+            if message.starts_with(&input) {
+                tracing::error!("{message}");
+            } else {
+                tracing::error!("{input}: {message}");
+            }
             rec.status = FileStatus::Failed;
             rec.retriable = Some(e.retry() == Retry::Retriable);
             rec.error = Some(e.to_string());

@@ -94,3 +94,37 @@ fn plan_prints_the_full_engine_plan_as_json_deterministically() {
     let text = vf(&["plan", "jobs/demo.toml"]);
     assert!(stdout(&text).contains("fingerprint "), "{}", stdout(&text));
 }
+
+/// A damaged input fails with the file named once and exit 1; with `--debug`, FFmpeg's own message about the
+/// damage is shown too (through tracing, target `ffmpeg`), and without it FFmpeg prints nothing.
+#[test]
+fn a_corrupt_input_names_the_file_and_debug_shows_ffmpeg_s_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.ts");
+    let status = Command::new("ffmpeg")
+        .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2"])
+        .args(["-c:v", "libx264", "-g", "5"])
+        .arg(&good)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut bytes = std::fs::read(&good).unwrap();
+    let (a, b) = (bytes.len() / 3, 2 * bytes.len() / 3);
+    for (i, x) in bytes[a..b].iter_mut().enumerate() {
+        *x = (i * 7919 % 251) as u8;
+    }
+    let bad = dir.path().join("corrupt.ts");
+    std::fs::write(&bad, &bytes).unwrap();
+    let (input, output) = (bad.to_string_lossy(), dir.path().join("out.mkv").to_string_lossy().into_owned());
+    let model = root().join("tests/fixtures/models/nearest2x.onnx").to_string_lossy().into_owned();
+    let args = ["-i", &input, "-o", &output, "-m", &model, "-d", "cpu"];
+    let quiet = vf(&args);
+    assert_eq!(quiet.status.code(), Some(1), "{}", stderr(&quiet));
+    let err = stderr(&quiet);
+    assert!(err.contains("frames decoded before the stream broke"), "{err}");
+    assert!(!err.contains(&format!("{input}: {input}")), "the file is named once: {err}");
+    assert!(!err.contains("[h264 @"), "FFmpeg is quiet without --debug: {err}");
+    let debug = vf(&[&["--debug"][..], &args].concat());
+    let err = stderr(&debug);
+    assert!(err.contains("[h264 @") && err.contains("error while decoding MB"), "{err}");
+}
