@@ -172,8 +172,8 @@ impl Segments {
         self.write_until(write, |s, _| s.free[w].pop_front())
     }
 
-    /// Writes finished segments in order until `take` gives something (it sees the shared state and the next
-    /// segment to write); an encoder's error ends the wait.
+    /// Writes finished segments in order, as they finish, until `take` gives something (it sees the shared state
+    /// and the next segment to write); an encoder's error ends the wait.
     fn write_until<T>(
         &mut self,
         write: &mut dyn FnMut(ff::Packet) -> Result<(), String>,
@@ -185,16 +185,16 @@ impl Segments {
             if let Some(e) = s.error.take() {
                 return Err(e);
             }
+            // Finished segments first, so they never pile up while frames keep coming.
+            if let Some(done) = take_next(&mut s, self.next) {
+                drop(s);
+                self.write_done(done, write)?;
+                continue;
+            }
             if let Some(t) = take(&mut s, self.next) {
                 return Ok(t);
             }
-            match take_next(&mut s, self.next) {
-                Some(done) => {
-                    drop(s);
-                    self.write_done(done, write)?;
-                }
-                None => drop(state.changed.wait(s).unwrap_or_else(|e| e.into_inner())),
-            }
+            drop(state.changed.wait(s).unwrap_or_else(|e| e.into_inner()));
         }
     }
 
