@@ -642,7 +642,7 @@ fn run_stages(
     let (yuv_in_tx, yuv_in_rx) = flume::unbounded::<YuvFrame>();
     let (yuv_out_tx, yuv_out_rx) = flume::unbounded::<YuvFrame>();
     // One pool per converting stage, and the stage's loop runs *on* it (`install` once, below): its per-frame
-    // `install` then runs inline and its parallel rows go to the worker's own deque. Handing every frame to a pool
+    // parallel conversion then uses that pool from inside, through the worker's own deque. Handing every frame to a pool
     // from outside goes through rayon's injector queue, which allocates a block every 63 jobs. Two pools, so
     // that a worker waiting inside a parallel conversion can never pick up the other stage's loop.
     let make_pool = |stage: &'static str| {
@@ -791,9 +791,8 @@ fn run_stages(
                                 Msg::Yuv { frame, pts, duration }
                             } else {
                                 let mut buf = in_pool_rx.try_recv().unwrap_or_default();
-                                decode_pool
-                                    .install(|| to_rgb.convert(&f, &mut buf))
-                                    .map_err(|m| stage_err("decode", m))?;
+                                // Already on the decode pool: its parallel rows stay there.
+                                to_rgb.convert(&f, &mut buf).map_err(|m| stage_err("decode", m))?;
                                 Msg::Frame { buf, pts, duration }
                             }
                         }
@@ -888,9 +887,8 @@ fn run_stages(
                     let t = Instant::now();
                     match msg {
                         Msg::Frame { buf, pts, duration } => {
-                            encode_pool
-                                .install(|| sink.write_frame(&buf, pts, duration))
-                                .map_err(|m| stage_err("encode", m))?;
+                            // Already on the encode pool: its parallel rows stay there.
+                            sink.write_frame(&buf, pts, duration).map_err(|m| stage_err("encode", m))?;
                             let _ = out_pool_tx.send(buf);
                             c.stage.frames += 1;
                             report_encoded(c.stage.frames, t0, &mut prog, progress);
