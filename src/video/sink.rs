@@ -246,12 +246,11 @@ impl Sink {
         let mut warnings = Vec::new();
         let mut octx = ff::format::output_as(&path, format).map_err(|e| format!("cannot create output: {e}"))?;
         let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
-        let tb = ff::Rational::new(info.time_base.0, info.time_base.1);
-        let sar = ff::Rational::new(info.sample_aspect_ratio.0, info.sample_aspect_ratio.1);
 
         // The encoder first: its parameters (extradata) are needed for the stream.
         let recipe = EncoderRecipe::new(encode, &out, info, global_header)?;
         let encoder = recipe.open()?;
+        let (tb, sar) = (recipe.time_base, recipe.sar);
         let color = info.color.clone();
         let pix = recipe.pix;
 
