@@ -66,7 +66,7 @@ impl GpuStage {
     pub fn new(gpu: Arc<GpuContext>, device: u32, model: LoadedModel, budget: u64) -> Result<GpuStage, EngineError> {
         let kernels = ColourKernels::compile(&gpu).map_err(|e| EngineError::Device(e.to_string()))?;
         let pool = Pool::new(format!("gpu{device} frames"), budget, DeviceAllocator::new(gpu.compute.clone()));
-        let pin_host = std::env::var_os("VIDEOFORGE_NO_PIN").is_none_or(|v| v.is_empty() || v == "0");
+        let pin_host = std::env::var_os("VIDEOFORGE_NO_PIN").is_none();
         Ok(GpuStage { gpu, kernels, model, pool, device, pin_host })
     }
 
