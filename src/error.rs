@@ -1,9 +1,19 @@
 //! The engine's error type and the documented process exit codes.
 //!
-//! Every failure is classified as *permanent* (bad job, bad model, unsupported media: retrying will not help) or
-//! *retriable* (out of memory, I/O, interrupted: a scheduler should retry), and maps to one exit code.
+//! Every failure is classified as *permanent* (bad job, bad model, unsupported media, no permission: retrying
+//! will not help) or *retriable* (out of memory, a full disk, I/O, interrupted: a scheduler should retry), and
+//! maps to one exit code. Each layer has its own error type; this one gathers them at the pipeline and runner.
 
+use crate::backend::BackendError;
+use crate::gpu::nvdec::NvdecError;
+use crate::gpu::stage::StageError;
+use crate::gpu::GpuError;
+use crate::manifest::ManifestError;
+use crate::plan::Problem;
+use crate::video::{errno, VideoError};
 use std::path::PathBuf;
+
+pub use crate::retry::{panic_message, Retry};
 
 /// Documented process exit codes. Schedulers key their retry policy on these.
 pub mod exit_codes {
@@ -13,57 +23,72 @@ pub mod exit_codes {
     pub const SOME_FILES_FAILED: i32 = 1;
     /// Command-line usage error (clap's own code).
     pub const USAGE: i32 = 2;
-    /// The job file, model or an input is invalid or unsupported. Do not retry without changing the job.
+    /// The job file, model or an input is invalid or unsupported, or the output folder is not writable. Do not
+    /// retry without changing the job.
     pub const BAD_JOB: i32 = 3;
     /// A backend plugin or library could not be loaded or is incompatible. Fix the installation.
     pub const ENVIRONMENT: i32 = 4;
-    /// A transient failure: out of memory, I/O error, device lost, or interrupted by SIGINT/SIGTERM (preempted).
-    /// Retry: finished files are kept and will be skipped.
+    /// A transient failure: out of memory, a full disk, I/O error, device lost, or interrupted by SIGINT/SIGTERM
+    /// (preempted). Retry: finished files are kept and will be skipped.
     pub const TRANSIENT: i32 = 75;
     /// An internal bug (a recovered panic). Report it.
     pub const INTERNAL: i32 = 70;
 }
 
-/// Whether retrying the same job can succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// The input must change first.
-    Permanent,
-    /// The same command may succeed later.
-    Retriable,
-}
-
 /// Any failure the engine reports.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The job file could not be read or parsed, or failed validation.
+    /// The job file could not be read or parsed.
     #[error("{0}")]
-    Manifest(#[from] crate::manifest::ManifestError),
+    Manifest(#[from] ManifestError),
     /// Validation found problems; all of them are listed.
     #[error("{}", crate::plan::format_problems(.0))]
-    Invalid(Vec<crate::plan::Problem>),
+    Invalid(Vec<Problem>),
     /// A backend plugin failed to load or run.
     #[error("{0}")]
-    Backend(#[from] crate::backend::BackendError),
-    /// An input video could not be read or is unsupported.
-    #[error("{path}: {message}")]
-    Media {
-        /// The offending file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-        /// Whether retrying can help (a read error) or not (an unsupported codec).
-        retry: Retry,
-    },
-    /// A pipeline stage failed.
-    #[error("stage {stage}: {message}")]
-    Stage {
-        /// The stage's name (decode, infer, encode, ...).
+    Backend(#[from] BackendError),
+    /// Reading, decoding or encoding media failed.
+    #[error("{0}")]
+    Video(#[from] VideoError),
+    /// A GPU could not be used.
+    #[error("{0}")]
+    Gpu(#[from] GpuError),
+    /// The GPU stage failed on a frame.
+    #[error("{0}")]
+    GpuStage(#[from] StageError),
+    /// NVDEC failed.
+    #[error("{0}")]
+    Nvdec(#[from] NvdecError),
+    /// A pipeline stage failed; the cause says how.
+    #[error("stage {stage}: {source}")]
+    InStage {
+        /// The stage's name (decode, infer, encode, setup).
         stage: &'static str,
         /// What went wrong.
-        message: String,
-        /// Whether retrying can help.
-        retry: Retry,
+        source: Box<EngineError>,
+    },
+    /// Something the pipeline guarantees did not hold (frames in != frames out): a bug or a broken stream.
+    #[error("{0}")]
+    Invariant(String),
+    /// Writing an output (or its temporary file) failed. The message names the path once.
+    #[error("{}", output_message(path, *errno, detail, *need_bytes))]
+    Output {
+        /// The output being written.
+        path: PathBuf,
+        /// The OS error number, when known.
+        errno: Option<i32>,
+        /// What failed, in the lower layer's words.
+        detail: String,
+        /// For a full disk: about how many bytes the file still needed.
+        need_bytes: Option<u64>,
+    },
+    /// The job's output folder cannot be written at all: no file can succeed.
+    #[error("output folder {path} is not writable: {source}")]
+    OutputFolder {
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
     },
     /// A panic was caught (in a stage or a plugin) and turned into an error.
     #[error("panic recovered in {origin}: {message}")]
@@ -73,7 +98,7 @@ pub enum EngineError {
         /// The panic's message.
         message: String,
     },
-    /// Input/output failure on a path.
+    /// Input/output failure on a path (reports, summaries, claims).
     #[error("{path}: {source}")]
     Io {
         /// The path involved.
@@ -81,12 +106,33 @@ pub enum EngineError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A device (GPU) failure.
-    #[error("device: {0}")]
-    Device(String),
+    /// A thread could not be started (the process or machine is out of resources).
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// Which thread or pool.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The run was interrupted by a signal.
     #[error("interrupted")]
     Interrupted,
+}
+
+/// The one line an output fault gets: what happened, the path once, what to do.
+fn output_message(path: &std::path::Path, errno: Option<i32>, detail: &str, need: Option<u64>) -> String {
+    let p = path.display();
+    match errno {
+        Some(errno::ENOSPC | errno::EDQUOT) => match need {
+            Some(n) => format!("disk full: {p} needs about {} MiB more ({detail})", n.div_ceil(1 << 20)),
+            None => format!("disk full: {p} could not be written ({detail})"),
+        },
+        Some(errno::ENOENT) => format!("output folder of {p} vanished while it was being written ({detail})"),
+        Some(errno::EACCES | errno::EPERM) => format!("no permission to write {p} ({detail})"),
+        Some(errno::EROFS) => format!("{p} is on a read-only file system ({detail})"),
+        Some(errno::EIO) => format!("I/O error writing {p} ({detail})"),
+        _ => format!("cannot write {p}: {detail}"),
+    }
 }
 
 impl EngineError {
@@ -95,23 +141,72 @@ impl EngineError {
         EngineError::Io { path: path.into(), source }
     }
 
+    /// Wraps an error with the stage it happened in.
+    pub fn in_stage(stage: &'static str, e: impl Into<EngineError>) -> Self {
+        EngineError::InStage { stage, source: Box::new(e.into()) }
+    }
+
+    /// An output write error on `path` (from the muxer, or from publishing the file).
+    pub fn output(path: impl Into<PathBuf>, errno: Option<i32>, detail: impl Into<String>) -> Self {
+        EngineError::Output { path: path.into(), errno, detail: detail.into(), need_bytes: None }
+    }
+
+    /// The innermost error (through stage wrappers).
+    pub fn root(&self) -> &EngineError {
+        match self {
+            EngineError::InStage { source, .. } => source.root(),
+            e => e,
+        }
+    }
+
     /// Whether a scheduler should retry.
     pub fn retry(&self) -> Retry {
         match self {
-            EngineError::Manifest(_) | EngineError::Invalid(_) => Retry::Permanent,
+            EngineError::Manifest(_) | EngineError::Invalid(_) | EngineError::OutputFolder { .. } => Retry::Permanent,
             EngineError::Backend(e) => e.retry(),
-            EngineError::Media { retry, .. } | EngineError::Stage { retry, .. } => *retry,
-            EngineError::PanicRecovered { .. } => Retry::Permanent,
-            EngineError::Io { .. } | EngineError::Device(_) | EngineError::Interrupted => Retry::Retriable,
+            EngineError::Video(e) => e.retry(),
+            EngineError::InStage { source, .. } => source.retry(),
+            EngineError::Invariant(_) | EngineError::PanicRecovered { .. } => Retry::Permanent,
+            EngineError::Output { errno, .. } => match errno {
+                Some(errno::EACCES | errno::EPERM | errno::EROFS) => Retry::Permanent,
+                _ => Retry::Retriable,
+            },
+            EngineError::Gpu(_)
+            | EngineError::GpuStage(_)
+            | EngineError::Nvdec(_)
+            | EngineError::Io { .. }
+            | EngineError::Spawn { .. }
+            | EngineError::Interrupted => Retry::Retriable,
         }
+    }
+
+    /// Whether the device ran out of memory (the plan may retry the file with smaller tiles).
+    pub fn is_out_of_memory(&self) -> bool {
+        match self.root() {
+            EngineError::GpuStage(e) => e.is_out_of_memory(),
+            EngineError::Gpu(e) => e.is_out_of_memory(),
+            EngineError::Backend(BackendError::OutOfMemory { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the device itself failed (lost, reset, out of memory): its worker stops and hands the file on.
+    pub fn is_device_failure(&self) -> bool {
+        matches!(self.root(), EngineError::Gpu(_) | EngineError::GpuStage(_) | EngineError::Nvdec(_))
+            || matches!(self.root(), EngineError::Backend(b) if b.retry() == Retry::Retriable)
     }
 
     /// The process exit code this error maps to when it ends the run.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            EngineError::Manifest(_) | EngineError::Invalid(_) | EngineError::Media { .. } => exit_codes::BAD_JOB,
+        match self.root() {
+            EngineError::Manifest(_) | EngineError::Invalid(_) | EngineError::OutputFolder { .. } => {
+                exit_codes::BAD_JOB
+            }
+            EngineError::Video(VideoError::Input { retry: Retry::Permanent, .. }) => exit_codes::BAD_JOB,
             // A plugin's panic is a bug, like a panic in a stage.
-            EngineError::Backend(crate::backend::BackendError::PanicRecovered { .. }) => exit_codes::INTERNAL,
+            EngineError::Backend(BackendError::PanicRecovered { .. }) | EngineError::PanicRecovered { .. } => {
+                exit_codes::INTERNAL
+            }
             EngineError::Backend(e) if e.retry() == Retry::Permanent => {
                 if e.is_environment() {
                     exit_codes::ENVIRONMENT
@@ -119,22 +214,10 @@ impl EngineError {
                     exit_codes::BAD_JOB
                 }
             }
-            EngineError::PanicRecovered { .. } => exit_codes::INTERNAL,
-            _ => match self.retry() {
+            e => match e.retry() {
                 Retry::Permanent => exit_codes::BAD_JOB,
                 Retry::Retriable => exit_codes::TRANSIENT,
             },
         }
-    }
-}
-
-/// Turn a caught panic's payload into its message.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic payload".to_string()
     }
 }

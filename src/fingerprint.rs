@@ -1,10 +1,11 @@
 //! The EngineFingerprint: everything that decides the output bytes of a run, so a result can be reproduced and
 //! a changed engine can be detected (the runner redoes files whose fingerprint changed).
 
-use crate::plan::{hex, EnginePlan};
-use crate::probe::MachineProbe;
+use crate::codec::{Device, ExecutionProvider};
+use crate::digest::sha256_hex;
+use crate::machine::MachineProbe;
+use crate::plan::EnginePlan;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// What produced an output. Stable across runs on the same machine with the same job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,8 +48,8 @@ impl EngineFingerprint {
             .workers
             .iter()
             .filter_map(|w| match w.device {
-                crate::backend::Device::Cuda(i) => Some(i),
-                crate::backend::Device::Cpu => None,
+                Device::Cuda(i) => Some(i),
+                Device::Cpu => None,
             })
             .collect();
         let gpus = gpu_workers
@@ -63,12 +64,18 @@ impl EngineFingerprint {
             abi_version: videoforge_backend_abi_version(),
             backend: backend.into(),
             backend_library: backend_library.into(),
-            execution_provider: plan.model.execution_provider.clone(),
+            execution_provider: plan.model.execution_provider.to_string(),
             gpus,
             driver: probe.driver_version.clone().filter(|_| uses_gpu),
             cuda: probe.cuda_version.clone().filter(|_| uses_gpu),
-            cudnn: probe.cudnn_version.clone().filter(|_| uses_gpu && plan.model.execution_provider != "cpu"),
-            tensorrt: probe.tensorrt_version.clone().filter(|_| plan.model.execution_provider == "tensorrt"),
+            cudnn: probe
+                .cudnn_version
+                .clone()
+                .filter(|_| uses_gpu && plan.model.execution_provider != ExecutionProvider::Cpu),
+            tensorrt: probe
+                .tensorrt_version
+                .clone()
+                .filter(|_| plan.model.execution_provider == ExecutionProvider::Tensorrt),
             model_sha256: plan.model.sha256.clone(),
             kernels_hash: crate::KERNELS_HASH.into(),
             plan_hash: processing_hash(plan),
@@ -77,8 +84,9 @@ impl EngineFingerprint {
 
     /// One short id for the whole fingerprint (first 16 hex digits of its SHA-256).
     pub fn id(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
-        hex(&Sha256::digest(json.as_bytes()))[..16].to_string()
+        // Plain strings and numbers: serialising cannot fail; a failure would hash its own message.
+        let json = serde_json::to_string(self).unwrap_or_else(|e| format!("unserialisable fingerprint: {e}"));
+        sha256_hex(json.as_bytes())[..16].to_string()
     }
 
     /// Key/value pairs written into the output container's metadata.
@@ -101,12 +109,21 @@ impl EngineFingerprint {
     }
 }
 
-/// Hash of the plan without its work list and job path: how every file is processed.
+/// Hash of the plan without what does not change the output bytes: the work list and job path (which files a
+/// shard runs does not change how each is processed), where the model and runtime live on this machine (their
+/// contents and versions are in the fingerprint), and the thread counts and page-locking (the output bytes do not
+/// depend on them: tested), so machines of a farm with other core counts agree.
 pub fn processing_hash(plan: &EnginePlan) -> String {
     let mut p = plan.clone();
     p.work.clear();
     p.encode_overrides.clear();
     p.job = Default::default();
+    p.model.path = Default::default();
+    p.model.runtime_library = None;
+    p.pipeline.cpu_threads = 0;
+    p.pipeline.inference_threads = 0;
+    p.pipeline.pin_host_frames = true;
+    p.reasons.retain(|r| !r.starts_with("inference threads"));
     p.hash()
 }
 

@@ -1,21 +1,26 @@
 //! videoforge: declarative, GPU-first AI video upscaling.
 //!
-//! Data meets the layers in this order: [`manifest`] (TOML → raw types) → [`plan`] (validation + [`probe`] →
-//! immutable [`plan::EnginePlan`]) → [`runner`] (many files, sharding, resume, reports) → [`pipeline`]
-//! (decode → preprocess → infer → postprocess → encode on threads) over [`video`] (FFmpeg) and [`backend`]
-//! (inference plugins behind a stable C ABI).
+//! Data meets the layers in this order: [`manifest`] (TOML → raw types) → [`plan`] (validation, and with the
+//! machine's facts from [`probe`] the immutable [`plan::EnginePlan`]; per file a [`plan::FilePlan`]) → [`runner`]
+//! (many files, sharding, resume, reports) → [`pipeline`] (decode → infer → encode on threads, atomic publish) over
+//! [`video`] (FFmpeg), [`gpu`] (CUDA, NVDEC, colour kernels) and [`backend`] (inference plugins behind a stable C
+//! ABI). [`codec`], [`retry`], [`machine`], [`digest`] and [`queue`] are leaves every layer may use; [`error`]
+//! gathers the layers' errors into exit codes; [`fingerprint`] and [`audit`] describe a run.
 
 pub mod audit;
 pub mod backend;
-pub mod bench;
+pub mod codec;
+pub mod digest;
 pub mod error;
 pub mod fingerprint;
 pub mod gpu;
+pub mod machine;
 pub mod manifest;
 pub mod pipeline;
 pub mod plan;
 pub mod probe;
 pub mod queue;
+pub mod retry;
 pub mod runner;
 pub mod video;
 

@@ -6,8 +6,7 @@ mod common;
 
 use common::{ffmpeg, root};
 use std::sync::Mutex;
-use videoforge::audit::{CountingAlloc, Status};
-use videoforge::backend::{Device, Precision};
+use videoforge::audit::CountingAlloc;
 use videoforge::manifest::{self, JobSpec};
 use videoforge::runner::{self, RunOptions};
 
@@ -17,10 +16,9 @@ static ALLOC: CountingAlloc = CountingAlloc;
 /// The allocation window is process-wide and counts every thread: one test at a time in this binary.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn ort() {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        std::env::set_var("ORT_DYLIB_PATH", root().join(".deps/onnxruntime/libonnxruntime.so"));
-    }
+/// An audited, forced run with the tests' ONNX Runtime.
+fn audited() -> RunOptions {
+    RunOptions { force: true, audit: true, env: common::env(), ..Default::default() }
 }
 
 /// 60 frames of 96x64 H.264 (`in.mp4` in `dir`).
@@ -64,11 +62,9 @@ fn job_on(input: &std::path::Path, out_dir: &std::path::Path, model: &std::path:
 #[test]
 fn audit_counts_no_steady_state_allocations_and_same_bytes_twice() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    ort();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = h264_clip(dir.path());
-    let opts = RunOptions { shard: None, force: true, dry_run: false, audit: true, progress: false };
-    let summary = runner::run_job(&job(&input, dir.path()), &opts).expect("job runs");
+    let summary = runner::run_job(&job(&input, dir.path()), &audited()).expect("job runs");
     assert_eq!(summary.failed, 0, "{:?}", summary.files.first().map(|f| &f.error));
     let rec = summary.files.first().expect("one file");
     let report = rec.pipeline.as_ref().expect("pipeline report");
@@ -113,14 +109,12 @@ fn audit_counts_no_steady_state_allocations_and_same_bytes_twice() {
 #[ignore = "needs an NVIDIA GPU"]
 fn audit_passes_on_the_gpu() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    ort();
     let dir = tempfile::tempdir().expect("tempdir");
     // Written with libavcodec (the GPU machine has no ffmpeg CLI): 90 frames of H.264, decoded by NVDEC.
     let input = dir.path().join("in.mp4");
-    videoforge::bench::write_synthetic_clip_with(&input, 640, 360, 90, Some("libx264"), 8).expect("H.264 clip");
+    videoforge::video::write_synthetic_clip_with(&input, 640, 360, 90, Some("libx264"), 8).expect("H.264 clip");
     let model = root().join("models/realesr-animevideov3-x2-fp16.onnx");
-    let opts = RunOptions { shard: None, force: true, dry_run: false, audit: true, progress: false };
-    let summary = runner::run_job(&job_on(&input, dir.path(), &model, "[0]"), &opts).expect("job runs");
+    let summary = runner::run_job(&job_on(&input, dir.path(), &model, "[0]"), &audited()).expect("job runs");
     assert_eq!(summary.failed, 0, "{:?}", summary.files.first().map(|f| &f.error));
     let report = summary.files.first().and_then(|f| f.pipeline.as_ref()).expect("pipeline report");
     let audit = &report["audit"];
@@ -139,24 +133,15 @@ fn audit_passes_on_the_gpu() {
 #[test]
 fn synthetic_stress_test_on_cpu() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    ort();
-    let r = videoforge::bench::stress_test_synthetic(&videoforge::bench::SyntheticBench {
-        model: root().join("tests/fixtures/models/nearest2x.onnx"),
-        device: Device::Cpu,
-        precision: Precision::Auto,
-        width: 128,
-        height: 72,
-        frames: 48,
-    })
-    .expect("stress test runs");
-    eprintln!("{}", serde_json::to_string(&r).unwrap_or_default());
-    assert_eq!((r.frames_decoded, r.frames_encoded), (48, 48));
-    assert!(r.checks.iter().all(|c| c.status != Status::Fail), "{:?}", r.checks);
-    assert!(r.passed);
-    assert!(r.busy_sum_s > r.wall_s);
-    assert_eq!(r.deterministic, Some(true));
-    assert_eq!(r.steady_state_allocations, Some(0));
-    assert!(r.pool.is_none() && r.vram_delta_bytes.is_none());
+    let r = common::bench_synthetic("cpu", "128x72", 48, &root().join("tests/fixtures/models/nearest2x.onnx"));
+    assert_eq!((r["frames_decoded"].as_u64(), r["frames_encoded"].as_u64()), (Some(48), Some(48)));
+    let checks = r["checks"].as_array().expect("checks");
+    assert!(checks.iter().all(|c| c["status"] != "fail"), "{checks:?}");
+    assert_eq!(r["passed"], true);
+    assert!(r["busy_sum_s"].as_f64() > r["wall_s"].as_f64());
+    assert_eq!(r["deterministic"], true);
+    assert_eq!(r["steady_state_allocations"], 0);
+    assert!(r["pool"].is_null() && r["vram_delta_bytes"].is_null());
 }
 
 #[test]
@@ -164,18 +149,18 @@ fn synthetic_clip_rejects_odd_sizes_and_writes_10_bit_hevc() {
     // Not beside an audited run: the window counts every thread's allocations.
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
-    let err = videoforge::bench::write_synthetic_clip(&dir.path().join("x.mkv"), 33, 20, 2).expect_err("odd width");
-    assert!(err.contains("even"), "{err}");
+    let err = videoforge::video::write_synthetic_clip(&dir.path().join("x.mkv"), 33, 20, 2).expect_err("odd width");
+    assert!(err.to_string().contains("even"), "{err}");
     // The 10-bit HEVC clip the NVDEC test decodes on the GPU: really HEVC, really 10-bit, every frame there.
     let path = dir.path().join("hevc10.mkv");
-    videoforge::bench::write_synthetic_clip_with(&path, 256, 144, 12, Some("libx265"), 10).expect("x265 clip");
+    videoforge::video::write_synthetic_clip_with(&path, 256, 144, 12, Some("libx265"), 10).expect("x265 clip");
     let mut src = videoforge::video::Source::open(&path, 2).expect("decodable");
     let info = src.info().clone();
     assert_eq!((info.codec.as_str(), info.bit_depth, info.width, info.height), ("hevc", 10, 256, 144));
     let mut frames = 0;
     while let Some(item) = src.next_item().expect("decodes") {
         if let videoforge::video::Item::Frame(f) = item {
-            assert_eq!(f.format(), ffmpeg_next::format::Pixel::YUV420P10LE);
+            assert_eq!(f.pixel_format(), "yuv420p10le");
             frames += 1;
         }
     }
@@ -194,7 +179,7 @@ fn segment_parallel_encoding_allocates_nothing_in_the_steady_state() {
     let r = common::run(
         &input,
         &out,
-        videoforge::plan::Container::Mp4,
+        videoforge::codec::Container::Mp4,
         &encode,
         Box::new(common::Nearest(2)),
         &videoforge::pipeline::Cancel::new(),

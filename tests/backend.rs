@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use videoforge::backend::{
-    discover_plugins, find_plugin, plugin_file_name, BackendError, Device, FrameModel, LoadedModel, ModelOptions,
-    Plugin, Precision,
+    discover_plugins, find_plugin, plugin_file_name, BackendError, Device, ExecutionProvider, FrameModel, LoadedModel,
+    ModelOptions, Plugin, Precision,
 };
 
 mod common;
@@ -19,7 +19,7 @@ use common::{pattern, root};
 /// The plugin file, building the plugin crates once if they are not there yet.
 fn plugin_path(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    if let Ok(p) = find_plugin(name) {
+    if let Ok(p) = find_plugin(name, &[]) {
         return p;
     }
     BUILT.get_or_init(|| {
@@ -31,12 +31,14 @@ fn plugin_path(name: &str) -> PathBuf {
             .expect("run cargo to build the plugins");
         assert!(status.success(), "building the plugins failed");
     });
-    find_plugin(name).unwrap_or_else(|e| panic!("{e}"))
+    find_plugin(name, &[]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn ort() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
-    P.get_or_init(|| Plugin::load(&plugin_path("onnxruntime")).unwrap_or_else(|e| panic!("{e}")))
+    P.get_or_init(|| {
+        Plugin::load_with(&plugin_path("onnxruntime"), Some(&common::ort_library())).unwrap_or_else(|e| panic!("{e}"))
+    })
 }
 
 fn model(path: &str) -> PathBuf {
@@ -67,12 +69,12 @@ fn plugin_reports_itself_and_its_runtime() {
     assert_eq!(info.name, "onnxruntime");
     assert_eq!(info.abi_version, videoforge_backend_abi::VF_ABI_VERSION);
     assert!(info.library_version.starts_with("ONNX Runtime 1."), "{info:?}");
-    assert!(info.execution_providers.iter().any(|e| e == "cpu"), "{info:?}");
+    assert!(info.execution_providers.contains(&ExecutionProvider::Cpu), "{info:?}");
     assert!(info.library_error.is_none(), "{info:?}");
     let json = serde_json::to_value(info).unwrap();
     assert_eq!(json["name"], "onnxruntime");
     assert_eq!(plugin_file_name("onnxruntime"), "libvideoforge_backend_onnxruntime.so");
-    let found = discover_plugins();
+    let found = discover_plugins(&[]);
     for name in ["onnxruntime", "test_panic"] {
         let file = format!("libvideoforge_backend_{name}.so");
         assert!(found.iter().any(|p| p.file_name().unwrap() == file.as_str()), "{file} not in {found:?}");
@@ -85,7 +87,7 @@ fn realesr_x2_upscales_on_cpu() {
     let info = m.info().clone();
     assert_eq!((info.scale, info.dtype, info.fixed_size), (2, Precision::F32, None));
     assert_eq!((info.input_name.as_str(), info.output_name.as_str()), ("input", "output"));
-    assert_eq!(info.execution_provider, "cpu");
+    assert_eq!(info.execution_provider, ExecutionProvider::Cpu);
     let (w, h) = (64, 48);
     let input = pattern(w, h);
     let mut out = Vec::new();
@@ -192,7 +194,7 @@ fn missing_model_and_unknown_provider_are_reported() {
     let err = ort().open_model(&ModelOptions::cpu(model("models/nope.onnx"))).unwrap_err();
     assert!(matches!(err, BackendError::ModelNotFound { .. }) && err.to_string().contains("nope.onnx"), "{err}");
     let mut o = ModelOptions::cpu(model("tests/fixtures/models/nearest2x.onnx"));
-    o.execution_provider = Some("tensorrt".into());
+    o.execution_provider = Some(ExecutionProvider::Tensorrt);
     let err = ort().open_model(&o).unwrap_err();
     assert!(err.to_string().contains("needs a CUDA device"), "{err}");
     o.device = Device::Cuda(0);
@@ -264,7 +266,7 @@ fn loader_errors_name_the_path() {
     assert!(err.to_string().contains("ABI version 1") && err.to_string().contains("expects 999"), "{err}");
     assert!(err.is_environment());
 
-    let err = find_plugin("no-such-backend").unwrap_err();
+    let err = find_plugin("no-such-backend", &[]).unwrap_err();
     assert!(err.to_string().contains("libvideoforge_backend_no_such_backend.so"), "{err}");
     assert!(err.to_string().contains("VIDEOFORGE_PLUGIN_DIR"), "{err}");
     let _ = std::fs::remove_dir_all(dir);

@@ -14,7 +14,8 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use half::f16;
 use videoforge::backend::{
-    find_plugin, BackendError, Device, DeviceTensor, FrameModel, LoadedModel, ModelOptions, Plugin, Precision,
+    find_plugin, BackendError, Device, DeviceTensor, ExecutionProvider, FrameModel, LoadedModel, ModelOptions, Plugin,
+    Precision,
 };
 use videoforge::gpu::GpuContext;
 
@@ -27,7 +28,7 @@ use common::{pattern, root};
 /// The plugin file, building the plugin crate once if it is not there yet.
 fn plugin_path() -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    if let Ok(p) = find_plugin("onnxruntime") {
+    if let Ok(p) = find_plugin("onnxruntime", &[]) {
         return p;
     }
     BUILT.get_or_init(|| {
@@ -39,12 +40,12 @@ fn plugin_path() -> PathBuf {
             .expect("run cargo to build the plugin");
         assert!(status.success(), "building the plugin failed");
     });
-    find_plugin("onnxruntime").unwrap_or_else(|e| panic!("{e}"))
+    find_plugin("onnxruntime", &[]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn ort() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
-    P.get_or_init(|| Plugin::load(&plugin_path()).unwrap_or_else(|e| panic!("{e}")))
+    P.get_or_init(|| Plugin::load_with(&plugin_path(), Some(&common::ort_library())).unwrap_or_else(|e| panic!("{e}")))
 }
 
 fn gpu() -> GpuContext {
@@ -59,12 +60,12 @@ fn open_cpu(model: &str) -> LoadedModel {
 fn open_cuda(model: &str, stream: usize) -> LoadedModel {
     let opts = ModelOptions {
         device: Device::Cuda(0),
-        execution_provider: Some("cuda".into()),
+        execution_provider: Some(ExecutionProvider::Cuda),
         cuda_stream: stream,
         ..ModelOptions::cpu(root().join(model))
     };
     let m = ort().open_model(&opts).unwrap_or_else(|e| panic!("{model} on cuda:0: {e}"));
-    assert_eq!(m.info().execution_provider, "cuda");
+    assert_eq!(m.info().execution_provider, ExecutionProvider::Cuda);
     m
 }
 

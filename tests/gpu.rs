@@ -6,6 +6,7 @@ mod common;
 use common::root;
 use videoforge::gpu::{DeviceAllocator, GpuContext, Pool};
 use videoforge::video::{rgb_planar_to_yuv, yuv_to_rgb_planar, Matrix, Plane, PlaneMut, Range, Subsampling, YuvFormat};
+use videoforge::EngineError;
 
 /// Random 4:2:0 planes of `bits`-bit codes (seeded).
 fn planes(w: usize, h: usize, bits: u8, seed: u32) -> (Vec<u16>, Vec<u16>, Vec<u16>) {
@@ -218,7 +219,7 @@ fn device_pool_returns_vram_and_reuses_buffers() {
 #[test]
 #[ignore = "needs an NVIDIA GPU"]
 fn probe_sees_the_gpu_and_nvdec() {
-    let p = videoforge::probe::MachineProbe::detect();
+    let p = videoforge::probe::detect(videoforge::probe::ProbeOptions::default());
     assert!(!p.gpus.is_empty(), "{:?}", p.notes);
     let g = &p.gpus[0];
     assert!(g.vram_total > 0);
@@ -235,7 +236,7 @@ fn cpu_frames(path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
         if let videoforge::video::Item::Frame(f) = item {
             let mut y = videoforge::video::YuvFrame::new(0, 0, info.bit_depth, info.color.matrix, info.color.range);
             y.read_from(&f, info.color.matrix, info.color.range).unwrap();
-            out.push((f.timestamp().or(f.pts()), y.data));
+            out.push((f.pts(), y.data));
         }
     }
     out
@@ -245,18 +246,21 @@ fn cpu_frames(path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
 fn nvdec_frames(gpu: &std::sync::Arc<GpuContext>, path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
     let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
     let info = src.info().clone();
-    let mut dec = {
-        let stream = src.video_stream().expect("video stream");
-        videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, &stream).expect("NVDEC takes it")
-    };
+    let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info).expect("NVDEC takes it");
+    let mut feed = videoforge::video::DecoderFeed::new(&src).expect("bitstream filter");
     src.hand_out_video_packets();
     let mut out = Vec::new();
     loop {
         let item = src.next_item().unwrap();
         let end = item.is_none();
         match item {
-            Some(videoforge::video::Item::VideoPacket(p)) => dec.send(Some(p)).unwrap(),
-            None => dec.send(None).unwrap(),
+            Some(videoforge::video::Item::VideoPacket(p)) => {
+                feed.push(Some(p), |d, pts, dur| dec.send(d, pts, dur).map_err(EngineError::from)).unwrap()
+            }
+            None => {
+                feed.push(None, |d, pts, dur| dec.send(d, pts, dur).map_err(EngineError::from)).unwrap();
+                dec.finish().unwrap()
+            }
             _ => {}
         }
         while let Some((f, _)) = dec.receive() {
@@ -280,9 +284,9 @@ fn nvdec_frames_equal_the_cpu_decoder() {
     let gpu = std::sync::Arc::new(GpuContext::new(0).expect("GPU 0"));
     let dir = tempfile::tempdir().unwrap();
     let h264 = dir.path().join("h264.mkv");
-    videoforge::bench::write_synthetic_clip(&h264, 320, 240, 30).unwrap();
+    videoforge::video::write_synthetic_clip(&h264, 320, 240, 30).unwrap();
     let hevc10 = dir.path().join("hevc10.mkv");
-    videoforge::bench::write_synthetic_clip_with(&hevc10, 256, 144, 24, Some("libx265"), 10).unwrap();
+    videoforge::video::write_synthetic_clip_with(&hevc10, 256, 144, 24, Some("libx265"), 10).unwrap();
     for clip in [h264, root().join("jobs/media/sample.mp4"), hevc10] {
         let cpu = cpu_frames(&clip);
         let gpu_frames = nvdec_frames(&gpu, &clip);
@@ -365,24 +369,11 @@ fn gpu_upscale_matches_the_cpu_path() {
 #[test]
 #[ignore = "needs an NVIDIA GPU"]
 fn synthetic_stress_test_on_gpu() {
-    let root = root();
-    let r = videoforge::bench::stress_test_synthetic(&videoforge::bench::SyntheticBench {
-        model: root.join("tests/fixtures/models/nearest2x.onnx"),
-        device: videoforge::backend::Device::Cuda(0),
-        precision: videoforge::backend::Precision::Auto,
-        width: 640,
-        height: 360,
-        frames: 120,
-    })
-    .expect("stress test runs");
-    eprintln!("{}", serde_json::to_string(&r).unwrap_or_default());
-    assert_eq!((r.frames_decoded, r.frames_encoded), (120, 120));
-    assert!(r.pool_hit_rate.is_some_and(|h| h >= 0.9), "pool {:?}", r.pool);
-    assert!(
-        r.vram_delta_bytes.is_some_and(|d| d.abs() <= videoforge::audit::VRAM_TOLERANCE),
-        "{:?}",
-        r.vram_delta_bytes
-    );
-    assert!(r.busy_sum_s > r.wall_s, "stages did not overlap: {} s busy, {} s wall", r.busy_sum_s, r.wall_s);
-    assert!(r.passed, "{:?}", r.checks);
+    let r = common::bench_synthetic("0", "640x360", 120, &root().join("tests/fixtures/models/nearest2x.onnx"));
+    assert_eq!((r["frames_decoded"].as_u64(), r["frames_encoded"].as_u64()), (Some(120), Some(120)));
+    assert!(r["pool_hit_rate"].as_f64().is_some_and(|h| h >= 0.9), "pool {}", r["pool"]);
+    let tolerance = videoforge::audit::VRAM_TOLERANCE;
+    assert!(r["vram_delta_bytes"].as_i64().is_some_and(|d| d.abs() <= tolerance), "{}", r["vram_delta_bytes"]);
+    assert!(r["busy_sum_s"].as_f64() > r["wall_s"].as_f64(), "stages did not overlap: {r}");
+    assert_eq!(r["passed"], true, "{}", r["checks"]);
 }

@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
+use videoforge::codec::Container;
 use videoforge::pipeline::Cancel;
-use videoforge::plan::{Container, EncodePlan};
+use videoforge::plan::EncodePlan;
 use videoforge::EngineError;
 
 #[test]
@@ -78,8 +79,13 @@ fn process_cpu_time_counts_a_busy_thread() {
 
 fn assert_media_error(r: Result<videoforge::pipeline::FileReport, EngineError>, needle: &str) {
     match r {
-        Err(EngineError::Media { message, .. }) => assert!(message.contains(needle), "message: {message}"),
-        other => panic!("expected a Media error containing {needle:?}, got {other:?}"),
+        Err(e) => match e.root() {
+            EngineError::Video(videoforge::video::VideoError::Input { message, .. }) => {
+                assert!(message.contains(needle), "message: {message}")
+            }
+            other => panic!("expected an input error containing {needle:?}, got {other:?}"),
+        },
+        Ok(r) => panic!("expected an input error containing {needle:?}, got a report of {} frames", r.frames_encoded),
     }
 }
 
@@ -382,18 +388,23 @@ fn cancel_from_another_thread_leaves_no_output() {
     };
     let d = done.clone();
     let r = videoforge::pipeline::upscale_file(videoforge::pipeline::FileJob {
-        input: &input,
-        output: &output,
-        container: Container::Mkv,
-        encode: &x264(20),
-        pipeline: &pipe(),
-        model: Box::new(Slow(Nearest(2))),
+        settings: videoforge::plan::FileSettings {
+            input: &input,
+            output: &output,
+            device: videoforge::codec::Device::Cpu,
+            container: Container::Mkv,
+            encode: &x264(20),
+            pipeline: &pipe(),
+            decode: &[],
+            scale: 2,
+            frame_pool_budget: None,
+        },
+        engine: videoforge::pipeline::Engine::Host(Box::new(Slow(Nearest(2)))),
         cancel: &cancel,
         progress: videoforge::pipeline::FileProgress::new(move |p| d.store(p.frames_done, Ordering::SeqCst)),
         metadata: vec![],
-        audit: false,
+        audit: None,
         digest_frames: false,
-        decode: &[],
     });
     watcher.join().unwrap();
     assert!(matches!(r, Err(EngineError::Interrupted)), "{r:?}");
@@ -434,7 +445,8 @@ fn hevc_and_av1_encoders_open() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.mkv");
     ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.3", "-c:v", "ffv1", input.to_str().unwrap()]);
-    use videoforge::plan::{Codec, EncodePlan};
+    use videoforge::codec::Codec;
+    use videoforge::plan::EncodePlan;
     for (codec, encoder, crf, preset, name) in [
         (Codec::Hevc, "libx265", 28, "ultrafast", "hevc"),
         (Codec::Av1, "libsvtav1", 40, "12", "av1"),
@@ -484,7 +496,7 @@ fn segment_parallel_encoding_joins_losslessly() {
         let seg = dir.path().join(format!("seg_{codec}.{ext}"));
         let base = match codec {
             "hevc" => EncodePlan {
-                codec: videoforge::plan::Codec::Hevc,
+                codec: videoforge::codec::Codec::Hevc,
                 encoder: "libx265".into(),
                 preset: Some("ultrafast".into()),
                 ..x264(18)

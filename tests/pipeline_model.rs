@@ -8,8 +8,8 @@
 mod common;
 
 use common::*;
+use videoforge::codec::Container;
 use videoforge::pipeline::Cancel;
-use videoforge::plan::Container;
 use videoforge::video::{Item, Source, ToRgb};
 
 /// Tolerances: both sides are lossless FFV1, so the only differences are (1) RGB clamping of out-of-gamut

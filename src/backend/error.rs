@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::Retry;
+use crate::retry::Retry;
 
 /// A backend plugin failed to load or run. Loader errors carry the plugin's path.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use videoforge_backend_abi::*;
 
+use super::error::BackendError;
 use super::tile::{self, TileSpec};
-use super::{BackendError, Device, DeviceTensor, FrameModel, ModelInfo, ModelOptions, PluginInfo, Precision};
+use super::types::{DeviceTensor, FrameModel, ModelInfo, ModelOptions, PluginInfo};
+use crate::codec::ExecutionProvider;
+use crate::codec::{Device, Precision};
 
 /// The library and its function table; shared by the plugin and every model opened from it, so that the code
 /// stays mapped while any of them lives.
@@ -99,13 +102,22 @@ impl Plugin {
     /// A runtime library that cannot be found is not an error here (a job may name one): see
     /// [`PluginInfo::library_error`].
     pub fn load(path: &Path) -> Result<Plugin, BackendError> {
-        Self::load_with_abi(path, VF_ABI_VERSION)
+        Self::load_with(path, None)
+    }
+
+    /// [`Plugin::load`], with the runtime library the plugin should use (`None`: the plugin's own search).
+    pub fn load_with(path: &Path, runtime: Option<&Path>) -> Result<Plugin, BackendError> {
+        Self::load_inner(path, VF_ABI_VERSION, runtime)
     }
 
     /// [`Plugin::load`] asking for a given ABI version: lets tests exercise the version check. Not for
     /// production use.
     #[doc(hidden)]
     pub fn load_with_abi(path: &Path, abi_version: u32) -> Result<Plugin, BackendError> {
+        Self::load_inner(path, abi_version, None)
+    }
+
+    fn load_inner(path: &Path, abi_version: u32, runtime: Option<&Path>) -> Result<Plugin, BackendError> {
         if !path.is_file() {
             return Err(BackendError::NotFound { path: path.to_path_buf(), searched: String::new() });
         }
@@ -151,7 +163,7 @@ impl Plugin {
             path: path.to_path_buf(),
         };
         let inner = Arc::new(inner);
-        match capabilities(&inner, None) {
+        match capabilities(&inner, runtime) {
             Ok(caps) => fill_caps(&mut info, &caps),
             Err(e @ BackendError::PanicRecovered { .. }) => return Err(e),
             Err(e) => info.library_error = Some(e.to_string()),
@@ -171,6 +183,16 @@ impl Plugin {
         let model_path = cstring(&opts.model_path)?;
         let runtime = opts.runtime_library.as_deref().map(cstring).transpose()?;
         let cache = opts.cache_dir.as_deref().map(cstring).transpose()?;
+        let provider_options = opts
+            .provider_options
+            .as_deref()
+            .map(|s| {
+                CString::new(s).map_err(|_| BackendError::InvalidArgument {
+                    plugin: plugin.clone(),
+                    message: "provider options contain a NUL byte".into(),
+                })
+            })
+            .transpose()?;
         let mut o = VfModelOptions::new_zeroed();
         o.precision = match opts.precision {
             Precision::Auto => VF_PRECISION_AUTO,
@@ -181,17 +203,11 @@ impl Plugin {
             Device::Cpu => (VF_DEVICE_CPU, 0),
             Device::Cuda(i) => (VF_DEVICE_CUDA, i),
         };
-        o.execution_provider = match opts.execution_provider.as_deref() {
-            None | Some("auto") => VF_EP_AUTO,
-            Some("cpu") => VF_EP_CPU,
-            Some("cuda") => VF_EP_CUDA,
-            Some("tensorrt") => VF_EP_TENSORRT,
-            Some(other) => {
-                return Err(BackendError::Unsupported {
-                    plugin,
-                    message: format!("execution provider `{other}` is not known (expected cpu, cuda or tensorrt)"),
-                })
-            }
+        o.execution_provider = match opts.execution_provider {
+            None => VF_EP_AUTO,
+            Some(ExecutionProvider::Cpu) => VF_EP_CPU,
+            Some(ExecutionProvider::Cuda) => VF_EP_CUDA,
+            Some(ExecutionProvider::Tensorrt) => VF_EP_TENSORRT,
         };
         o.tile_width = opts.tile;
         o.tile_height = opts.tile;
@@ -201,11 +217,12 @@ impl Plugin {
         o.runtime_path = runtime.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
         o.cache_dir = cache.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
         o.cuda_stream = opts.cuda_stream as *mut std::ffi::c_void;
+        o.provider_options = provider_options.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
 
         let create = inner.vtable.model_create.ok_or_else(|| inner.missing_fn("model_create"))?;
-        let run = inner.vtable.model_run.ok_or_else(|| inner.missing_fn("model_run"))?;
-        let destroy = inner.vtable.model_destroy.ok_or_else(|| inner.missing_fn("model_destroy"))?;
-        let _ = (run, destroy);
+        // Checked here so that a model never exists without the functions that run and free it.
+        inner.vtable.model_run.ok_or_else(|| inner.missing_fn("model_run"))?;
+        inner.vtable.model_destroy.ok_or_else(|| inner.missing_fn("model_destroy"))?;
         let mut handle: *mut VfModel = std::ptr::null_mut();
         let mut mi = VfModelInfo::new_zeroed();
         let mut err = ErrBuf::new();
@@ -226,11 +243,10 @@ impl Plugin {
                 scale: mi.scale,
                 fixed_size: None,
                 execution_provider: match mi.execution_provider {
-                    VF_EP_CUDA => "cuda",
-                    VF_EP_TENSORRT => "tensorrt",
-                    _ => "cpu",
-                }
-                .to_string(),
+                    VF_EP_CUDA => ExecutionProvider::Cuda,
+                    VF_EP_TENSORRT => ExecutionProvider::Tensorrt,
+                    _ => ExecutionProvider::Cpu,
+                },
                 warnings: read_fixed(&mi.warnings).lines().filter(|l| !l.is_empty()).map(String::from).collect(),
             },
             tile: TileSpec { tile: opts.tile as usize, overlap: opts.tile_overlap as usize },
@@ -263,9 +279,13 @@ fn fill_caps(info: &mut PluginInfo, caps: &VfCapabilities) {
     info.library_version = read_fixed(&caps.library_version);
     let p = read_fixed(&caps.library_path);
     info.library_path = (!p.is_empty()).then(|| PathBuf::from(p));
-    for (bit, name) in [(VF_CAP_EP_CPU, "cpu"), (VF_CAP_EP_CUDA, "cuda"), (VF_CAP_EP_TENSORRT, "tensorrt")] {
+    for (bit, ep) in [
+        (VF_CAP_EP_CPU, ExecutionProvider::Cpu),
+        (VF_CAP_EP_CUDA, ExecutionProvider::Cuda),
+        (VF_CAP_EP_TENSORRT, ExecutionProvider::Tensorrt),
+    ] {
         if caps.execution_providers & bit != 0 {
-            info.execution_providers.push(name.to_string());
+            info.execution_providers.push(ep);
         }
     }
 }
@@ -446,13 +466,11 @@ pub fn plugin_file_name(name: &str) -> String {
     )
 }
 
-/// Folders searched for plugins, in order: `VIDEOFORGE_PLUGIN_DIR` (colon-separated), the executable's folder,
-/// its parent (cargo's test binaries live in `target/<profile>/deps`), and `<exe>/../lib/videoforge`.
-pub fn plugin_search_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(v) = std::env::var_os("VIDEOFORGE_PLUGIN_DIR") {
-        dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
-    }
+/// Folders searched for plugins, in order: `extra` (the CLI passes `VIDEOFORGE_PLUGIN_DIR`), the executable's
+/// folder, its parent (cargo's test binaries live in `target/<profile>/deps`), and `<exe>/../lib/videoforge` (the
+/// release bundle).
+pub fn plugin_search_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = extra.iter().filter(|p| !p.as_os_str().is_empty()).cloned().collect();
     if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
         if let Some(parent) = exe_dir.parent() {
             dirs.push(exe_dir.clone());
@@ -466,10 +484,10 @@ pub fn plugin_search_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The plugin file for a backend name, from the search folders.
-pub fn find_plugin(name: &str) -> Result<PathBuf, BackendError> {
+/// The plugin file for a backend name, from the search folders (`extra` first).
+pub fn find_plugin(name: &str, extra: &[PathBuf]) -> Result<PathBuf, BackendError> {
     let file = plugin_file_name(name);
-    let dirs = plugin_search_dirs();
+    let dirs = plugin_search_dirs(extra);
     dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()).ok_or_else(|| BackendError::NotFound {
         path: PathBuf::from(&file),
         searched: format!(
@@ -480,10 +498,10 @@ pub fn find_plugin(name: &str) -> Result<PathBuf, BackendError> {
 }
 
 /// Every `libvideoforge_backend_*.so` in the search folders (first one of each name wins).
-pub fn discover_plugins() -> Vec<PathBuf> {
+pub fn discover_plugins(extra: &[PathBuf]) -> Vec<PathBuf> {
     let prefix = format!("{}videoforge_backend_", std::env::consts::DLL_PREFIX);
     let mut found: Vec<PathBuf> = Vec::new();
-    for dir in plugin_search_dirs() {
+    for dir in plugin_search_dirs(extra) {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         let mut here: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))

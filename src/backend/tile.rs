@@ -6,7 +6,7 @@
 //! (including the last tile shifted back to the frame's edge) blends to a partition of unity. Sides on the frame's
 //! edge get weight 1. A pointwise model therefore gives the untiled result up to float rounding.
 
-use super::BackendError;
+use super::error::BackendError;
 
 /// Tile size and overlap, in input pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,8 +49,13 @@ impl Colour {
 // SAFETY: a plain `#[repr(C)]` struct of f32, passed by value as a kernel argument.
 unsafe impl DeviceRepr for Colour {}
 
+/// NVRTC refused the kernel source.
+#[derive(Debug, thiserror::Error)]
+#[error("NVRTC could not compile kernels/colour.cu: {0}")]
+pub struct NvrtcError(String);
+
 /// NVRTC output per architecture, compiled once per process (compiling takes a few hundred milliseconds).
-fn compiled_ptx(major: i32, minor: i32) -> Result<cudarc::nvrtc::Ptx, String> {
+fn compiled_ptx(major: i32, minor: i32) -> Result<cudarc::nvrtc::Ptx, NvrtcError> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<(i32, i32), String>>> = OnceLock::new();
@@ -63,7 +68,7 @@ fn compiled_ptx(major: i32, minor: i32) -> Result<cudarc::nvrtc::Ptx, String> {
         COLOUR_SRC,
         cudarc::nvrtc::CompileOptions { arch: Some(arch), ..Default::default() },
     )
-    .map_err(|e| format!("NVRTC could not compile kernels/colour.cu: {e:?}"))?;
+    .map_err(|e| NvrtcError(format!("{e:?}")))?;
     if let Ok(mut c) = cache.lock() {
         c.insert((major, minor), ptx.to_src());
     }
@@ -119,7 +124,7 @@ impl ColourKernels {
         let ctx = gpu.context();
         let err = |m: String| GpuError { device: ctx.ordinal() as u32, message: m };
         let (major, minor) = ctx.compute_capability().map_err(|e| err(format!("{e:?}")))?;
-        let ptx = compiled_ptx(major, minor).map_err(err)?;
+        let ptx = compiled_ptx(major, minor).map_err(|e| err(e.to_string()))?;
         let module = ctx.load_module(ptx).map_err(|e| err(format!("loading the colour kernels: {e:?}")))?;
         let f = |name: &str| module.load_function(name).map_err(|e| err(format!("kernel {name}: {e:?}")));
         Ok(ColourKernels {

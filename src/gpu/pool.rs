@@ -9,12 +9,17 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// An allocator's failure (out of device memory), in its own words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AllocError(pub String);
+
 /// Allocates raw buffers of a byte size. Dropping a buffer frees it.
 pub trait Allocator: Send + Sync + 'static {
     /// The buffer type.
     type Buffer: Send + 'static;
     /// Allocates `bytes` bytes.
-    fn alloc(&self, bytes: usize) -> Result<Self::Buffer, String>;
+    fn alloc(&self, bytes: usize) -> Result<Self::Buffer, AllocError>;
 }
 
 /// Host memory, for tests and the CPU reference path.
@@ -23,7 +28,7 @@ pub struct HostAllocator;
 
 impl Allocator for HostAllocator {
     type Buffer = Vec<u8>;
-    fn alloc(&self, bytes: usize) -> Result<Vec<u8>, String> {
+    fn alloc(&self, bytes: usize) -> Result<Vec<u8>, AllocError> {
         Ok(vec![0u8; bytes])
     }
 }
@@ -192,7 +197,7 @@ impl<A: Allocator> Pool<A> {
         let buf = self.alloc.alloc(bucket as usize).map_err(|message| PoolError::Alloc {
             pool: self.name.clone(),
             bytes: bucket,
-            message,
+            message: message.to_string(),
         })?;
         inner.stats.misses += 1;
         inner.stats.in_use += bucket;

@@ -1,13 +1,15 @@
-//! The GPU middle of the pipeline: upload a decoded 4:2:0 frame, convert it to planar RGB in the model's type
-//! with the colour kernels, run the model on device buffers on the same stream, convert back to the encoder's
-//! 4:2:0 format, and download only that. Every device buffer comes from a budgeted [`Pool`].
+//! The GPU middle of the pipeline: take a 4:2:0 frame (uploaded from the host, or decoded by NVDEC and still on
+//! the device), convert it to planar RGB in the model's type with the colour kernels, run the model on device
+//! buffers on the same stream, convert back to the encoder's 4:2:0 format, and download only that, into
+//! page-locked host memory. Every device buffer comes from a budgeted [`Pool`]. The stage also runs the model on
+//! host RGB frames (tiled plans, formats that are not 4:2:0), as a [`FrameModel`].
 
 use super::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
-use super::nvdec::{DeviceFrame, NvDecoder};
-use super::{DeviceAllocator, GpuContext, Pool, PoolStats};
-use crate::backend::{BackendError, DeviceTensor, FrameModel, LoadedModel, Precision};
-use crate::error::{EngineError, Retry};
-use crate::video::{YuvFrame, YuvUpscaler};
+use super::nvdec::{DeviceFrame, NvDecoder, NvdecError};
+use super::{DeviceAllocator, GpuContext, GpuError, Pool, PoolStats};
+use crate::backend::{BackendError, DeviceTensor, FrameModel, LoadedModel};
+use crate::codec::Precision;
+use crate::video::{VideoInfo, YuvFrame};
 use cudarc::driver::DevicePtr;
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ pub struct GpuStage {
     model: LoadedModel,
     pool: Pool<DeviceAllocator>,
     device: u32,
-    /// Page-lock the output frames for the download (`VIDEOFORGE_NO_PIN=1` turns it off, for comparison).
+    /// Page-lock the host frames for the copies (the plan can turn it off, for comparison).
     pin_host: bool,
 }
 
@@ -31,18 +33,19 @@ struct HostRegistration {
 
 impl HostRegistration {
     /// Registers the whole allocation behind `buf`, or says why it could not.
-    fn new(ctx: &Arc<cudarc::driver::CudaContext>, buf: &mut Vec<u8>) -> Result<HostRegistration, String> {
+    fn new(ctx: &Arc<cudarc::driver::CudaContext>, buf: &mut Vec<u8>) -> Result<HostRegistration, GpuError> {
         use cudarc::driver::sys;
+        let err = |message: String| GpuError { device: ctx.ordinal() as u32, message };
         if buf.capacity() == 0 {
-            return Err("empty buffer".into());
+            return Err(err("cannot page-lock an empty buffer".into()));
         }
-        ctx.bind_to_thread().map_err(|e| format!("{e:?}"))?;
+        ctx.bind_to_thread().map_err(|e| err(format!("{e:?}")))?;
         let ptr = buf.as_mut_ptr();
         // SAFETY: `ptr` is a live allocation of `capacity` bytes; the frame drops this registration before the
         // allocation is freed or moved (`YuvFrame::set_pin`).
         let rc = unsafe { sys::cuMemHostRegister_v2(ptr.cast(), buf.capacity(), 0) };
         if rc != sys::CUresult::CUDA_SUCCESS {
-            return Err(format!("cuMemHostRegister: {rc:?}"));
+            return Err(err(format!("cuMemHostRegister: {rc:?}")));
         }
         Ok(HostRegistration { ctx: ctx.clone(), ptr: ptr as usize })
     }
@@ -50,23 +53,73 @@ impl HostRegistration {
 
 impl Drop for HostRegistration {
     fn drop(&mut self) {
-        let _ = self.ctx.bind_to_thread();
+        // Unbound, the call below fails and the pages stay locked until the process ends: nothing better to do in a
+        // drop.
+        self.ctx.bind_to_thread().ok();
         // SAFETY: unregistering the pointer registered in `new`, once, while the allocation is still live.
         unsafe { cudarc::driver::sys::cuMemHostUnregister(self.ptr as *mut std::ffi::c_void) };
     }
 }
 
-fn gpu_err(stage: &'static str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Stage { stage, message: e.to_string(), retry: Retry::Retriable }
+/// A frame could not be run on the GPU.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// A CUDA call, a kernel or a copy failed.
+    #[error("{step}: {source}")]
+    Gpu {
+        /// Which step (`upload`, `preprocess`, `download`...).
+        step: &'static str,
+        /// What failed.
+        source: GpuError,
+    },
+    /// The frame buffer pool could not serve a buffer (over budget, or out of device memory).
+    #[error("{0}")]
+    Pool(#[from] super::PoolError),
+    /// The model failed.
+    #[error("{0}")]
+    Model(#[from] BackendError),
+    /// NVDEC failed.
+    #[error("{0}")]
+    Nvdec(#[from] NvdecError),
+    /// A frame of another size than the stage was given.
+    #[error("output frame {got} is not {want}")]
+    Geometry {
+        /// What the frame is.
+        got: String,
+        /// What the model makes.
+        want: String,
+    },
+}
+
+impl StageError {
+    /// Whether the device ran out of memory (another process may hold it): the file may succeed later, or with
+    /// smaller tiles.
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            StageError::Gpu { source, .. } => source.is_out_of_memory(),
+            StageError::Pool(super::PoolError::Alloc { message, .. }) => message.contains("OUT_OF_MEMORY"),
+            StageError::Model(BackendError::OutOfMemory { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+fn gpu_err(step: &'static str, device: u32) -> impl Fn(String) -> StageError {
+    move |message| StageError::Gpu { step, source: GpuError { device, message } }
 }
 
 impl GpuStage {
     /// Compiles the kernels and sets up a pool of `budget` bytes. `model` must have been opened on this GPU's
-    /// compute stream (`ModelOptions::cuda_stream`).
-    pub fn new(gpu: Arc<GpuContext>, device: u32, model: LoadedModel, budget: u64) -> Result<GpuStage, EngineError> {
-        let kernels = ColourKernels::compile(&gpu).map_err(|e| EngineError::Device(e.to_string()))?;
+    /// compute stream (`ModelOptions::cuda_stream`). `pin_host`: page-lock host frames (off only to compare).
+    pub fn new(
+        gpu: Arc<GpuContext>,
+        device: u32,
+        model: LoadedModel,
+        budget: u64,
+        pin_host: bool,
+    ) -> Result<GpuStage, GpuError> {
+        let kernels = ColourKernels::compile(&gpu)?;
         let pool = Pool::new(format!("gpu{device} frames"), budget, DeviceAllocator::new(gpu.compute.clone()));
-        let pin_host = std::env::var_os("VIDEOFORGE_NO_PIN").is_none();
         Ok(GpuStage { gpu, kernels, model, pool, device, pin_host })
     }
 
@@ -83,8 +136,9 @@ impl GpuStage {
 
 impl GpuStage {
     /// Sizes `frame` and page-locks its buffer, once per buffer (the pipeline recycles its frames and prepares
-    /// them before the run). If the driver refuses, this stage copies through pageable memory from then on.
-    fn pin(&mut self, frame: &mut YuvFrame) {
+    /// them all before the run, so neither the steady state nor a late first use pays for it). If the driver
+    /// refuses, this stage copies through pageable memory from then on.
+    pub fn prepare_frame(&mut self, frame: &mut YuvFrame) {
         frame.fit();
         if self.pin_host && !frame.is_pinned() {
             match HostRegistration::new(self.gpu.context(), &mut frame.data) {
@@ -106,27 +160,28 @@ impl GpuStage {
         w: usize,
         h: usize,
         output: &mut YuvFrame,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), StageError> {
         let s = self.gpu.compute.clone();
         let scale = self.model.info().scale as usize;
         let (ow, oh) = (w * scale, h * scale);
         if (output.width, output.height) != (ow, oh) {
-            return Err(gpu_err("infer", format!("output frame {}x{} is not {ow}x{oh}", output.width, output.height)));
+            let got = format!("{}x{}", output.width, output.height);
+            return Err(StageError::Geometry { got, want: format!("{ow}x{oh}") });
         }
-        self.pin(output);
+        self.prepare_frame(output);
+        let device = self.device;
         let (ty, elem, prec) = match self.model.info().dtype {
             Precision::F16 => (RgbType::F16, 2usize, Precision::F16),
             _ => (RgbType::F32, 4usize, Precision::F32),
         };
-        let pool_err = |e: super::PoolError| gpu_err("infer", e);
         let bytes = |r: &std::ops::Range<usize>| r.len() as u64;
         // YUV -> RGB in the model's type.
-        let mut rgb_in = self.pool.acquire((3 * w * h * elem) as u64).map_err(pool_err)?;
+        let mut rgb_in = self.pool.acquire((3 * w * h * elem) as u64)?;
         self.kernels
             .yuv_to_rgb(&s, src, colour, ty, rgb_in.get_mut(), w as u32, h as u32)
-            .map_err(|e| gpu_err("preprocess", e))?;
+            .map_err(|source| StageError::Gpu { step: "preprocess", source })?;
         // The model, on device buffers, on the same stream.
-        let rgb_out = self.pool.acquire((3 * ow * oh * elem) as u64).map_err(pool_err)?;
+        let rgb_out = self.pool.acquire((3 * ow * oh * elem) as u64)?;
         {
             let (in_ptr, _g1) = rgb_in.get().device_ptr(&s);
             let (out_ptr, _g2) = rgb_out.get().device_ptr(&s);
@@ -139,13 +194,13 @@ impl GpuStage {
                 stream,
                 device: self.device,
             };
-            self.model.run_device(t(in_ptr, w, h), t(out_ptr, ow, oh)).map_err(EngineError::Backend)?;
+            self.model.run_device(t(in_ptr, w, h), t(out_ptr, ow, oh))?;
         }
         // RGB -> the encoder's 4:2:0.
         let oe = output.sample_bytes();
         let op = output.planes();
         let (ocw, _) = output.chroma_size();
-        let acquire = |r: &std::ops::Range<usize>| self.pool.acquire(bytes(r)).map_err(pool_err);
+        let acquire = |r: &std::ops::Range<usize>| self.pool.acquire(bytes(r));
         let mut outs = [acquire(&op[0])?, acquire(&op[1])?, acquire(&op[2])?];
         {
             let [y, u, v] = &mut outs;
@@ -160,29 +215,30 @@ impl GpuStage {
                     oe == 2,
                     [(y.get_mut(), ow * oe), (u.get_mut(), ocw * oe), (v.get_mut(), ocw * oe)],
                 )
-                .map_err(|e| gpu_err("postprocess", e))?;
+                .map_err(|source| StageError::Gpu { step: "postprocess", source })?;
         }
         // Download only the encoder-format planes.
         for (r, b) in op.iter().zip(&outs) {
             s.memcpy_dtoh(&b.get().slice(0..r.len()), &mut output.data[r.clone()])
-                .map_err(|e| gpu_err("download", format!("{e:?}")))?;
+                .map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
         }
-        s.synchronize().map_err(|e| gpu_err("download", format!("{e:?}")))?;
+        s.synchronize().map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
         Ok(())
     }
 }
 
-impl YuvUpscaler for GpuStage {
-    fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), EngineError> {
+impl GpuStage {
+    /// Runs one 4:2:0 host frame: upload, colour conversion, model, conversion, download into `output`.
+    pub fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), StageError> {
         let s = self.gpu.compute.clone();
-        let pool_err = |e: super::PoolError| gpu_err("infer", e);
+        let device = self.device;
         // Upload the three planes.
         // Fixed-size arrays, not Vecs: the steady state allocates nothing on the host.
         let ip = input.planes();
-        let upload = |r: &std::ops::Range<usize>| -> Result<_, EngineError> {
-            let mut b = self.pool.acquire(r.len() as u64).map_err(pool_err)?;
+        let upload = |r: &std::ops::Range<usize>| -> Result<_, StageError> {
+            let mut b = self.pool.acquire(r.len() as u64)?;
             s.memcpy_htod(&input.data[r.clone()], &mut b.get_mut().slice_mut(0..r.len()))
-                .map_err(|e| gpu_err("upload", format!("{e:?}")))?;
+                .map_err(|e| gpu_err("upload", device)(format!("{e:?}")))?;
             Ok(b)
         };
         let planes_in = [upload(&ip[0])?, upload(&ip[1])?, upload(&ip[2])?];
@@ -203,7 +259,8 @@ impl YuvUpscaler for GpuStage {
         self.upscale_from(&src, colour, input.width, input.height, output)
     }
 
-    fn upscale_device(&mut self, input: &DeviceFrame, output: &mut YuvFrame) -> Result<(), EngineError> {
+    /// Runs one frame NVDEC decoded on this stage's device.
+    pub fn upscale_device(&mut self, input: &DeviceFrame, output: &mut YuvFrame) -> Result<(), StageError> {
         let e = input.sample_bytes();
         let src = DeviceYuv {
             y: &input.y,
@@ -221,20 +278,15 @@ impl YuvUpscaler for GpuStage {
         self.upscale_from(&src, colour, input.width, input.height, output)
     }
 
-    fn device_decoder(
-        &self,
-        info: &crate::video::VideoInfo,
-        stream: &ffmpeg_next::format::stream::Stream<'_>,
-    ) -> Option<Result<NvDecoder, String>> {
-        Some(NvDecoder::new(self.gpu.clone(), info, stream))
+    /// An NVDEC decoder for the stream `info` describes, on this stage's device, so decoded frames never leave
+    /// it; an error says why this stream cannot use one.
+    pub fn decoder(&self, info: &VideoInfo) -> Result<NvDecoder, NvdecError> {
+        NvDecoder::new(self.gpu.clone(), info)
     }
 
-    fn prepare_frame(&mut self, frame: &mut YuvFrame) {
-        self.pin(frame);
-    }
-
-    fn pool_stats(&self) -> Option<PoolStats> {
-        Some(self.pool.stats())
+    /// The device the stage runs on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.gpu
     }
 }
 
@@ -252,9 +304,5 @@ impl FrameModel for GpuStage {
         output: &mut Vec<f32>,
     ) -> Result<(), BackendError> {
         self.model.upscale(input, width, height, output)
-    }
-
-    fn yuv_upscaler(&mut self) -> Option<&mut dyn YuvUpscaler> {
-        Some(self)
     }
 }

@@ -3,6 +3,7 @@
 //! then calls [`super::color`]'s pure functions.
 
 use super::color::{self, Plane, PlaneMut, Range, Subsampling, YuvFormat};
+use super::error::VideoError;
 use ff::format::Pixel;
 use ffmpeg_next as ff;
 
@@ -74,7 +75,8 @@ impl ToRgb {
     }
 
     /// `frame` → `out` (resized to 3·w·h). Errors are swscale's (unsupported format).
-    pub fn convert(&mut self, frame: &ff::frame::Video, out: &mut Vec<f32>) -> Result<(), String> {
+    pub fn convert(&mut self, frame: &super::frame::Frame, out: &mut Vec<f32>) -> Result<(), VideoError> {
+        let frame = &frame.0;
         let (w, h) = (frame.width(), frame.height());
         let frame = match layout_of(frame.format()) {
             Some(_) => frame,
@@ -91,17 +93,20 @@ impl ToRgb {
                         h,
                         ff::software::scaling::Flags::POINT | ff::software::scaling::Flags::ACCURATE_RND,
                     )
-                    .map_err(|e| format!("no conversion from pixel format {src:?}: {e}"))?;
+                    .map_err(|e| VideoError::Unsupported(format!("no conversion from pixel format {src:?}: {e}")))?;
                     self.scaler = Some((src, w, h, ctx));
                 }
-                let Some((_, _, _, ctx)) = self.scaler.as_mut() else { unreachable!("set above") };
-                ctx.run(frame, &mut self.scaled).map_err(|e| format!("swscale: {e}"))?;
+                let Some((_, _, _, ctx)) = self.scaler.as_mut() else {
+                    return Err(VideoError::Unsupported(format!("no conversion from pixel format {src:?}")));
+                };
+                ctx.run(frame, &mut self.scaled).map_err(|e| VideoError::Unsupported(format!("swscale: {e}")))?;
                 &self.scaled
             }
         };
         let (w, h) = (w as usize, h as usize);
         out.resize(3 * w * h, 0.0);
-        let layout = layout_of(frame.format()).ok_or_else(|| format!("unexpected format {:?}", frame.format()))?;
+        let layout = layout_of(frame.format())
+            .ok_or_else(|| VideoError::Unsupported(format!("unexpected format {:?}", frame.format())))?;
         match layout {
             Layout::Gbr8 => {
                 let p = |i: usize| Plane { data: frame.data(i), stride: frame.stride(i) };
@@ -132,7 +137,7 @@ impl ToRgb {
 
 /// Planar RGB `f32` (w·h per plane, `src_width` wide) → a `yuv420p`/`yuv420p10le` frame of the frame's size
 /// (which may be one pixel smaller than the source when an odd dimension was cropped).
-pub fn rgb_to_frame(
+pub(super) fn rgb_to_frame(
     rgb: &[f32],
     src_width: usize,
     src_height: usize,

@@ -13,15 +13,16 @@
 //! Nothing here allocates on the Rust heap per frame or per segment once running: frames, packet lists and the
 //! reorder heap are made up front and recycled.
 
-use super::sink::EncoderRecipe;
+use super::encoder::EncoderRecipe;
+use super::error::VideoError;
 use crate::queue;
 use ffmpeg_next as ff;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Frames in flight per worker (its queue plus the one being filled), unless `VIDEOFORGE_SEGMENT_QUEUE` says.
-const FRAMES_PER_WORKER: usize = 8;
+/// Frames in flight per worker (its queue plus the one being filled), unless the plan says otherwise.
+pub(crate) const FRAMES_PER_WORKER: usize = 8;
 
 /// What a worker gets.
 enum Job {
@@ -46,7 +47,7 @@ struct Shared {
     /// Empty packet lists for the workers.
     spare: Vec<Vec<ff::Packet>>,
     /// The first error of any worker.
-    error: Option<String>,
+    error: Option<VideoError>,
 }
 
 struct State {
@@ -90,21 +91,18 @@ struct Joiner {
 }
 
 impl Segments {
-    /// Starts `workers` encoder threads for segments of `length` frames. `reorder_depth` is the encoder's declared
-    /// B-frame reorder depth (`has_b_frames` of an opened instance).
+    /// Starts `workers` encoder threads for segments of `length` frames, with `per_worker` frames in flight each.
+    /// `reorder_depth` is the encoder's declared B-frame reorder depth (`has_b_frames` of an opened instance).
     pub(crate) fn start(
         recipe: Arc<EncoderRecipe>,
         workers: usize,
         length: u64,
         reorder_depth: u64,
-    ) -> Result<Segments, String> {
+        per_worker: usize,
+    ) -> Result<Segments, VideoError> {
         let workers = workers.max(2);
         let length = length.max(1);
-        let per_worker = std::env::var("VIDEOFORGE_SEGMENT_QUEUE")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(FRAMES_PER_WORKER)
-            .max(2);
+        let per_worker = per_worker.max(2);
         let mut free = Vec::with_capacity(workers);
         for _ in 0..workers {
             let frames: VecDeque<_> =
@@ -132,11 +130,12 @@ impl Segments {
                     // A panic must not leave the dispatcher waiting for this worker's frames: it becomes the error.
                     let run = std::panic::AssertUnwindSafe(|| worker(w, workers as u64, &recipe, &rx, &state));
                     if std::panic::catch_unwind(run).is_err() {
-                        state.lock().error.get_or_insert_with(|| format!("encoder thread {w} panicked"));
+                        let panicked = VideoError::Stream(format!("encoder thread {w} panicked"));
+                        state.lock().error.get_or_insert(panicked);
                         state.changed.notify_all();
                     }
                 })
-                .map_err(|e| format!("encoder thread: {e}"))?;
+                .map_err(|e| VideoError::Stream(format!("cannot start an encoder thread: {e}")))?;
             inputs.push(tx);
             threads.push(t);
         }
@@ -166,8 +165,8 @@ impl Segments {
     /// finished segments meanwhile through `write`.
     pub(crate) fn frame(
         &mut self,
-        write: &mut dyn FnMut(ff::Packet) -> Result<(), String>,
-    ) -> Result<ff::frame::Video, String> {
+        write: &mut dyn FnMut(ff::Packet) -> Result<(), VideoError>,
+    ) -> Result<ff::frame::Video, VideoError> {
         let w = self.worker_of(self.sent);
         self.write_until(write, |s, _| s.free[w].pop_front())
     }
@@ -176,9 +175,9 @@ impl Segments {
     /// and the next segment to write); an encoder's error ends the wait.
     fn write_until<T>(
         &mut self,
-        write: &mut dyn FnMut(ff::Packet) -> Result<(), String>,
+        write: &mut dyn FnMut(ff::Packet) -> Result<(), VideoError>,
         mut take: impl FnMut(&mut Shared, u64) -> Option<T>,
-    ) -> Result<T, String> {
+    ) -> Result<T, VideoError> {
         let state = self.state.clone();
         loop {
             let mut s = state.lock();
@@ -199,7 +198,7 @@ impl Segments {
     }
 
     /// Sends a filled frame (its pts set) to its segment's encoder.
-    pub(crate) fn send(&mut self, frame: ff::frame::Video) -> Result<(), String> {
+    pub(crate) fn send(&mut self, frame: ff::frame::Video) -> Result<(), VideoError> {
         let w = self.worker_of(self.sent);
         self.inputs[w].send(Job::Frame(frame)).map_err(|_| self.stopped())?;
         self.sent += 1;
@@ -210,12 +209,15 @@ impl Segments {
     }
 
     /// Why an encoder thread no longer takes input: its error, if it reported one.
-    fn stopped(&self) -> String {
-        self.state.lock().error.clone().unwrap_or_else(|| "an encoder thread stopped".into())
+    fn stopped(&self) -> VideoError {
+        self.state.lock().error.take().unwrap_or_else(|| VideoError::Stream("an encoder thread stopped".into()))
     }
 
     /// Ends the last segment, waits for every segment and writes them all.
-    pub(crate) fn finish(&mut self, write: &mut dyn FnMut(ff::Packet) -> Result<(), String>) -> Result<(), String> {
+    pub(crate) fn finish(
+        &mut self,
+        write: &mut dyn FnMut(ff::Packet) -> Result<(), VideoError>,
+    ) -> Result<(), VideoError> {
         if self.sent % self.length != 0 {
             let w = self.worker_of(self.sent);
             self.inputs[w].send(Job::End).map_err(|_| self.stopped())?;
@@ -228,8 +230,8 @@ impl Segments {
     fn write_done(
         &mut self,
         mut done: Done,
-        write: &mut dyn FnMut(ff::Packet) -> Result<(), String>,
-    ) -> Result<(), String> {
+        write: &mut dyn FnMut(ff::Packet) -> Result<(), VideoError>,
+    ) -> Result<(), VideoError> {
         let result = self.join.write(&mut done.packets, write);
         done.packets.clear();
         self.state.lock().spare.push(done.packets);
@@ -249,8 +251,8 @@ impl Joiner {
     fn write(
         &mut self,
         packets: &mut [ff::Packet],
-        write: &mut dyn FnMut(ff::Packet) -> Result<(), String>,
-    ) -> Result<(), String> {
+        write: &mut dyn FnMut(ff::Packet) -> Result<(), VideoError>,
+    ) -> Result<(), VideoError> {
         let depth = match self.depth {
             Some(d) => d,
             None => {
@@ -274,24 +276,26 @@ impl Joiner {
             }
         };
         for p in packets.iter_mut() {
-            let pts = p.pts().ok_or("segment-parallel encoding: an encoder wrote a packet without a timestamp")?;
+            let pts = p.pts().ok_or_else(|| {
+                VideoError::Stream("segment-parallel encoding: an encoder wrote a packet without a timestamp".into())
+            })?;
             self.heap.push(Reverse(pts));
             if self.written >= depth {
                 if let Some(Reverse(dts)) = self.heap.pop() {
                     if dts > pts {
-                        return Err(format!(
+                        return Err(VideoError::Stream(format!(
                             "segments do not join: a packet at pts {pts} would decode at {dts} (reorder deeper than the \
                              first segment's {depth})"
-                        ));
+                        )));
                     }
                     p.set_dts(Some(dts));
                 }
             }
             if let (Some(last), Some(dts)) = (self.last_dts, p.dts()) {
                 if dts <= last {
-                    return Err(format!(
+                    return Err(VideoError::Stream(format!(
                         "segments do not join: decoding timestamp {dts} after {last} (reorder depth {depth})"
-                    ));
+                    )));
                 }
             }
             self.last_dts = p.dts();
@@ -304,7 +308,7 @@ impl Joiner {
 
 /// One encoder thread: segment `w`, `w + workers`, ... Opens a fresh encoder at each segment's first frame.
 fn worker(w: usize, workers: u64, recipe: &EncoderRecipe, input: &queue::Receiver<Job>, state: &State) {
-    let fail = |e: String| {
+    let fail = |e: VideoError| {
         let mut s = state.lock();
         s.error.get_or_insert(e);
         drop(s);
@@ -313,26 +317,26 @@ fn worker(w: usize, workers: u64, recipe: &EncoderRecipe, input: &queue::Receive
     let mut index = w as u64;
     let mut encoder: Option<ff::encoder::Video> = None;
     let mut packets = state.lock().spare.pop().unwrap_or_default();
-    let drain = |enc: &mut ff::encoder::Video, packets: &mut Vec<ff::Packet>| -> Result<(), String> {
+    let drain = |enc: &mut ff::encoder::Video, packets: &mut Vec<ff::Packet>| -> Result<(), VideoError> {
         loop {
             let mut p = ff::Packet::empty();
             match enc.receive_packet(&mut p) {
                 Ok(()) => packets.push(p),
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
                 Err(ff::Error::Eof) => return Ok(()),
-                Err(e) => return Err(format!("encode: {e}")),
+                Err(e) => return Err(VideoError::encoder("encode", e)),
             }
         }
     };
     while let Some(job) = input.recv() {
-        let step = (|| -> Result<(), String> {
+        let step = (|| -> Result<(), VideoError> {
             match job {
                 Job::Frame(frame) => {
                     if encoder.is_none() {
                         encoder = Some(recipe.open()?);
                     }
-                    let enc = encoder.as_mut().ok_or("no encoder")?;
-                    let sent = enc.send_frame(&frame).map_err(|e| format!("encode: {e}"));
+                    let Some(enc) = encoder.as_mut() else { return Err(VideoError::Stream("no encoder".into())) };
+                    let sent = enc.send_frame(&frame).map_err(|e| VideoError::encoder("encode", e));
                     // The encoder has copied (or referenced) the frame: it goes back to be filled again.
                     state.lock().free[w].push_back(frame);
                     state.changed.notify_all();
@@ -341,7 +345,7 @@ fn worker(w: usize, workers: u64, recipe: &EncoderRecipe, input: &queue::Receive
                 }
                 Job::End => {
                     if let Some(mut enc) = encoder.take() {
-                        enc.send_eof().map_err(|e| format!("flush encoder: {e}"))?;
+                        enc.send_eof().map_err(|e| VideoError::encoder("flush the encoder", e))?;
                         drain(&mut enc, &mut packets)?;
                     }
                     let mut s = state.lock();
@@ -366,7 +370,8 @@ impl Drop for Segments {
         // Closing the inputs ends the workers' loops.
         self.inputs.clear();
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            // A worker that panicked already reported its error through the shared state.
+            t.join().ok();
         }
     }
 }

@@ -2,8 +2,9 @@
 //! (frame + slice threads), and hands out decoded frames and the other streams' packets in file order.
 
 use super::color::{self, ColorInfo, Matrix, Range};
-use super::media_err;
-use crate::error::{EngineError, Retry};
+use super::error::VideoError;
+use super::frame::Frame;
+use crate::retry::Retry;
 use ff::codec::threading;
 use ffmpeg_next as ff;
 use std::collections::VecDeque;
@@ -41,7 +42,7 @@ pub struct VideoInfo {
 /// One item read from the input, in file order.
 pub enum Item {
     /// A decoded video frame.
-    Frame(ff::frame::Video),
+    Frame(Frame),
     /// A packet of another stream (audio, subtitles...), not decoded.
     Packet(ff::Packet),
     /// A packet of the video stream, not decoded (after [`Source::hand_out_video_packets`]: a device decodes).
@@ -55,7 +56,7 @@ pub struct Source {
     decoder: ff::decoder::Video,
     info: VideoInfo,
     warnings: Vec<String>,
-    ready: VecDeque<ff::frame::Video>,
+    ready: VecDeque<Frame>,
     eof: bool,
     flushed: bool,
     frames: u64,
@@ -88,30 +89,30 @@ pub(crate) fn matrix_of(space: ff::color::Space) -> Result<Option<Matrix>, &'sta
 
 impl Source {
     /// Open `path`, find its best video stream and open a threaded decoder for it (`threads` 0 = auto).
-    pub fn open(path: &Path, threads: usize) -> Result<Source, EngineError> {
-        super::init();
+    pub fn open(path: &Path, threads: usize) -> Result<Source, VideoError> {
+        super::ffmpeg::init();
         if !path.exists() {
-            return Err(EngineError::Media {
-                path: path.into(),
-                message: "no such file".into(),
-                retry: Retry::Permanent,
-            });
+            return Err(VideoError::input(path, "no such file", Retry::Permanent));
         }
         let input = ff::format::input(&path)
-            .map_err(|e| media_err(path, format!("not a readable media file ({e})"), Retry::Permanent))?;
+            .map_err(|e| VideoError::input(path, format!("not a readable media file ({e})"), Retry::Permanent))?;
         // FFmpeg's own choice (what players show): decodable, most frames/bitrate; cover art is not a video.
         let stream = input
             .streams()
             .best(ff::media::Type::Video)
             .filter(|s| !s.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC))
-            .ok_or_else(|| media_err(path, "no video stream".into(), Retry::Permanent))?;
+            .ok_or_else(|| VideoError::input(path, "no video stream", Retry::Permanent))?;
         let stream_index = stream.index();
         let time_base = stream.time_base();
         let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| media_err(path, format!("video stream: {e}"), Retry::Permanent))?;
+            .map_err(|e| VideoError::input(path, format!("video stream: {e}"), Retry::Permanent))?;
         let codec_id = ctx.id();
         if ff::decoder::find(codec_id).is_none() {
-            return Err(media_err(path, format!("unsupported video codec {codec_id:?}: no decoder"), Retry::Permanent));
+            return Err(VideoError::input(
+                path,
+                format!("unsupported video codec {codec_id:?}: no decoder"),
+                Retry::Permanent,
+            ));
         }
         // H.264 decodes with slice threads, not frame threads: with frame threading its error concealment is off,
         // and with it the only sign that a frame was damaged (the frame's decode-error flags), so a corrupt file
@@ -121,13 +122,12 @@ impl Source {
         ctx.set_threading(threading::Config { kind, count: threads, ..Default::default() });
         // SAFETY: setting the packet time base on an unopened codec context (what ffmpeg's CLI does).
         unsafe { (*ctx.as_mut_ptr()).pkt_timebase = time_base.into() };
-        let decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| media_err(path, format!("cannot open the {codec_id:?} decoder: {e}"), Retry::Permanent))?;
+        let decoder = ctx.decoder().video().map_err(|e| {
+            VideoError::input(path, format!("cannot open the {codec_id:?} decoder: {e}"), Retry::Permanent)
+        })?;
         let (width, height) = (decoder.width(), decoder.height());
         if width == 0 || height == 0 {
-            return Err(media_err(path, "video stream has no size (not a video?)".into(), Retry::Permanent));
+            return Err(VideoError::input(path, "video stream has no size (not a video?)", Retry::Permanent));
         }
         let fmt = decoder.format();
         let bit_depth = bit_depth_of(fmt);
@@ -207,13 +207,18 @@ impl Source {
     }
 
     /// The demuxer (to build the output's stream layout before decoding starts).
-    pub fn input(&self) -> &ff::format::context::Input {
+    pub(super) fn input(&self) -> &ff::format::context::Input {
         &self.input
     }
 
-    /// The decoder's pixel format.
-    pub fn pixel_format(&self) -> ff::format::Pixel {
-        self.decoder.format()
+    /// Whether decoded frames are planar 4:2:0 at 8 or 10 bits (what the GPU stage takes as is).
+    pub fn yuv420(&self) -> bool {
+        super::yuv::YuvFrame::supports(self.decoder.format())
+    }
+
+    /// Whether decoded frames go through swscale before the RGB conversion.
+    pub fn needs_swscale(&self) -> bool {
+        super::convert::ToRgb::needs_swscale(self.decoder.format())
     }
 
     /// From now on hand the video stream's packets out as [`Item::VideoPacket`] instead of decoding them (the
@@ -222,8 +227,8 @@ impl Source {
         self.raw_video = true;
     }
 
-    /// The video stream (its parameters set up a device decoder).
-    pub fn video_stream(&self) -> Option<ff::format::stream::Stream<'_>> {
+    /// The video stream (its parameters set up the bitstream filter of a device decoder's feed).
+    pub(super) fn video_stream(&self) -> Option<ff::format::stream::Stream<'_>> {
         self.input.stream(self.info.stream_index)
     }
 
@@ -232,15 +237,15 @@ impl Source {
         self.frames
     }
 
-    fn broken(&self, what: String) -> EngineError {
-        media_err(
+    fn broken(&self, what: String) -> VideoError {
+        VideoError::input(
             &self.path,
             format!("{} frames decoded before the stream broke: {what}", self.frames),
             Retry::Permanent,
         )
     }
 
-    fn drain_decoder(&mut self) -> Result<(), EngineError> {
+    fn drain_decoder(&mut self) -> Result<(), VideoError> {
         loop {
             let mut frame = ff::frame::Video::empty();
             match self.decoder.receive_frame(&mut frame) {
@@ -252,7 +257,7 @@ impl Source {
                     if let Some(t) = frame.timestamp().or(frame.pts()) {
                         self.last_end = self.last_end.max(t + frame.packet().duration.max(0));
                     }
-                    self.ready.push_back(frame);
+                    self.ready.push_back(Frame(frame));
                 }
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
                 Err(ff::Error::Eof) => {
@@ -266,11 +271,11 @@ impl Source {
 
     /// A file cut short still demuxes cleanly up to the cut; compare where the video ended with the duration
     /// the container declares in its header (more than 10% and 0.5 s short = truncated).
-    fn check_complete(&self) -> Result<(), EngineError> {
+    fn check_complete(&self) -> Result<(), VideoError> {
         if self.frames == 0 && !self.raw_video {
-            return Err(media_err(
+            return Err(VideoError::input(
                 &self.path,
-                "no video frame could be decoded (empty or truncated stream)".into(),
+                "no video frame could be decoded (empty or truncated stream)",
                 Retry::Permanent,
             ));
         }
@@ -291,7 +296,7 @@ impl Source {
     }
 
     /// The next frame or other-stream packet in file order; `None` at the end.
-    pub fn next_item(&mut self) -> Result<Option<Item>, EngineError> {
+    pub fn next_item(&mut self) -> Result<Option<Item>, VideoError> {
         loop {
             if let Some(f) = self.ready.pop_front() {
                 return Ok(Some(Item::Frame(f)));

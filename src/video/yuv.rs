@@ -2,6 +2,7 @@
 //! (yuv420p or yuv420p10le), planes packed tightly, so only encoder-format bytes cross the bus, never RGB.
 
 use super::color::{Matrix, Range};
+use super::error::VideoError;
 use ff::format::Pixel;
 use ffmpeg_next as ff;
 
@@ -92,9 +93,10 @@ impl YuvFrame {
     }
 
     /// Copies a decoded yuv420p/yuv420p10le frame into `self` (reusing its allocation).
-    pub fn read_from(&mut self, f: &ff::frame::Video, matrix: Matrix, range: Range) -> Result<(), String> {
+    pub fn read_from(&mut self, f: &super::frame::Frame, matrix: Matrix, range: Range) -> Result<(), VideoError> {
+        let f = &f.0;
         if !Self::supports(f.format()) {
-            return Err(format!("pixel format {:?} is not 4:2:0 8/10-bit", f.format()));
+            return Err(VideoError::Unsupported(format!("pixel format {:?} is not 4:2:0 8/10-bit", f.format())));
         }
         self.width = f.width() as usize;
         self.height = f.height() as usize;
@@ -120,14 +122,20 @@ impl YuvFrame {
 
     /// Copies `self` into an allocated yuv420p/yuv420p10le encoder frame of at most this size (the frame may be
     /// a pixel narrower or shorter: an odd dimension cropped for 4:2:0).
-    pub fn write_into(&self, f: &mut ff::frame::Video) -> Result<(), String> {
+    pub fn write_into(&self, f: &mut ff::frame::Video) -> Result<(), VideoError> {
         let want = if self.bit_depth > 8 { Pixel::YUV420P10LE } else { Pixel::YUV420P };
         if f.format() != want {
-            return Err(format!("encoder frame is {:?}, the GPU stage produced {want:?}", f.format()));
+            return Err(VideoError::Stream(format!(
+                "encoder frame is {:?}, the GPU stage produced {want:?}",
+                f.format()
+            )));
         }
         let (fw, fh) = (f.width() as usize, f.height() as usize);
         if fw > self.width || fh > self.height {
-            return Err(format!("frame {fw}x{fh} is larger than the upscaled {}x{}", self.width, self.height));
+            return Err(VideoError::Stream(format!(
+                "frame {fw}x{fh} is larger than the upscaled {}x{}",
+                self.width, self.height
+            )));
         }
         let e = self.sample_bytes();
         let (cw, _) = self.chroma_size();
@@ -167,44 +175,5 @@ impl PartialEq for HostPin {
 impl std::fmt::Debug for HostPin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_some() { "pinned" } else { "pageable" })
-    }
-}
-
-/// Upscales 4:2:0 frames with the colour conversion and the model on a device, so only encoder-format frames
-/// cross to the host. `output` arrives with its geometry, bit depth, matrix and range set; the stage fills data.
-pub trait YuvUpscaler: Send {
-    /// Runs one frame.
-    fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), crate::EngineError>;
-
-    /// Readies a host frame the pipeline will hand this stage (as input or output) before the run starts: the GPU
-    /// stage page-locks its buffer, so that neither the steady state nor a late first use pays for it.
-    fn prepare_frame(&mut self, _frame: &mut YuvFrame) {}
-
-    /// The device buffer pool's counters, for the audit (`None` when the stage has no pool).
-    fn pool_stats(&self) -> Option<crate::gpu::PoolStats> {
-        None
-    }
-
-    /// A hardware decoder on this stage's device for `stream`, so decoded frames never leave the device.
-    /// `None`: the stage has none; `Some(Err)`: why this stream cannot use it (the caller decodes on the CPU).
-    fn device_decoder(
-        &self,
-        _info: &super::VideoInfo,
-        _stream: &ff::format::stream::Stream<'_>,
-    ) -> Option<Result<crate::gpu::nvdec::NvDecoder, String>> {
-        None
-    }
-
-    /// Runs one frame decoded on this stage's device.
-    fn upscale_device(
-        &mut self,
-        _input: &crate::gpu::nvdec::DeviceFrame,
-        _output: &mut YuvFrame,
-    ) -> Result<(), crate::EngineError> {
-        Err(crate::EngineError::Stage {
-            stage: "infer",
-            message: "a device-decoded frame reached a stage without a device".into(),
-            retry: crate::error::Retry::Permanent,
-        })
     }
 }

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use videoforge::backend::{BackendError, FrameModel};
-use videoforge::pipeline::{self, Cancel, FileJob, FileProgress, FileReport};
-use videoforge::plan::{Codec, Container, EncodePlan, PipelinePlan};
+use videoforge::codec::{Codec, Container, Device};
+use videoforge::pipeline::{self, Cancel, Engine, FileJob, FileProgress, FileReport};
+use videoforge::plan::{EncodePlan, FileSettings, PipelinePlan};
 use videoforge::EngineError;
 
 /// The repository root (models, fixtures, .deps). `VIDEOFORGE_ROOT` overrides it: a test binary carried to a GPU
@@ -146,13 +147,27 @@ impl FrameModel for PanicsAt {
     }
 }
 
+/// The ONNX Runtime library the tests use: `ORT_DYLIB_PATH`, else the checkout's `.deps/onnxruntime/`.
+pub fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".deps/onnxruntime/libonnxruntime.so"))
+}
+
+/// The environment a test run gets: the CLI's defaults, with the tests' ONNX Runtime.
+pub fn env() -> videoforge::runner::Environment {
+    videoforge::runner::Environment { runtime_library: Some(ort_library()), ..Default::default() }
+}
+
+/// The real ONNX Runtime plugin.
+pub fn plugin() -> videoforge::backend::Plugin {
+    let path = videoforge::backend::find_plugin("onnxruntime", &[]).expect("plugin built (cargo build --workspace)");
+    videoforge::backend::Plugin::load_with(&path, Some(&ort_library())).expect("plugin loads")
+}
+
 /// Load a model through the real ONNX Runtime plugin (CPU).
 pub fn onnx_model(model: &Path) -> Box<dyn FrameModel> {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        std::env::set_var("ORT_DYLIB_PATH", root().join(".deps/onnxruntime/libonnxruntime.so"));
-    }
-    let path = videoforge::backend::find_plugin("onnxruntime").expect("plugin built (cargo build --workspace)");
-    let plugin = videoforge::backend::Plugin::load(&path).expect("plugin loads");
+    let plugin = plugin();
     let m = plugin.open_model(&videoforge::backend::ModelOptions::cpu(model)).expect("model opens");
     Box::new(m)
 }
@@ -171,6 +186,7 @@ pub fn ffv1() -> EncodePlan {
         copy_subtitles: true,
         segments: 1,
         segment_frames: 0,
+        segment_queue: 0,
     }
 }
 
@@ -187,7 +203,15 @@ pub fn x264(crf: u32) -> EncodePlan {
 
 /// Small queues, two CPU threads.
 pub fn pipe() -> PipelinePlan {
-    PipelinePlan { depth: 2, batch: 1, tile: 0, tile_overlap: 0, cpu_threads: 2 }
+    PipelinePlan {
+        depth: 2,
+        batch: 1,
+        tile: 0,
+        tile_overlap: 0,
+        cpu_threads: 2,
+        inference_threads: 2,
+        pin_host_frames: true,
+    }
 }
 
 /// Run one file through the pipeline.
@@ -199,20 +223,56 @@ pub fn run(
     model: Box<dyn FrameModel>,
     cancel: &Cancel,
 ) -> Result<FileReport, EngineError> {
+    run_with(input, output, container, encode, &pipe(), model, cancel)
+}
+
+/// Run one file through the pipeline with these stage sizes.
+pub fn run_with(
+    input: &Path,
+    output: &Path,
+    container: Container,
+    encode: &EncodePlan,
+    pipeline: &PipelinePlan,
+    model: Box<dyn FrameModel>,
+    cancel: &Cancel,
+) -> Result<FileReport, EngineError> {
+    let scale = model.scale();
     pipeline::upscale_file(FileJob {
-        input,
-        output,
-        container,
-        encode,
-        pipeline: &pipe(),
-        model,
+        settings: FileSettings {
+            input,
+            output,
+            device: Device::Cpu,
+            container,
+            encode,
+            pipeline,
+            decode: &[],
+            scale,
+            frame_pool_budget: None,
+        },
+        engine: Engine::Host(model),
         cancel,
         progress: FileProgress::none(),
         metadata: vec![("videoforge_fingerprint".into(), "test-fp".into())],
-        audit: true,
+        audit: Some(0),
         digest_frames: false,
-        decode: &[],
     })
+}
+
+/// `videoforge bench --synthetic -d DEVICE --size SIZE --frames N -m MODEL`, as a user runs it (the binary
+/// registers its own counting allocator): its one JSON result.
+pub fn bench_synthetic(device: &str, size: &str, frames: u32, model: &Path) -> serde_json::Value {
+    let frames = frames.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_videoforge"))
+        .args(["bench", "--synthetic", "-d", device, "--size", size, "--frames", &frames, "-m"])
+        .arg(model)
+        .env("ORT_DYLIB_PATH", ort_library())
+        .output()
+        .expect("videoforge runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON result");
+    eprintln!("{r}");
+    r
 }
 
 /// Files left in a directory (to check that nothing partial remains).

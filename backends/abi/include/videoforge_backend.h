@@ -234,6 +234,12 @@ typedef struct VfModelOptions {
    * TensorRT builder workspace in bytes (0: the runtime's default).
    */
   uint64_t workspace_bytes;
+  /**
+   * Execution provider options as `key=value` pairs separated by commas (e.g. ONNX Runtime CUDA provider
+   * options), NUL-terminated UTF-8, or null for none. Appended after ABI 1's first release: read it only when
+   * `struct_size` covers it.
+   */
+  const char *provider_options;
 } VfModelOptions;
 
 /**

@@ -193,6 +193,10 @@ pub struct VfModelOptions {
     pub cuda_stream: *mut c_void,
     /// TensorRT builder workspace in bytes (0: the runtime's default).
     pub workspace_bytes: u64,
+    /// Execution provider options as `key=value` pairs separated by commas (e.g. ONNX Runtime CUDA provider
+    /// options), NUL-terminated UTF-8, or null for none. Appended after ABI 1's first release: read it only when
+    /// `struct_size` covers it.
+    pub provider_options: *const c_char,
 }
 
 /// What a loaded model is, as the plugin checked it against the IO contract.

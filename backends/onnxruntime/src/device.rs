@@ -43,9 +43,12 @@ use ort::value::{DynValue, Shape, Tensor, TensorRefMut, ValueRefMut};
 use ort::AsPointer;
 use videoforge_backend_abi::*;
 
+use crate::StepError;
+
 /// Environment variable with CUDA execution provider options that override this plugin's defaults:
 /// `key=value,key=value` with ONNX Runtime's CUDA provider option names (`prefer_nhwc`, `cudnn_conv_algo_search`,
 /// `arena_extend_strategy`, `cudnn_conv_use_max_workspace`, `use_tf32`, ...).
+/// Where users set the options: the CLI reads this variable and passes its value through the ABI.
 pub(crate) const CUDA_OPTIONS_ENV: &str = "VIDEOFORGE_ORT_CUDA_OPTIONS";
 
 /// The CUDA execution provider, tuned.
@@ -99,12 +102,11 @@ pub(crate) fn parse_cuda_options(text: &str) -> Result<Vec<(String, String)>, St
     Ok(out)
 }
 
-/// The CUDA EP overrides from the environment (empty when unset).
-pub(crate) fn cuda_options_from_env() -> Result<Vec<(String, String)>, PluginFailure> {
-    match std::env::var(CUDA_OPTIONS_ENV) {
-        Ok(v) => parse_cuda_options(&v).map_err(|e| PluginFailure::new(VF_STATUS_INVALID_ARGUMENT, e)),
-        Err(std::env::VarError::NotPresent) => Ok(Vec::new()),
-        Err(e) => Err(PluginFailure::new(VF_STATUS_INVALID_ARGUMENT, format!("{CUDA_OPTIONS_ENV}: {e}"))),
+/// The CUDA EP overrides the host passed (empty when none).
+pub(crate) fn cuda_options(text: Option<&str>) -> Result<Vec<(String, String)>, PluginFailure> {
+    match text {
+        Some(v) => parse_cuda_options(v).map_err(|e| PluginFailure::new(VF_STATUS_INVALID_ARGUMENT, e)),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -119,8 +121,8 @@ pub(crate) struct DeviceIo {
 }
 
 impl DeviceIo {
-    pub(crate) fn new(session: &Session, device: u32, input_name: &str) -> Result<DeviceIo, String> {
-        let e = |what: &str, err: ort::Error| format!("{what}: {err}");
+    pub(crate) fn new(session: &Session, device: u32, input_name: &str) -> Result<DeviceIo, StepError> {
+        let e = |what: &str, err: ort::Error| StepError(format!("{what}: {err}"));
         let mut no_sync = RunOptions::new().map_err(|err| e("run options", err))?;
         no_sync.disable_device_sync().map_err(|err| e("run options", err))?;
         Ok(DeviceIo {
@@ -135,7 +137,8 @@ impl DeviceIo {
             cpu_mem: MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)
                 .map_err(|err| e("CPU memory info", err))?,
             no_sync,
-            input_name: CString::new(input_name).map_err(|_| "the input name contains a NUL byte".to_string())?,
+            input_name: CString::new(input_name)
+                .map_err(|_| StepError("the input name contains a NUL byte".to_string()))?,
         })
     }
 }
@@ -220,9 +223,9 @@ pub(crate) fn check_device_tensor(
             "{what} is {} in device memory but the model's {what} is {}: device buffers are not converted; \
              provide {} on the device (the conversion kernel belongs to the host's pre/post-processing), or use \
              host buffers, which are converted",
-            crate::model::dtype_name(t.dtype),
-            crate::model::dtype_name(model_dtype),
-            crate::model::dtype_name(model_dtype)
+            crate::tensor::dtype_name(t.dtype),
+            crate::tensor::dtype_name(model_dtype),
+            crate::tensor::dtype_name(model_dtype)
         )));
     }
     let row = t.w as u64 * elem_size(t.dtype) as u64;
@@ -233,7 +236,7 @@ pub(crate) fn check_device_tensor(
              first",
             t.pitch_bytes,
             t.w,
-            crate::model::dtype_name(t.dtype)
+            crate::tensor::dtype_name(t.dtype)
         );
         // A pitch shorter than a row is a caller error; a longer one is valid ABI this plugin cannot run yet.
         return Err(if t.pitch_bytes < row { invalid(msg) } else { PluginFailure::new(VF_STATUS_UNSUPPORTED, msg) });
@@ -275,7 +278,7 @@ pub(crate) fn run_bound(m: BoundRun<'_>, input: &VfTensor, output: &VfTensor) ->
             bind_input_raw(&mut io.binding, &io.input_name, v.ptr()).map_err(|e| rt("binding the input", e))?;
             Box::new(v)
         } else {
-            let data = crate::model::host_to_f32(input)?;
+            let data = crate::tensor::host_to_f32(input)?;
             let v = host_value(m.in_dtype, shape_of(input), &data).map_err(|e| rt("input tensor", e))?;
             bind_input_raw(&mut io.binding, &io.input_name, v.ptr()).map_err(|e| rt("binding the input", e))?;
             Box::new(v)
@@ -315,7 +318,7 @@ pub(crate) fn run_bound(m: BoundRun<'_>, input: &VfTensor, output: &VfTensor) ->
                     ),
                 ));
             }
-            crate::model::f32_to_host(&data, output)?;
+            crate::tensor::f32_to_host(&data, output)?;
         }
         Ok(())
     })();
@@ -348,7 +351,7 @@ mod cudart {
 
     const NAMES: [&str; 3] = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"];
 
-    fn load() -> Result<Cudart, String> {
+    fn load() -> Result<Cudart, StepError> {
         // Prefer the copy already in the process (ORT's), then any on the library path.
         let loaded = NAMES.iter().find_map(|n| {
             // SAFETY: RTLD_NOLOAD only returns a handle to a library that is already loaded.
@@ -360,25 +363,26 @@ mod cudart {
             Some(l) => l,
             // SAFETY: loading the CUDA runtime runs its initialisers only.
             None => NAMES.iter().find_map(|n| unsafe { libloading::Library::new(n) }.ok()).ok_or_else(|| {
-                format!("the CUDA runtime is not loaded and none of {} could be loaded", NAMES.join(", "))
+                StepError(format!("the CUDA runtime is not loaded and none of {} could be loaded", NAMES.join(", ")))
             })?,
         };
         // SAFETY: these symbols have these signatures in every CUDA runtime.
         unsafe {
-            let stream_sync = *lib.get::<StreamSync>(b"cudaStreamSynchronize\0").map_err(|e| e.to_string())?;
-            let set_device = *lib.get::<SetDevice>(b"cudaSetDevice\0").map_err(|e| e.to_string())?;
-            let error_string = *lib.get::<ErrorString>(b"cudaGetErrorString\0").map_err(|e| e.to_string())?;
+            let missing = |e: libloading::Error| StepError(e.to_string());
+            let stream_sync = *lib.get::<StreamSync>(b"cudaStreamSynchronize\0").map_err(missing)?;
+            let set_device = *lib.get::<SetDevice>(b"cudaSetDevice\0").map_err(missing)?;
+            let error_string = *lib.get::<ErrorString>(b"cudaGetErrorString\0").map_err(missing)?;
             Ok(Cudart { _lib: lib, stream_sync, set_device, error_string })
         }
     }
 
-    fn get() -> Result<&'static Cudart, String> {
-        static CUDART: OnceLock<Result<Cudart, String>> = OnceLock::new();
+    fn get() -> Result<&'static Cudart, StepError> {
+        static CUDART: OnceLock<Result<Cudart, StepError>> = OnceLock::new();
         CUDART.get_or_init(load).as_ref().map_err(Clone::clone)
     }
 
     /// Waits for all work on `stream` (0: the legacy default stream of `device`).
-    pub(super) fn stream_synchronize(stream: usize, device: u32) -> Result<(), String> {
+    pub(super) fn stream_synchronize(stream: usize, device: u32) -> Result<(), StepError> {
         let rt = get()?;
         let check = |code: c_int, what: &str| {
             if code == 0 {
@@ -386,7 +390,7 @@ mod cudart {
             }
             // SAFETY: returns a static string for any code.
             let msg = unsafe { std::ffi::CStr::from_ptr((rt.error_string)(code)) }.to_string_lossy().into_owned();
-            Err(format!("{what}: CUDA error {code}: {msg}"))
+            Err(StepError(format!("{what}: CUDA error {code}: {msg}")))
         };
         if stream == 0 {
             // The legacy default stream is per device: make sure it is the model's.

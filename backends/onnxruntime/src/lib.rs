@@ -8,6 +8,7 @@
 mod device;
 mod model;
 mod runtime;
+mod tensor;
 
 use std::ffi::c_char;
 
@@ -43,6 +44,11 @@ pub unsafe extern "C" fn videoforge_backend_entry(
         std::ptr::null()
     }
 }
+
+/// A step that failed, in words; the caller wraps it in a [`PluginFailure`] with the status that fits.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct StepError(pub(crate) String);
 
 fn invalid(msg: impl Into<String>) -> PluginFailure {
     PluginFailure::new(VF_STATUS_INVALID_ARGUMENT, msg)

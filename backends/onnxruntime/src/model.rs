@@ -107,6 +107,15 @@ fn check_outlet(kind: &str, name: &str, ty: &ValueType) -> Result<(VfDType, [i64
     Ok((dtype, [dims[0], dims[1], dims[2], dims[3]]))
 }
 
+/// The host's provider options, when its options struct is new enough to carry them.
+fn provider_options(o: &VfModelOptions) -> Option<String> {
+    let needed = std::mem::offset_of!(VfModelOptions, provider_options) + std::mem::size_of::<*const i8>();
+    if (o.struct_size as usize) < needed {
+        return None;
+    }
+    opt_str(o.provider_options)
+}
+
 impl Model {
     /// Loads the model the options name, checks it and fills `info`.
     pub(crate) fn load(o: &VfModelOptions, info: &mut VfModelInfo) -> Result<Model, PluginFailure> {
@@ -126,13 +135,16 @@ impl Model {
             return Err(PluginFailure::new(VF_STATUS_NOT_FOUND, format!("model file {model_path} not found")));
         }
         let ep = resolve_ep(o, rt)?;
-        let cuda_overrides =
-            if ep == VF_EP_CUDA || ep == VF_EP_TENSORRT { device::cuda_options_from_env()? } else { Vec::new() };
+        let cuda_overrides = if ep == VF_EP_CUDA || ep == VF_EP_TENSORRT {
+            device::cuda_options(provider_options(o).as_deref())?
+        } else {
+            Vec::new()
+        };
         if !cuda_overrides.is_empty() {
             let kv: Vec<String> = cuda_overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
             warnings.push(format!(
                 "CUDA execution provider options from {}: {} (they change speed and possibly the output bytes)",
-                device::CUDA_OPTIONS_ENV,
+                "the host",
                 kv.join(",")
             ));
         }
@@ -148,7 +160,7 @@ impl Model {
             .with_deterministic_compute(true)
             .map_err(|e| fail("deterministic compute", e.to_string()))?;
         builder = register_ep(builder, o, ep, &cuda_overrides)
-            .map_err(|e| fail(&format!("{} execution provider", ep_name(ep)), e))?;
+            .map_err(|e| fail(&format!("{} execution provider", ep_name(ep)), e.0))?;
         let session =
             builder.commit_from_file(&model_path).map_err(|e| fail("cannot load the model", e.to_string()))?;
 
@@ -174,8 +186,8 @@ impl Model {
         if in_dtype != out_dtype {
             warnings.push(format!(
                 "input is {} but output is {}; both are converted",
-                dtype_name(in_dtype),
-                dtype_name(out_dtype)
+                crate::tensor::dtype_name(in_dtype),
+                crate::tensor::dtype_name(out_dtype)
             ));
         }
         let mut model = Model {
@@ -300,7 +312,7 @@ impl Model {
         if input.memory == VF_MEMORY_CUDA || output.memory == VF_MEMORY_CUDA {
             return self.run_device(input, output);
         }
-        let data = host_to_f32(input)?;
+        let data = crate::tensor::host_to_f32(input)?;
         let shape = [input.n as i64, 3, input.h as i64, input.w as i64];
         let (got, out) = self.run_host(&data, shape).map_err(runtime_err)?;
         let want = [output.n as i64, 3, output.h as i64, output.w as i64];
@@ -313,7 +325,7 @@ impl Model {
                 shape_str(&want)
             )));
         }
-        f32_to_host(&out, output)
+        crate::tensor::f32_to_host(&out, output)
     }
 
     /// [`Model::run`] with at least one side in CUDA device memory: IO binding on the model's device.
@@ -331,7 +343,7 @@ impl Model {
             }
         }
         if self.io.is_none() {
-            let io = DeviceIo::new(&self.session, self.device_index, &self.input_name).map_err(runtime_err)?;
+            let io = DeviceIo::new(&self.session, self.device_index, &self.input_name).map_err(|e| runtime_err(e.0))?;
             self.io = Some(io);
         }
         let run = BoundRun {
@@ -343,54 +355,6 @@ impl Model {
             ep_stream: self.ep_stream,
         };
         device::run_bound(run, input, output)
-    }
-}
-
-/// Number of elements of a packed NCHW tensor.
-fn len(t: &VfTensor) -> usize {
-    t.n as usize * t.c as usize * t.h as usize * t.w as usize
-}
-
-/// Reads a packed host tensor as f32.
-pub(crate) fn host_to_f32(t: &VfTensor) -> Result<Vec<f32>, PluginFailure> {
-    // SAFETY: the host guarantees `data` holds `len` elements of `dtype`.
-    unsafe {
-        Ok(match t.dtype {
-            VF_DTYPE_F32 => std::slice::from_raw_parts(t.data as *const f32, len(t)).to_vec(),
-            VF_DTYPE_F16 => {
-                std::slice::from_raw_parts(t.data as *const f16, len(t)).iter().map(|x| x.to_f32()).collect()
-            }
-            d => return Err(crate::invalid(format!("input.dtype {d} is not a VF_DTYPE_* value"))),
-        })
-    }
-}
-
-/// Writes f32 values into a packed host tensor of its `dtype`.
-pub(crate) fn f32_to_host(out: &[f32], t: &VfTensor) -> Result<(), PluginFailure> {
-    if out.len() != len(t) {
-        return Err(runtime_err(format!("the run gave {} values for an output of {}", out.len(), len(t))));
-    }
-    // SAFETY: the host guarantees `data` has room for `len(t)` elements of `dtype`.
-    unsafe {
-        match t.dtype {
-            VF_DTYPE_F32 => std::slice::from_raw_parts_mut(t.data as *mut f32, len(t)).copy_from_slice(out),
-            VF_DTYPE_F16 => {
-                let dst = std::slice::from_raw_parts_mut(t.data as *mut f16, len(t));
-                for (d, s) in dst.iter_mut().zip(out) {
-                    *d = f16::from_f32(*s);
-                }
-            }
-            d => return Err(crate::invalid(format!("output.dtype {d} is not a VF_DTYPE_* value"))),
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn dtype_name(d: VfDType) -> &'static str {
-    if d == VF_DTYPE_F16 {
-        "f16"
-    } else {
-        "f32"
     }
 }
 
@@ -432,7 +396,7 @@ fn register_ep(
     o: &VfModelOptions,
     ep: VfExecutionProvider,
     cuda_overrides: &[(String, String)],
-) -> Result<ort::session::builder::SessionBuilder, String> {
+) -> Result<ort::session::builder::SessionBuilder, crate::StepError> {
     let device = o.device_index as i32;
     let mut eps = Vec::new();
     if ep == VF_EP_TENSORRT {
@@ -464,5 +428,5 @@ fn register_ep(
     if eps.is_empty() {
         return Ok(builder);
     }
-    builder.with_execution_providers(eps).map_err(|e| e.to_string())
+    builder.with_execution_providers(eps).map_err(|e| crate::StepError(e.to_string()))
 }

@@ -26,8 +26,8 @@ pub(crate) struct Runtime {
 
 static RUNTIME: Mutex<Option<&'static Runtime>> = Mutex::new(None);
 
-const INSTALL_HINT: &str = "run scripts/setup.sh to install the CPU build into .deps/onnxruntime/ (or install \
-                            onnxruntime-gpu and set ORT_DYLIB_PATH / the job's model.runtime to its libonnxruntime.so)";
+const INSTALL_HINT: &str = "run scripts/setup.sh to install it into .deps/ (or set ORT_DYLIB_PATH, or the job's \
+                            model.runtime, to a libonnxruntime.so)";
 
 fn missing(msg: String) -> PluginFailure {
     PluginFailure::new(VF_STATUS_LIBRARY_MISSING, msg)
@@ -50,9 +50,9 @@ pub(crate) fn get(explicit: Option<&Path>) -> Result<&'static Runtime, PluginFai
     Ok(rt)
 }
 
-/// Where to look, in order: the host's explicit path, `ORT_DYLIB_PATH`, next to this plugin,
-/// `.deps/onnxruntime/` under the current directory and its parents, under the source workspace, then system
-/// library folders.
+/// Where to look, in order: the host's explicit path (the host resolves `ORT_DYLIB_PATH`, the bundle and the
+/// checkout's `.deps/`), next to this plugin and in its parent folder (the bundle's `lib/`), `.deps/onnxruntime/`
+/// under the current directory and its parents, under the source workspace, then system library folders.
 fn locate(explicit: Option<&Path>) -> Result<PathBuf, PluginFailure> {
     const NAME: &str = "libonnxruntime.so";
     if let Some(p) = explicit {
@@ -62,30 +62,17 @@ fn locate(explicit: Option<&Path>) -> Result<PathBuf, PluginFailure> {
             Err(missing(format!("ONNX Runtime library {} (from the job) not found; {INSTALL_HINT}", p.display())))
         };
     }
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(missing(format!(
-                "ONNX Runtime library {} (from ORT_DYLIB_PATH) not found; {INSTALL_HINT}",
-                p.display()
-            )))
-        };
-    }
     let mut candidates = Vec::new();
     if let Some(dir) = own_dir() {
         candidates.push(dir.join(NAME));
+        if let Some(parent) = dir.parent() {
+            candidates.push(parent.join(NAME));
+        }
     }
     if let Ok(cwd) = std::env::current_dir() {
         candidates.extend(cwd.ancestors().map(|d| d.join(".deps/onnxruntime").join(NAME)));
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.deps/onnxruntime").join(NAME));
-    for var in ["LD_LIBRARY_PATH"] {
-        if let Some(v) = std::env::var_os(var) {
-            candidates.extend(std::env::split_paths(&v).map(|d| d.join(NAME)));
-        }
-    }
     for d in ["/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/opt/onnxruntime/lib"] {
         candidates.push(Path::new(d).join(NAME));
     }
@@ -94,8 +81,7 @@ fn locate(explicit: Option<&Path>) -> Result<PathBuf, PluginFailure> {
     }
     let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     Err(missing(format!(
-        "ONNX Runtime (libonnxruntime.so) not found; ORT_DYLIB_PATH is unset and it is not in any of: {}; \
-         {INSTALL_HINT}",
+        "ONNX Runtime (libonnxruntime.so) not found: it is not in any of: {}; {INSTALL_HINT}",
         looked.join(", ")
     )))
 }

@@ -1,232 +1,17 @@
-//! NVDEC: hardware decoding through `libnvcuvid`, loaded at run time (nothing links the driver's libraries at
-//! build time). libavformat demuxes; H.264 and HEVC packets go through FFmpeg's `*_mp4toannexb` bitstream filter
-//! (a no-op on Annex-B input); the driver's parser orders pictures for display. Each displayed picture is mapped
-//! (NV12, or P016 for 10-bit, cropped to the display area by the decoder), copied on the context's decode stream
-//! into two pooled device buffers (luma, interleaved chroma) with tight pitches, and unmapped at once, so the
-//! decoder's few output surfaces are never held by later stages.
+//! One NVDEC decoder for one video stream: the driver's parser orders pictures for display; each displayed
+//! picture is mapped (NV12, or P016 for 10-bit, cropped to the display area by the decoder), copied on the
+//! context's decode stream into two device buffers (luma, interleaved chroma) with tight pitches, and unmapped at
+//! once, so the decoder's few output surfaces are never held by later stages. Packets arrive as bytes already in
+//! the form the parser reads (Annex B for H.264/HEVC: `crate::video::DecoderFeed` prepares them).
 
-use super::GpuContext;
+use super::error::NvdecError;
+use super::ffi::*;
+use crate::gpu::GpuContext;
 use crate::video::VideoInfo;
 use cudarc::driver::{CudaSlice, DevicePtrMut};
-use ff::packet::Mut as _;
-use ffmpeg_next as ff;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_int, c_uint, c_ulong, c_void};
-use std::sync::{Arc, OnceLock};
-
-type Handle = *mut c_void;
-
-/// `CUVIDEOFORMAT` (nvcuvid.h).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct VideoFormat {
-    codec: c_uint,
-    frame_rate: [c_uint; 2],
-    progressive_sequence: u8,
-    bit_depth_luma_minus8: u8,
-    bit_depth_chroma_minus8: u8,
-    min_num_decode_surfaces: u8,
-    coded_width: c_uint,
-    coded_height: c_uint,
-    /// left, top, right, bottom
-    display_area: [c_int; 4],
-    chroma_format: c_uint,
-    bitrate: c_uint,
-    display_aspect_ratio: [c_int; 2],
-    video_signal_description: [u8; 4],
-    seqhdr_data_length: c_uint,
-}
-
-/// `CUVIDPARSERDISPINFO`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct DispInfo {
-    picture_index: c_int,
-    progressive_frame: c_int,
-    top_field_first: c_int,
-    repeat_first_field: c_int,
-    timestamp: i64,
-}
-
-type SequenceCb = unsafe extern "C" fn(*mut c_void, *mut VideoFormat) -> c_int;
-type DecodeCb = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
-type DisplayCb = unsafe extern "C" fn(*mut c_void, *mut DispInfo) -> c_int;
-
-/// `CUVIDPARSERPARAMS` (the SDK 9 layout; later SDKs carve new fields out of the reserved ones, same size).
-#[repr(C)]
-struct ParserParams {
-    codec_type: c_uint,
-    max_num_decode_surfaces: c_uint,
-    clock_rate: c_uint,
-    error_threshold: c_uint,
-    max_display_delay: c_uint,
-    reserved1: [c_uint; 5],
-    user_data: *mut c_void,
-    sequence: Option<SequenceCb>,
-    decode: Option<DecodeCb>,
-    display: Option<DisplayCb>,
-    reserved2: [*mut c_void; 7],
-    ext_video_info: *mut c_void,
-}
-
-/// `CUVIDSOURCEDATAPACKET`.
-#[repr(C)]
-struct SourcePacket {
-    flags: c_ulong,
-    payload_size: c_ulong,
-    payload: *const u8,
-    timestamp: i64,
-}
-
-const PKT_ENDOFSTREAM: c_ulong = 0x01;
-const PKT_TIMESTAMP: c_ulong = 0x02;
-
-/// `CUVIDDECODECREATEINFO`.
-#[repr(C)]
-struct CreateInfo {
-    width: c_ulong,
-    height: c_ulong,
-    num_decode_surfaces: c_ulong,
-    codec_type: c_uint,
-    chroma_format: c_uint,
-    creation_flags: c_ulong,
-    bit_depth_minus8: c_ulong,
-    intra_decode_only: c_ulong,
-    max_width: c_ulong,
-    max_height: c_ulong,
-    reserved1: c_ulong,
-    /// left, top, right, bottom
-    display_area: [i16; 4],
-    output_format: c_uint,
-    deinterlace_mode: c_uint,
-    target_width: c_ulong,
-    target_height: c_ulong,
-    num_output_surfaces: c_ulong,
-    vid_lock: *mut c_void,
-    target_rect: [i16; 4],
-    reserved2: [c_ulong; 5],
-}
-
-/// `CUVIDPROCPARAMS`.
-#[repr(C)]
-struct ProcParams {
-    progressive_frame: c_int,
-    second_field: c_int,
-    top_field_first: c_int,
-    unpaired_field: c_int,
-    reserved_flags: c_uint,
-    reserved_zero: c_uint,
-    raw_input_dptr: u64,
-    raw_input_pitch: c_uint,
-    raw_input_format: c_uint,
-    raw_output_dptr: u64,
-    raw_output_pitch: c_uint,
-    reserved1: c_uint,
-    output_stream: *mut c_void,
-    reserved: [c_uint; 46],
-    reserved2: [*mut c_void; 2],
-}
-
-const CREATE_PREFER_CUVID: c_ulong = 0x04;
-const SURFACE_NV12: c_uint = 0;
-const SURFACE_P016: c_uint = 1;
-const CHROMA_420: c_uint = 1;
-
-/// `CUVIDDECODECAPS` (Video Codec SDK 12/13 layout).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct DecodeCaps {
-    codec_type: c_uint,
-    chroma_format: c_uint,
-    bit_depth_minus8: c_uint,
-    reserved1: [c_uint; 3],
-    is_supported: u8,
-    pub(crate) num_nvdecs: u8,
-    output_format_mask: u16,
-    pub(crate) max_width: c_uint,
-    pub(crate) max_height: c_uint,
-    max_mb_count: c_uint,
-    min_width: u16,
-    min_height: u16,
-    is_histogram_supported: u8,
-    counter_bit_depth: u8,
-    max_histogram_bins: u16,
-    reserved3: [c_uint; 10],
-}
-
-/// The entry points of `libnvcuvid.so.1` videoforge uses.
-struct Lib {
-    _lib: libloading::Library,
-    create_parser: unsafe extern "C" fn(*mut Handle, *mut ParserParams) -> c_int,
-    parse: unsafe extern "C" fn(Handle, *mut SourcePacket) -> c_int,
-    destroy_parser: unsafe extern "C" fn(Handle) -> c_int,
-    create_decoder: unsafe extern "C" fn(*mut Handle, *mut CreateInfo) -> c_int,
-    decode_picture: unsafe extern "C" fn(Handle, *mut c_void) -> c_int,
-    map: unsafe extern "C" fn(Handle, c_int, *mut u64, *mut c_uint, *mut ProcParams) -> c_int,
-    unmap: unsafe extern "C" fn(Handle, u64) -> c_int,
-    destroy_decoder: unsafe extern "C" fn(Handle) -> c_int,
-    get_caps: unsafe extern "C" fn(*mut DecodeCaps) -> c_int,
-}
-
-fn lib() -> Result<&'static Lib, String> {
-    static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
-    LIB.get_or_init(|| {
-        // SAFETY: loading the NVIDIA driver's own library; its initialisers are benign.
-        let lib = unsafe { libloading::Library::new("libnvcuvid.so.1") }
-            .map_err(|e| format!("libnvcuvid.so.1 not loadable ({e})"))?;
-        macro_rules! sym {
-            ($name:literal) => {
-                // SAFETY: each symbol has the signature of the field it fills (nvcuvid.h / cuviddec.h, SDK 9+).
-                *unsafe { lib.get(concat!($name, "\0").as_bytes()) }
-                    .map_err(|e| format!("libnvcuvid.so.1 lacks {} ({e})", $name))?
-            };
-        }
-        Ok(Lib {
-            create_parser: sym!("cuvidCreateVideoParser"),
-            parse: sym!("cuvidParseVideoData"),
-            destroy_parser: sym!("cuvidDestroyVideoParser"),
-            create_decoder: sym!("cuvidCreateDecoder"),
-            decode_picture: sym!("cuvidDecodePicture"),
-            map: sym!("cuvidMapVideoFrame64"),
-            unmap: sym!("cuvidUnmapVideoFrame64"),
-            destroy_decoder: sym!("cuvidDestroyDecoder"),
-            get_caps: sym!("cuvidGetDecoderCaps"),
-            _lib: lib,
-        })
-    })
-    .as_ref()
-    .map_err(Clone::clone)
-}
-
-/// Whether `libnvcuvid.so.1` loads with every entry point videoforge uses.
-pub fn load() -> Result<(), String> {
-    lib().map(|_| ())
-}
-
-/// NVDEC's limits for `codec` (a `cudaVideoCodec`), 4:2:0 at `bit_depth`; `None` where it does not decode it.
-/// Needs the device's context current on this thread.
-pub(crate) fn decoder_caps(codec: c_uint, bit_depth: u8) -> Result<Option<DecodeCaps>, String> {
-    let lib = lib()?;
-    let mut caps = DecodeCaps {
-        codec_type: codec,
-        chroma_format: CHROMA_420,
-        bit_depth_minus8: c_uint::from(bit_depth.saturating_sub(8)),
-        ..Default::default()
-    };
-    // SAFETY: a zero-initialised CUVIDDECODECAPS with its inputs set.
-    let rc = unsafe { (lib.get_caps)(&mut caps) };
-    Ok((rc == 0 && caps.is_supported != 0).then_some(caps))
-}
-
-/// `cudaVideoCodec` of an FFmpeg codec NVDEC can take from this demuxer (AV1 and the rest stay on the CPU).
-fn codec_id(codec: &str) -> Option<c_uint> {
-    match codec {
-        "h264" => Some(4),
-        "hevc" => Some(8),
-        "vp9" => Some(10),
-        _ => None,
-    }
-}
+use std::sync::Arc;
 
 /// What the parser's callbacks share with the decoder (boxed: the parser keeps a pointer to it).
 struct State {
@@ -347,45 +132,6 @@ unsafe extern "C" fn on_display(user: *mut c_void, disp: *mut DispInfo) -> c_int
     })
 }
 
-/// FFmpeg's `*_mp4toannexb` filter: length-prefixed (MP4, Matroska) H.264/HEVC to the start codes NVDEC parses.
-struct AnnexB {
-    ctx: *mut ff::ffi::AVBSFContext,
-    out: ff::Packet,
-}
-
-impl AnnexB {
-    fn new(name: &str, stream: &ff::format::stream::Stream<'_>) -> Result<AnnexB, String> {
-        let cname = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
-        // SAFETY: plain FFmpeg calls on a context this struct owns; parameters are copied, not borrowed.
-        unsafe {
-            let filter = ff::ffi::av_bsf_get_by_name(cname.as_ptr());
-            if filter.is_null() {
-                return Err(format!("FFmpeg lacks the {name} bitstream filter"));
-            }
-            let mut ctx = std::ptr::null_mut();
-            if ff::ffi::av_bsf_alloc(filter, &mut ctx) < 0 {
-                return Err(format!("{name}: cannot allocate"));
-            }
-            let me = AnnexB { ctx, out: ff::Packet::empty() };
-            if ff::ffi::avcodec_parameters_copy((*ctx).par_in, stream.parameters().as_ptr()) < 0 {
-                return Err(format!("{name}: cannot copy the stream parameters"));
-            }
-            (*ctx).time_base_in = stream.time_base().into();
-            if ff::ffi::av_bsf_init(ctx) < 0 {
-                return Err(format!("{name}: cannot initialise"));
-            }
-            Ok(me)
-        }
-    }
-}
-
-impl Drop for AnnexB {
-    fn drop(&mut self) {
-        // SAFETY: ctx was allocated by av_bsf_alloc and is freed once.
-        unsafe { ff::ffi::av_bsf_free(&mut self.ctx) };
-    }
-}
-
 /// A picture decoded by NVDEC, in device memory on the decoder's GPU: `y` holds `height` rows of
 /// `width × sample_bytes` bytes, `uv` holds `height / 2` rows of interleaved Cb/Cr of the same width in bytes.
 /// 10-bit pictures are P016: the code sits in the top bits of each 16-bit word. [`DeviceFrame::recycle`] hands
@@ -411,7 +157,8 @@ pub struct DeviceFrame {
 impl DeviceFrame {
     /// Gives the buffers back to the decoder for a later picture (the caller's work on them must be complete).
     pub fn recycle(self) {
-        let _ = self.home.send((self.y, self.uv));
+        // A decoder already gone frees the buffers instead.
+        self.home.send((self.y, self.uv)).ok();
     }
 
     /// Bytes per sample (1 for NV12, 2 for P016).
@@ -435,9 +182,9 @@ impl DeviceFrame {
     /// The picture on the host as planar Y, Cb, Cr codes (one byte per 8-bit sample, little-endian 16-bit words
     /// holding the code in the low bits otherwise): the layout of [`crate::video::YuvFrame`] (tests compare the
     /// two decoders with it).
-    pub fn to_host_planar(&self, stream: &Arc<cudarc::driver::CudaStream>) -> Result<Vec<u8>, String> {
-        let y = stream.clone_dtoh(&self.y).map_err(|e| format!("{e:?}"))?;
-        let uv = stream.clone_dtoh(&self.uv).map_err(|e| format!("{e:?}"))?;
+    pub fn to_host_planar(&self, stream: &Arc<cudarc::driver::CudaStream>) -> Result<Vec<u8>, NvdecError> {
+        let y = stream.clone_dtoh(&self.y).map_err(NvdecError::cuda)?;
+        let uv = stream.clone_dtoh(&self.uv).map_err(NvdecError::cuda)?;
         let e = self.sample_bytes();
         let shift = self.shift();
         let fix = |b: &[u8]| -> Vec<u8> {
@@ -463,7 +210,6 @@ pub struct NvDecoder {
     gpu: Arc<GpuContext>,
     parser: Handle,
     state: Box<State>,
-    annexb: Option<AnnexB>,
     /// Packet duration by pts: NVDEC hands back timestamps only.
     durations: HashMap<i64, i64>,
     has_pts: bool,
@@ -474,29 +220,28 @@ pub struct NvDecoder {
     ended: bool,
 }
 
-// SAFETY: the parser, decoder and filter handles are used only through `&mut self`, by one thread at a time;
+// SAFETY: the parser and decoder handles are used only through `&mut self`, by one thread at a time;
 // every call binds the context first.
 unsafe impl Send for NvDecoder {}
 
 impl NvDecoder {
-    /// A decoder for `stream` (described by `info`) on `gpu`. Fails, with a reason the caller reports, when
-    /// the codec or frame is not one this path takes (the caller then decodes on the CPU).
-    pub fn new(
-        gpu: Arc<GpuContext>,
-        info: &VideoInfo,
-        stream: &ff::format::stream::Stream<'_>,
-    ) -> Result<Self, String> {
-        let codec = codec_id(&info.codec).ok_or_else(|| format!("{} is not decoded by NVDEC here", info.codec))?;
+    /// A decoder for the stream `info` describes, on `gpu`. Fails, with a reason the caller reports, when the
+    /// codec or frame is not one this path takes.
+    pub fn new(gpu: Arc<GpuContext>, info: &VideoInfo) -> Result<Self, NvdecError> {
+        let unsupported = NvdecError::Unsupported;
+        let codec =
+            codec_id(&info.codec).ok_or_else(|| unsupported(format!("{} is not decoded by NVDEC here", info.codec)))?;
         if info.width % 2 != 0 || info.height % 2 != 0 {
-            return Err(format!("{}x{} has an odd dimension", info.width, info.height));
+            return Err(unsupported(format!("{}x{} has an odd dimension", info.width, info.height)));
         }
         if !matches!(info.bit_depth, 8 | 10) || !info.pixel_format.starts_with("yuv420p") {
-            return Err(format!("{} is not 4:2:0 at 8 or 10 bits", info.pixel_format));
+            return Err(unsupported(format!("{} is not 4:2:0 at 8 or 10 bits", info.pixel_format)));
         }
         let lib = lib()?;
-        gpu.context().bind_to_thread().map_err(|e| format!("{e:?}"))?;
-        let caps = decoder_caps(codec, info.bit_depth)?
-            .ok_or_else(|| format!("NVDEC does not decode {} {}-bit on this GPU", info.codec, info.bit_depth))?;
+        gpu.context().bind_to_thread().map_err(NvdecError::cuda)?;
+        let caps = decoder_caps(codec, info.bit_depth)?.ok_or_else(|| {
+            unsupported(format!("NVDEC does not decode {} {}-bit on this GPU", info.codec, info.bit_depth))
+        })?;
         let (w, h) = (info.width, info.height);
         let mbs = w.div_ceil(16) * h.div_ceil(16);
         if w < u32::from(caps.min_width)
@@ -505,16 +250,11 @@ impl NvDecoder {
             || h > caps.max_height
             || (caps.max_mb_count > 0 && mbs > caps.max_mb_count)
         {
-            return Err(format!(
+            return Err(unsupported(format!(
                 "{w}x{h} is outside what NVDEC decodes for {} ({}x{} to {}x{})",
                 info.codec, caps.min_width, caps.min_height, caps.max_width, caps.max_height
-            ));
+            )));
         }
-        let annexb = match info.codec.as_str() {
-            "h264" => Some(AnnexB::new("h264_mp4toannexb", stream)?),
-            "hevc" => Some(AnnexB::new("hevc_mp4toannexb", stream)?),
-            _ => None,
-        };
         let mut state = Box::new(State {
             lib,
             decoder: std::ptr::null_mut(),
@@ -543,14 +283,13 @@ impl NvDecoder {
         // SAFETY: params is complete; `state` is boxed and outlives the parser (destroyed first in Drop).
         let rc = unsafe { (lib.create_parser)(&mut parser, &mut params) };
         if rc != 0 || parser.is_null() {
-            return Err(format!("cuvidCreateVideoParser failed (CUresult {rc})"));
+            return Err(NvdecError::Failed(format!("cuvidCreateVideoParser failed (CUresult {rc})")));
         }
         let (free_tx, free_rx) = flume::unbounded();
         Ok(NvDecoder {
             gpu,
             parser,
             state,
-            annexb,
             durations: HashMap::with_capacity(64),
             has_pts: true,
             ready: VecDeque::with_capacity(16),
@@ -566,33 +305,30 @@ impl NvDecoder {
         self.frames
     }
 
-    /// Feeds one packet of the video stream; `None` ends the stream (every remaining picture comes out).
-    pub fn send(&mut self, packet: Option<ff::Packet>) -> Result<(), String> {
+    /// Feeds one packet of the video stream (bytes as the parser reads them, its timestamp and duration in the
+    /// stream's time base).
+    pub fn send(&mut self, data: &[u8], pts: Option<i64>, duration: i64) -> Result<(), NvdecError> {
         if self.ended {
             return Ok(());
         }
-        self.gpu.context().bind_to_thread().map_err(|e| format!("{e:?}"))?;
-        match packet {
+        self.gpu.context().bind_to_thread().map_err(NvdecError::cuda)?;
+        match pts {
             Some(p) => {
-                if let Some(pts) = p.pts() {
-                    self.durations.insert(pts, p.duration());
-                } else {
-                    self.has_pts = false;
-                }
-                if self.annexb.is_some() {
-                    self.filter(Some(p))?;
-                } else {
-                    self.parse(p.data().unwrap_or_default(), p.pts(), false)?;
-                }
+                self.durations.insert(p, duration);
             }
-            None => {
-                if self.annexb.is_some() {
-                    self.filter(None)?;
-                }
-                self.parse(&[], None, true)?;
-                self.ended = true;
-            }
+            None => self.has_pts = false,
         }
+        self.parse(data, pts, false)
+    }
+
+    /// Ends the stream: every remaining picture comes out.
+    pub fn finish(&mut self) -> Result<(), NvdecError> {
+        if self.ended {
+            return Ok(());
+        }
+        self.gpu.context().bind_to_thread().map_err(NvdecError::cuda)?;
+        self.parse(&[], None, true)?;
+        self.ended = true;
         Ok(())
     }
 
@@ -603,34 +339,7 @@ impl NvDecoder {
         Some((f, duration))
     }
 
-    fn filter(&mut self, packet: Option<ff::Packet>) -> Result<(), String> {
-        let Some(bsf) = self.annexb.as_mut() else { return Ok(()) };
-        // SAFETY: av_bsf_send_packet takes over the packet's reference (or null = end of stream).
-        let rc = unsafe {
-            match packet {
-                Some(mut p) => ff::ffi::av_bsf_send_packet(bsf.ctx, p.as_mut_ptr()),
-                None => ff::ffi::av_bsf_send_packet(bsf.ctx, std::ptr::null_mut()),
-            }
-        };
-        if rc < 0 {
-            return Err(format!("bitstream filter: {}", ff::Error::from(rc)));
-        }
-        loop {
-            let bsf = self.annexb.as_mut().ok_or("bitstream filter gone")?;
-            // SAFETY: out is an owned packet the filter fills.
-            let rc = unsafe { ff::ffi::av_bsf_receive_packet(bsf.ctx, bsf.out.as_mut_ptr()) };
-            if rc == ff::ffi::AVERROR(ff::ffi::EAGAIN) || rc == ff::ffi::AVERROR_EOF {
-                return Ok(());
-            }
-            if rc < 0 {
-                return Err(format!("bitstream filter: {}", ff::Error::from(rc)));
-            }
-            let out = std::mem::replace(&mut bsf.out, ff::Packet::empty());
-            self.parse(out.data().unwrap_or_default(), out.pts(), false)?;
-        }
-    }
-
-    fn parse(&mut self, data: &[u8], pts: Option<i64>, end: bool) -> Result<(), String> {
+    fn parse(&mut self, data: &[u8], pts: Option<i64>, end: bool) -> Result<(), NvdecError> {
         let mut pkt = SourcePacket {
             flags: if end { PKT_ENDOFSTREAM } else { 0 } | if pts.is_some() { PKT_TIMESTAMP } else { 0 },
             payload_size: data.len() as c_ulong,
@@ -640,10 +349,10 @@ impl NvDecoder {
         // SAFETY: the parser reads `data` during the call only; callbacks reach `self.state` (boxed).
         let rc = unsafe { (self.state.lib.parse)(self.parser, &mut pkt) };
         if let Some(e) = self.state.error.take() {
-            return Err(e);
+            return Err(NvdecError::Failed(e));
         }
         if rc != 0 {
-            return Err(format!("cuvidParseVideoData failed (CUresult {rc})"));
+            return Err(NvdecError::Failed(format!("cuvidParseVideoData failed (CUresult {rc})")));
         }
         while let Some(d) = self.state.display.pop_front() {
             self.copy_out(d)?;
@@ -652,7 +361,7 @@ impl NvDecoder {
     }
 
     /// Maps a displayed picture, copies it into pooled buffers on the decode stream, waits, unmaps.
-    fn copy_out(&mut self, d: DispInfo) -> Result<(), String> {
+    fn copy_out(&mut self, d: DispInfo) -> Result<(), NvdecError> {
         let s = &self.state;
         let (w, h) = (s.width as usize, s.height as usize);
         let e = if s.bit_depth > 8 { 2 } else { 1 };
@@ -678,19 +387,19 @@ impl NvDecoder {
         // SAFETY: picture_index comes from the parser's display callback for this decoder.
         let rc = unsafe { (s.lib.map)(s.decoder, d.picture_index, &mut src, &mut pitch, &mut proc) };
         if rc != 0 {
-            return Err(format!("cuvidMapVideoFrame failed (CUresult {rc})"));
+            return Err(NvdecError::Failed(format!("cuvidMapVideoFrame failed (CUresult {rc})")));
         }
         // The decoder's target is the display size (checked in the sequence callback): chroma starts that many
         // (even) rows below luma.
         let chroma = src + u64::from(pitch) * u64::from((s.height + 1) & !1);
-        let copied = (|| -> Result<(CudaSlice<u8>, CudaSlice<u8>), String> {
+        let copied = (|| -> Result<(CudaSlice<u8>, CudaSlice<u8>), NvdecError> {
             let (mut y, mut uv) = match self.free_rx.try_recv() {
                 Ok(b) => b,
                 // SAFETY: both buffers are written by the copies below before anyone reads them.
                 Err(_) => unsafe {
                     (
-                        stream.alloc::<u8>(w * h * e).map_err(|e| format!("{e:?}"))?,
-                        stream.alloc::<u8>(w * (h / 2) * e).map_err(|e| format!("{e:?}"))?,
+                        stream.alloc::<u8>(w * h * e).map_err(NvdecError::cuda)?,
+                        stream.alloc::<u8>(w * (h / 2) * e).map_err(NvdecError::cuda)?,
                     )
                 },
             };
@@ -700,14 +409,14 @@ impl NvDecoder {
                 let (duv, _guv) = uv.device_ptr_mut(&stream);
                 copy_2d(chroma, pitch as usize, duv, w * e, w * e, h / 2, &stream)?;
             }
-            stream.synchronize().map_err(|e| format!("{e:?}"))?;
+            stream.synchronize().map_err(NvdecError::cuda)?;
             Ok((y, uv))
         })();
         // SAFETY: unmapping the pointer cuvidMapVideoFrame64 returned, once.
         let rc = unsafe { (s.lib.unmap)(s.decoder, src) };
         let (y, uv) = copied?;
         if rc != 0 {
-            return Err(format!("cuvidUnmapVideoFrame failed (CUresult {rc})"));
+            return Err(NvdecError::Failed(format!("cuvidUnmapVideoFrame failed (CUresult {rc})")));
         }
         self.frames += 1;
         self.ready.push_back(DeviceFrame {
@@ -733,7 +442,7 @@ fn copy_2d(
     row_bytes: usize,
     rows: usize,
     stream: &Arc<cudarc::driver::CudaStream>,
-) -> Result<(), String> {
+) -> Result<(), NvdecError> {
     use cudarc::driver::sys;
     let p = sys::CUDA_MEMCPY2D {
         srcXInBytes: 0,
@@ -756,14 +465,15 @@ fn copy_2d(
     // SAFETY: both regions are device allocations of at least `rows` pitched rows; the copy is stream-ordered.
     let rc = unsafe { sys::cuMemcpy2DAsync_v2(&p, stream.cu_stream()) };
     if rc != sys::CUresult::CUDA_SUCCESS {
-        return Err(format!("cuMemcpy2DAsync: {rc:?}"));
+        return Err(NvdecError::Failed(format!("cuMemcpy2DAsync: {rc:?}")));
     }
     Ok(())
 }
 
 impl Drop for NvDecoder {
     fn drop(&mut self) {
-        let _ = self.gpu.context().bind_to_thread();
+        // Without the context bound the destroy calls below fail harmlessly; nothing else can be done in a drop.
+        self.gpu.context().bind_to_thread().ok();
         // SAFETY: handles created by this decoder, destroyed once, parser first (it calls into the decoder).
         unsafe {
             (self.state.lib.destroy_parser)(self.parser);

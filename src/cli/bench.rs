@@ -1,78 +1,81 @@
-//! Benchmarks run by `videoforge bench`: figures for `bench/RESULTS.md`, never pass/fail tests.
+//! Benchmarks run by `videoforge bench`: figures for `bench/RESULTS.md`, never pass/fail tests. They are the
+//! command line's, not the library's: they build jobs and clips the way a user would.
 
-use crate::backend::{self, Device, FrameModel, ModelOptions, Plugin, Precision};
-use crate::error::EngineError;
+use anyhow::Context;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
+use videoforge::backend::{find_plugin, Device, ExecutionProvider, FrameModel, ModelOptions, Plugin, Precision};
+use videoforge::runner::Environment;
 
 /// What to measure.
 #[derive(Debug, Clone)]
-pub struct InferenceBench {
+pub(crate) struct InferenceBench {
     /// The model.
-    pub model: PathBuf,
+    pub(crate) model: PathBuf,
     /// Input frame size.
-    pub width: usize,
+    pub(crate) width: usize,
     /// Input frame height.
-    pub height: usize,
+    pub(crate) height: usize,
     /// Timed frames (after 3 warm-up frames).
-    pub frames: usize,
+    pub(crate) frames: usize,
     /// Where to run.
-    pub device: Device,
+    pub(crate) device: Device,
     /// Precision.
-    pub precision: Precision,
+    pub(crate) precision: Precision,
     /// Execution provider (`None` = best for the device).
-    pub execution_provider: Option<String>,
+    pub(crate) execution_provider: Option<ExecutionProvider>,
     /// Tile edge (0 = whole frame).
-    pub tile: u32,
+    pub(crate) tile: u32,
 }
 
 /// Figures of one inference benchmark.
 #[derive(Debug, Clone, Serialize)]
-pub struct InferenceResult {
+pub(crate) struct InferenceResult {
     /// What ran.
-    pub what: String,
+    pub(crate) what: String,
     /// Input width.
-    pub width: usize,
+    pub(crate) width: usize,
     /// Input height.
-    pub height: usize,
+    pub(crate) height: usize,
     /// Upscale factor.
-    pub scale: u32,
+    pub(crate) scale: u32,
     /// Frames per second over the timed frames.
-    pub fps: f64,
+    pub(crate) fps: f64,
     /// Milliseconds per frame.
-    pub ms_per_frame: f64,
+    pub(crate) ms_per_frame: f64,
     /// Timed frames.
-    pub frames: usize,
+    pub(crate) frames: usize,
     /// Execution provider that ran.
-    pub execution_provider: String,
+    pub(crate) execution_provider: ExecutionProvider,
     /// Model IO type.
-    pub dtype: String,
+    pub(crate) dtype: String,
     /// Device memory in use on the GPU after the run minus before the model was loaded (device-wide), in bytes.
-    pub vram_delta: Option<u64>,
+    pub(crate) vram_delta: Option<u64>,
 }
 
 /// Times `FrameModel::upscale` on a fixed pseudo-random frame: host buffers in and out, so the figure includes
 /// the upload, the download and the host-side type conversion the backend does.
-pub fn inference(b: &InferenceBench) -> Result<InferenceResult, EngineError> {
+pub(crate) fn inference(b: &InferenceBench, env: &Environment) -> anyhow::Result<InferenceResult> {
     let gpu = match b.device {
-        Device::Cuda(i) => Some(crate::gpu::GpuContext::new(i).map_err(|e| EngineError::Device(e.to_string()))?),
+        Device::Cuda(i) => Some(videoforge::gpu::GpuContext::new(i)?),
         Device::Cpu => None,
     };
     let free_before = gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f);
-    let plugin = Plugin::load(&backend::find_plugin("onnxruntime")?)?;
+    let plugin = Plugin::load_with(&find_plugin("onnxruntime", &env.plugin_dirs)?, env.runtime_library.as_deref())?;
     let mut model = plugin.open_model(&ModelOptions {
         model_path: b.model.clone(),
         precision: b.precision,
         device: b.device,
-        execution_provider: b.execution_provider.clone(),
+        execution_provider: b.execution_provider,
         tile: b.tile,
         tile_overlap: if b.tile > 0 { 16 } else { 0 },
         batch: 1,
-        runtime_library: None,
+        runtime_library: env.runtime_library.clone(),
         cache_dir: None,
         cuda_stream: 0,
         threads: 0,
+        provider_options: env.overrides.provider_options.clone(),
     })?;
     let mut seed = 0x1234_5678u32;
     let input: Vec<f32> = (0..3 * b.width * b.height)
@@ -109,48 +112,49 @@ pub fn inference(b: &InferenceBench) -> Result<InferenceResult, EngineError> {
 /// Figures of the device paths on one GPU: the model alone on device buffers, and the whole GPU stage (upload a
 /// 4:2:0 frame, colour kernels, model, kernels, download the encoder-format frame).
 #[derive(Debug, Clone, Serialize)]
-pub struct DeviceResult {
+pub(crate) struct DeviceResult {
     /// What ran.
-    pub what: String,
+    pub(crate) what: String,
     /// Input width.
-    pub width: usize,
+    pub(crate) width: usize,
     /// Input height.
-    pub height: usize,
+    pub(crate) height: usize,
     /// Model alone, device buffers, on the GPU stage's stream (synchronised once per frame).
-    pub model_fps: f64,
+    pub(crate) model_fps: f64,
     /// The whole GPU stage per frame.
-    pub stage_fps: f64,
+    pub(crate) stage_fps: f64,
     /// Timed frames of each.
-    pub frames: usize,
+    pub(crate) frames: usize,
     /// Model IO type.
-    pub dtype: String,
+    pub(crate) dtype: String,
     /// Device memory in use after the run minus before (device-wide), in bytes.
-    pub vram_delta: Option<u64>,
+    pub(crate) vram_delta: Option<u64>,
     /// The stage's buffer pool counters.
-    pub pool: crate::gpu::PoolStats,
+    pub(crate) pool: videoforge::gpu::PoolStats,
 }
 
 /// Times the device paths on GPU `device` (see [`DeviceResult`]).
-pub fn device(b: &InferenceBench, device: u32) -> Result<DeviceResult, EngineError> {
-    use crate::backend::DeviceTensor;
-    use crate::video::{Matrix, Range, YuvFrame, YuvUpscaler};
+pub(crate) fn device(b: &InferenceBench, device: u32, env: &Environment) -> anyhow::Result<DeviceResult> {
     use cudarc::driver::DevicePtr;
-    let dev_err = |e: String| EngineError::Device(e);
-    let gpu = std::sync::Arc::new(crate::gpu::GpuContext::new(device).map_err(|e| dev_err(e.to_string()))?);
+    use videoforge::backend::DeviceTensor;
+    use videoforge::video::{Matrix, Range, YuvFrame};
+    let dev_err = |e: cudarc::driver::DriverError| anyhow::anyhow!("GPU {device}: {e:?}");
+    let gpu = std::sync::Arc::new(videoforge::gpu::GpuContext::new(device)?);
     let free_before = gpu.mem_info().ok().map(|(f, _)| f);
-    let plugin = Plugin::load(&backend::find_plugin("onnxruntime")?)?;
+    let plugin = Plugin::load_with(&find_plugin("onnxruntime", &env.plugin_dirs)?, env.runtime_library.as_deref())?;
     let mut model = plugin.open_model(&ModelOptions {
         model_path: b.model.clone(),
         precision: b.precision,
         device: Device::Cuda(device),
-        execution_provider: b.execution_provider.clone(),
+        execution_provider: b.execution_provider,
         tile: 0,
         tile_overlap: 0,
         batch: 1,
-        runtime_library: None,
+        runtime_library: env.runtime_library.clone(),
         cache_dir: None,
         cuda_stream: gpu.compute.cu_stream() as usize,
         threads: 0,
+        provider_options: env.overrides.provider_options.clone(),
     })?;
     let (w, h, s) = (b.width, b.height, model.scale() as usize);
     let (dtype, elem) = match model.info().dtype {
@@ -158,10 +162,10 @@ pub fn device(b: &InferenceBench, device: u32) -> Result<DeviceResult, EngineErr
         _ => (Precision::F32, 4usize),
     };
     let stream = gpu.compute.clone();
-    let zeros = |n: usize| stream.alloc_zeros::<u8>(n).map_err(|e| dev_err(format!("{e:?}")));
+    let zeros = |n: usize| stream.alloc_zeros::<u8>(n).map_err(dev_err);
     let input = zeros(3 * w * h * elem)?;
     let output = zeros(3 * w * h * s * s * elem)?;
-    let run = |model: &mut crate::backend::LoadedModel| -> Result<(), EngineError> {
+    let run = |model: &mut videoforge::backend::LoadedModel| -> anyhow::Result<()> {
         let (ip, _g1) = input.device_ptr(&stream);
         let (op, _g2) = output.device_ptr(&stream);
         let t = |ptr, ww: usize, hh: usize| DeviceTensor {
@@ -178,16 +182,16 @@ pub fn device(b: &InferenceBench, device: u32) -> Result<DeviceResult, EngineErr
     for _ in 0..3 {
         run(&mut model)?;
     }
-    stream.synchronize().map_err(|e| dev_err(format!("{e:?}")))?;
+    stream.synchronize().map_err(dev_err)?;
     let t = Instant::now();
     for _ in 0..b.frames {
         run(&mut model)?;
-        stream.synchronize().map_err(|e| dev_err(format!("{e:?}")))?;
+        stream.synchronize().map_err(dev_err)?;
     }
     let model_fps = b.frames as f64 / t.elapsed().as_secs_f64();
     let dtype_name = format!("{:?}", model.info().dtype);
 
-    let mut stage = crate::gpu::stage::GpuStage::new(gpu.clone(), device, model, 8 << 30)?;
+    let mut stage = videoforge::gpu::stage::GpuStage::new(gpu.clone(), device, model, 8 << 30, true)?;
     let mut frame = YuvFrame::new(w, h, 8, Matrix::Bt709, Range::Limited);
     for (i, v) in frame.data.iter_mut().enumerate() {
         *v = (i * 7 % 220 + 16) as u8;
@@ -217,204 +221,79 @@ pub fn device(b: &InferenceBench, device: u32) -> Result<DeviceResult, EngineErr
 
 /// The synthetic stress test: what to run.
 #[derive(Debug, Clone)]
-pub struct SyntheticBench {
+pub(crate) struct SyntheticBench {
     /// The model.
-    pub model: PathBuf,
+    pub(crate) model: PathBuf,
     /// Where to run.
-    pub device: Device,
+    pub(crate) device: Device,
     /// Precision.
-    pub precision: Precision,
+    pub(crate) precision: Precision,
     /// Clip width.
-    pub width: u32,
+    pub(crate) width: u32,
     /// Clip height.
-    pub height: u32,
+    pub(crate) height: u32,
     /// Clip length in frames.
-    pub frames: u64,
+    pub(crate) frames: u64,
 }
 
 /// Figures and checks of [`stress_test_synthetic`].
 #[derive(Debug, Clone, Serialize)]
-pub struct SyntheticResult {
+pub(crate) struct SyntheticResult {
     /// What ran.
-    pub what: String,
+    pub(crate) what: String,
     /// Device, `cpu` or `cuda:N`.
-    pub device: String,
+    pub(crate) device: String,
     /// Clip width.
-    pub width: u32,
+    pub(crate) width: u32,
     /// Clip height.
-    pub height: u32,
+    pub(crate) height: u32,
     /// Frames asked for.
-    pub frames: u64,
+    pub(crate) frames: u64,
     /// Frames the pipeline decoded.
-    pub frames_decoded: u64,
+    pub(crate) frames_decoded: u64,
     /// Frames the pipeline encoded.
-    pub frames_encoded: u64,
+    pub(crate) frames_encoded: u64,
     /// Pipeline wall-clock seconds.
-    pub wall_s: f64,
+    pub(crate) wall_s: f64,
     /// Frames per second end to end.
-    pub fps: f64,
+    pub(crate) fps: f64,
     /// Sum of the stages' busy seconds.
-    pub busy_sum_s: f64,
+    pub(crate) busy_sum_s: f64,
     /// Device-wide free bytes before the model was loaded minus after the stage was dropped (GPU).
-    pub vram_delta_bytes: Option<i64>,
+    pub(crate) vram_delta_bytes: Option<i64>,
     /// The GPU stage's pool.
-    pub pool: Option<crate::gpu::PoolStats>,
+    pub(crate) pool: Option<videoforge::gpu::PoolStats>,
     /// Its hit rate.
-    pub pool_hit_rate: Option<f64>,
+    pub(crate) pool_hit_rate: Option<f64>,
     /// Steady-state host allocations (information; `None` when `CountingAlloc` is not the global allocator).
-    pub steady_state_allocations: Option<u64>,
+    pub(crate) steady_state_allocations: Option<u64>,
     /// Same input twice gave the same bytes (information).
-    pub deterministic: Option<bool>,
+    pub(crate) deterministic: Option<bool>,
     /// The checks: frames in == frames out == K, VRAM back (GPU), pool hit rate ≥ 90 % (GPU), stages overlapped.
-    pub checks: Vec<crate::audit::AuditCheck>,
+    pub(crate) checks: Vec<videoforge::audit::AuditCheck>,
     /// Whether every check passed (skips count as passed).
-    pub passed: bool,
-}
-
-/// Writes a `frames`-frame `width`×`height` clip (a moving gradient with noise, yuv420p, BT.709 limited,
-/// 25 fps) to `path` (Matroska) with the crate's FFmpeg libraries: libx264 (ultrafast, CRF 18) where present,
-/// else FFV1. No `ffmpeg` CLI needed.
-pub fn write_synthetic_clip(path: &std::path::Path, width: u32, height: u32, frames: u64) -> Result<(), String> {
-    write_synthetic_clip_with(path, width, height, frames, None, 8)
-}
-
-/// [`write_synthetic_clip`] with a chosen encoder (`libx265`, ...; `None` = libx264 or FFV1) and bit depth
-/// (8, or 10 for yuv420p10le: the 8-bit pattern times 4).
-pub fn write_synthetic_clip_with(
-    path: &std::path::Path,
-    width: u32,
-    height: u32,
-    frames: u64,
-    encoder: Option<&str>,
-    bit_depth: u8,
-) -> Result<(), String> {
-    use ffmpeg_next as ff;
-    if width < 2 || height < 2 || width % 2 != 0 || height % 2 != 0 {
-        return Err(format!("synthetic clip {width}x{height}: width and height must be even and at least 2"));
-    }
-    ff::init().map_err(|e| format!("FFmpeg: {e}"))?;
-    // The generator's encoder statistics are noise here.
-    let level = ff::util::log::get_level().ok();
-    ff::util::log::set_level(ff::util::log::Level::Error);
-    let r = write_clip(path, width, height, frames, encoder, bit_depth > 8);
-    if let Some(l) = level {
-        ff::util::log::set_level(l);
-    }
-    r
-}
-
-fn write_clip(
-    path: &std::path::Path,
-    width: u32,
-    height: u32,
-    frames: u64,
-    encoder: Option<&str>,
-    ten_bit: bool,
-) -> Result<(), String> {
-    use ffmpeg_next as ff;
-    let mut octx = ff::format::output_as(&path, "matroska").map_err(|e| format!("{}: {e}", path.display()))?;
-    let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
-    let (codec, x26x) = match encoder {
-        Some(name) => (ff::encoder::find_by_name(name).ok_or(format!("encoder {name} is not available"))?, true),
-        None => match ff::encoder::find_by_name("libx264") {
-            Some(c) => (c, true),
-            None => (ff::encoder::find(ff::codec::Id::FFV1).ok_or("neither libx264 nor FFV1 is available")?, false),
-        },
-    };
-    let pix = if ten_bit { ff::format::Pixel::YUV420P10LE } else { ff::format::Pixel::YUV420P };
-    let tb = ff::Rational::new(1, 25);
-    let mut enc = ff::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .video()
-        .map_err(|e| format!("synthetic encoder: {e}"))?;
-    enc.set_width(width);
-    enc.set_height(height);
-    enc.set_format(pix);
-    enc.set_time_base(tb);
-    enc.set_frame_rate(Some(ff::Rational::new(25, 1)));
-    enc.set_colorspace(ff::color::Space::BT709);
-    enc.set_color_range(ff::color::Range::MPEG);
-    if global_header {
-        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-    }
-    let mut opts = ff::Dictionary::new();
-    if x26x {
-        opts.set("preset", "ultrafast");
-        opts.set("crf", "18");
-    }
-    if encoder == Some("libx265") {
-        opts.set("x265-params", "log-level=error");
-    }
-    let mut encoder = enc.open_with(opts).map_err(|e| format!("cannot open the synthetic encoder: {e}"))?;
-    let index = {
-        let mut ost = octx.add_stream_with(&encoder).map_err(|e| format!("add stream: {e}"))?;
-        ost.set_time_base(tb);
-        ost.index()
-    };
-    octx.write_header().map_err(|e| format!("write header: {e}"))?;
-    let ost_tb = octx.stream(index).map(|s| s.time_base()).unwrap_or(tb);
-    let drain = |encoder: &mut ff::encoder::Video, octx: &mut ff::format::context::Output| -> Result<(), String> {
-        let mut packet = ff::Packet::empty();
-        while encoder.receive_packet(&mut packet).is_ok() {
-            packet.set_stream(index);
-            packet.rescale_ts(tb, ost_tb);
-            packet.write_interleaved(octx).map_err(|e| format!("mux: {e}"))?;
-        }
-        Ok(())
-    };
-    let mut frame = ff::frame::Video::new(pix, width, height);
-    let mut seed = 0x9e37_79b9u32;
-    for i in 0..frames {
-        let t = i as usize;
-        for plane in 0..3 {
-            let (w, h) =
-                if plane == 0 { (width as usize, height as usize) } else { (width as usize / 2, height as usize / 2) };
-            let stride = frame.stride(plane);
-            let data = frame.data_mut(plane);
-            for y in 0..h {
-                for x in 0..w {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    let noise = (seed >> 28) as usize;
-                    let v = match plane {
-                        0 => 16 + (x * 3 + y * 2 + t * 5 + noise) % 220,
-                        1 => 16 + (x * 2 + t * 3) % 225,
-                        _ => 16 + (y * 2 + 240 - t % 240) % 225,
-                    };
-                    if ten_bit {
-                        let w = ((v as u16) << 2).to_le_bytes();
-                        data[y * stride + 2 * x..y * stride + 2 * x + 2].copy_from_slice(&w);
-                    } else {
-                        data[y * stride + x] = v as u8;
-                    }
-                }
-            }
-        }
-        frame.set_pts(Some(i as i64));
-        encoder.send_frame(&frame).map_err(|e| format!("encode: {e}"))?;
-        drain(&mut encoder, &mut octx)?;
-    }
-    encoder.send_eof().map_err(|e| format!("flush: {e}"))?;
-    drain(&mut encoder, &mut octx)?;
-    octx.write_trailer().map_err(|e| format!("write trailer: {e}"))?;
-    Ok(())
+    pub(crate) passed: bool,
 }
 
 /// The synthetic stress test (issue 5): writes a generated clip to a temporary folder, runs it through the
-/// whole pipeline on `b.device` with the audit on (through [`crate::runner::run_job`], exactly as the single-file
-/// command does), and checks frames decoded == frames encoded == K, device memory back to its start (GPU, within
-/// [`crate::audit::VRAM_TOLERANCE`], measured after an unaudited warm-up run of the same clip has set up the
+/// whole pipeline on `b.device` with the audit on (through `runner::run_job`, exactly as the single-file command
+/// does), and checks frames decoded == frames encoded == K, device memory back to its start (GPU, within
+/// `audit::VRAM_TOLERANCE`, measured after an unaudited warm-up run of the same clip has set up the
 /// process's one-time device state), pool hit rate ≥ 90 % (GPU) and that the stages overlapped (sum of busy time
 /// > wall time). A failed check is reported in the result, not as an error.
-pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, EngineError> {
-    use crate::audit::{AuditCheck, Status};
+pub(crate) fn stress_test_synthetic(b: &SyntheticBench, env: &Environment) -> anyhow::Result<SyntheticResult> {
+    use videoforge::audit::{AuditCheck, Status, MIN_POOL_HIT_RATE, VRAM_TOLERANCE};
+    use videoforge::gpu::PoolStats;
     let dir = std::env::temp_dir().join(format!(
         "videoforge-synthetic-{}-{}",
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
-    let result = stress_in(b, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+    let result = stress_in(b, &dir, env);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!("{}: not removed: {e}", dir.display());
+    }
     let r = result?;
     let f = |k: &str| r["pipeline"][k].as_f64();
     let u = |k: &str| r["pipeline"][k].as_u64();
@@ -425,7 +304,7 @@ pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, Engi
     let busy_sum_s = audit["busy_sum_s"].as_f64().unwrap_or(0.0);
     let vram_delta_bytes = audit["vram"]["delta_bytes"].as_i64();
     let p = &audit["pool"];
-    let pool = p.is_object().then(|| crate::gpu::PoolStats {
+    let pool = p.is_object().then(|| PoolStats {
         hits: p["hits"].as_u64().unwrap_or(0),
         misses: p["misses"].as_u64().unwrap_or(0),
         evictions: p["evictions"].as_u64().unwrap_or(0),
@@ -433,7 +312,7 @@ pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, Engi
         cached: p["cached"].as_u64().unwrap_or(0),
         peak: p["peak"].as_u64().unwrap_or(0),
     });
-    let pool_hit_rate = pool.as_ref().map(crate::gpu::PoolStats::hit_rate);
+    let pool_hit_rate = pool.as_ref().map(PoolStats::hit_rate);
     let steady = &audit["steady_state"];
     let steady_state_allocations =
         if steady["counted"].as_bool() == Some(true) { steady["allocations"].as_u64() } else { None };
@@ -452,7 +331,7 @@ pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, Engi
         (false, _) => row("VRAM back to start", Status::Skip, "CPU run".into()),
         (true, Some(d)) => row(
             "VRAM back to start",
-            ok(d.abs() <= crate::audit::VRAM_TOLERANCE),
+            ok(d.abs() <= VRAM_TOLERANCE),
             format!("delta {:+.1} MiB", d as f64 / f64::from(1 << 20)),
         ),
         (true, None) => row("VRAM back to start", Status::Fail, "device memory not measured".into()),
@@ -462,7 +341,7 @@ pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, Engi
         (false, _) => row("no VRAM growth over a second run", Status::Skip, "CPU run".into()),
         (true, Some(d)) => row(
             "no VRAM growth over a second run",
-            ok(d.abs() <= crate::audit::VRAM_TOLERANCE),
+            ok(d.abs() <= VRAM_TOLERANCE),
             format!("delta {:+.1} MiB", d as f64 / f64::from(1 << 20)),
         ),
         (true, None) => row("no VRAM growth over a second run", Status::Fail, "not measured".into()),
@@ -471,7 +350,7 @@ pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, Engi
         (false, _) => row("GPU pool hit rate", Status::Skip, "CPU run".into()),
         (true, Some(p)) => row(
             "GPU pool hit rate",
-            ok(p.hit_rate() >= crate::audit::MIN_POOL_HIT_RATE),
+            ok(p.hit_rate() >= MIN_POOL_HIT_RATE),
             format!("{:.1} % ({} hits, {} misses)", 100.0 * p.hit_rate(), p.hits, p.misses),
         ),
         (true, None) => row("GPU pool hit rate", Status::Fail, "no device stage ran (CPU fallback?)".into()),
@@ -479,10 +358,7 @@ pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, Engi
     let passed = checks.iter().all(|c| c.status != Status::Fail);
     Ok(SyntheticResult {
         what: "videoforge synthetic stress test".into(),
-        device: match b.device {
-            Device::Cpu => "cpu".into(),
-            Device::Cuda(i) => format!("cuda:{i}"),
-        },
+        device: b.device.to_string(),
         width: b.width,
         height: b.height,
         frames: b.frames,
@@ -502,19 +378,11 @@ pub fn stress_test_synthetic(b: &SyntheticBench) -> Result<SyntheticResult, Engi
 }
 
 /// Writes the clip and runs the job in `dir`; the file record as JSON.
-fn stress_in(b: &SyntheticBench, dir: &std::path::Path) -> Result<serde_json::Value, EngineError> {
+fn stress_in(b: &SyntheticBench, dir: &std::path::Path, env: &Environment) -> anyhow::Result<serde_json::Value> {
     let input = dir.join("synthetic.mkv");
-    write_synthetic_clip(&input, b.width, b.height, b.frames).map_err(|m| EngineError::Stage {
-        stage: "synthetic",
-        message: m,
-        retry: crate::error::Retry::Permanent,
-    })?;
+    videoforge::video::write_synthetic_clip(&input, b.width, b.height, b.frames)?;
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let model = if b.model.is_absolute() {
-        b.model.clone()
-    } else {
-        std::env::current_dir().map_err(|e| EngineError::io(&b.model, e))?.join(&b.model)
-    };
+    let model = if b.model.is_absolute() { b.model.clone() } else { std::env::current_dir()?.join(&b.model) };
     let gpus = match b.device {
         Device::Cpu => "\"cpu\"".to_string(),
         Device::Cuda(i) => format!("[{i}]"),
@@ -532,34 +400,18 @@ fn stress_in(b: &SyntheticBench, dir: &std::path::Path) -> Result<serde_json::Va
         q(&dir.to_string_lossy()),
     );
     let source = PathBuf::from("<synthetic stress test>");
-    let manifest = crate::manifest::parse(&text, &source).map_err(EngineError::from)?;
-    let spec = crate::manifest::JobSpec { source, base_dir: dir.to_path_buf(), manifest };
+    let manifest = videoforge::manifest::parse(&text, &source)?;
+    let spec = videoforge::manifest::JobSpec { source, base_dir: dir.to_path_buf(), manifest };
+    let opts = |audit| videoforge::runner::RunOptions { force: true, audit, env: env.clone(), ..Default::default() };
     if matches!(b.device, Device::Cuda(_)) {
         // One-time per-process device state (CUDA modules, cuDNN/cuBLAS handles and workspaces, NVDEC driver state)
         // is set up by a first, unaudited run: "VRAM back to start" then measures what a run leaves behind.
-        let warm =
-            crate::runner::RunOptions { shard: None, force: true, dry_run: false, audit: false, progress: false };
-        crate::runner::run_job(&spec, &warm)?;
+        videoforge::runner::run_job(&spec, &opts(false))?;
     }
-    let opts = crate::runner::RunOptions { shard: None, force: true, dry_run: false, audit: true, progress: false };
-    let summary = crate::runner::run_job(&spec, &opts)?;
-    let Some(rec) = summary.files.into_iter().next() else {
-        return Err(EngineError::Stage {
-            stage: "synthetic",
-            message: "the job ran no file".into(),
-            retry: crate::error::Retry::Permanent,
-        });
-    };
+    let summary = videoforge::runner::run_job(&spec, &opts(true))?;
+    let rec = summary.files.into_iter().next().context("the job ran no file")?;
     if let Some(e) = &rec.error {
-        return Err(EngineError::Stage {
-            stage: "synthetic",
-            message: format!("the pipeline failed: {e}"),
-            retry: crate::error::Retry::Permanent,
-        });
+        anyhow::bail!("the pipeline failed: {e}");
     }
-    serde_json::to_value(&rec).map_err(|e| EngineError::Stage {
-        stage: "synthetic",
-        message: format!("report: {e}"),
-        retry: crate::error::Retry::Permanent,
-    })
+    Ok(serde_json::to_value(&rec)?)
 }

@@ -1,0 +1,217 @@
+//! The manifest's sections as serde types (`deny_unknown_fields`): what the user wrote, before validation. Their
+//! doc comments are the JSON Schema's descriptions.
+
+use super::values::{ByteSize, Gpus};
+use crate::codec::{Codec, Container};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A videoforge job: what to upscale, with which model, where the results go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "videoforge job manifest")]
+pub struct Manifest {
+    /// Manifest format version; must be 1.
+    pub version: u32,
+    /// The super-resolution model.
+    pub model: ModelSection,
+    /// Which devices to run on and how much of them to use.
+    #[serde(default)]
+    pub device: DeviceSection,
+    /// The inputs: files, directories or glob patterns. At least one.
+    pub input: Vec<InputSection>,
+    /// Where outputs go and how they are named.
+    pub output: OutputSection,
+    /// Video encoder settings for every output (inputs may override some).
+    #[serde(default)]
+    pub encode: EncodeSection,
+    /// Pipeline tuning; the plan chooses what is left out.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Path to the ONNX model; relative paths resolve against the manifest's folder.
+    pub path: String,
+    /// Inference backend plugin.
+    #[serde(default)]
+    pub backend: BackendChoice,
+    /// Numeric precision to run the model in.
+    #[serde(default)]
+    pub precision: PrecisionChoice,
+    /// Path to the backend's runtime library (e.g. libonnxruntime.so); default: searched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+}
+
+/// Which inference backend to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// ONNX Runtime (CPU, CUDA and TensorRT execution providers).
+    Onnxruntime,
+    /// TensorRT (through ONNX Runtime's TensorRT execution provider).
+    Tensorrt,
+    /// The best available for the device.
+    #[default]
+    Auto,
+}
+
+/// Model precision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionChoice {
+    /// Half precision.
+    F16,
+    /// Single precision.
+    F32,
+    /// The model's own precision.
+    #[default]
+    Auto,
+}
+
+/// `[device]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    /// `"auto"` (every GPU, else CPU), `"cpu"`, or a list of GPU indices (`[0, 1]`; repeat an index for two
+    /// workers on one GPU).
+    #[serde(default)]
+    pub gpus: Gpus,
+    /// Upper bound on the device memory videoforge may use per GPU, e.g. `"8GiB"` or a number of bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram_limit: Option<ByteSize>,
+    /// Files processed at once per worker (several NVDEC engines can decode at once). Default: the plan decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_at_once: Option<u32>,
+}
+
+/// One `[[input]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSection {
+    /// A file, a directory or a glob pattern (`clips/*.mp4`); relative to the manifest's folder.
+    pub path: String,
+    /// Descend into subdirectories when `path` is a directory.
+    #[serde(default)]
+    pub recursive: bool,
+    /// Encoder settings for the files of this input only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encode: Option<EncodeOverride>,
+}
+
+/// Per-input encoder overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncodeOverride {
+    /// Constant rate factor for these files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crf: Option<u32>,
+    /// Encoder preset for these files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Output folder; relative to the manifest's folder; created when missing.
+    pub dir: String,
+    /// File name template: `{stem}` (input name without extension), `{ext}` (the output container's extension),
+    /// `{scale}` (the model's scale), `{codec}`, `{index}` (position in the sorted work list).
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Output container.
+    #[serde(default = "default_container")]
+    pub container: Container,
+}
+
+fn default_name() -> String {
+    "{stem}.x{scale}.{ext}".into()
+}
+
+fn default_container() -> Container {
+    Container::Mp4
+}
+
+/// `[encode]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncodeSection {
+    /// Output video codec.
+    #[serde(default = "default_codec")]
+    pub codec: Codec,
+    /// Constant rate factor (0–51 for h264/hevc, 0–63 for av1; not for ffv1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crf: Option<u32>,
+    /// Encoder preset (x264/x265 names like `medium`; 0–13 for av1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// Encoder profile (e.g. `high`, `main10`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Output bit depth, 8 or 10; default: the input's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_depth: Option<u8>,
+    /// Copy audio streams unchanged.
+    #[serde(default = "yes")]
+    pub copy_audio: bool,
+    /// Copy subtitle and attachment streams unchanged.
+    #[serde(default = "yes")]
+    pub copy_subtitles: bool,
+    /// Encoder threads; 0 lets the encoder decide.
+    #[serde(default)]
+    pub threads: u32,
+    /// x264/x265 instances encoding consecutive segments of each file at once (each segment starts with a
+    /// keyframe; the segments are joined into one stream). Default: automatic, 2–3 for HEVC outputs of 1440p and
+    /// up on machines with 8 or more cores (one x265 instance cannot use them), otherwise 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 8))]
+    pub segments: Option<u32>,
+}
+
+fn default_codec() -> Codec {
+    Codec::H264
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for EncodeSection {
+    fn default() -> Self {
+        EncodeSection {
+            codec: default_codec(),
+            crf: None,
+            preset: None,
+            profile: None,
+            bit_depth: None,
+            copy_audio: true,
+            copy_subtitles: true,
+            threads: 0,
+            segments: None,
+        }
+    }
+}
+
+/// `[pipeline]`: all optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    /// Frames in flight between two stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
+    /// Frames per inference call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    /// Tile edge in input pixels; 0 = the whole frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile: Option<u32>,
+    /// Overlap between tiles in input pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile_overlap: Option<u32>,
+}

@@ -1,0 +1,21 @@
+//! Validation and planning: a parsed `JobSpec` plus the machine's facts and the model's facts become an immutable,
+//! serialisable [`EnginePlan`]; per file, the plan and the input's facts become a [`FilePlan`] the pipeline only
+//! executes.
+//!
+//! Validation is pure (it reads the file system, never loads libraries or touches a device) and collects every
+//! problem before reporting. Planning is deterministic: the same inputs give the same plan, byte for byte.
+
+mod build;
+mod engine_plan;
+mod file_plan;
+mod inputs;
+mod problem;
+mod validate;
+
+pub use build::{build, infer_bytes, Overrides};
+pub use engine_plan::{
+    DecodeRoute, Decoder, EncodePlan, EnginePlan, ModelFacts, ModelPlan, PipelinePlan, WorkItem, WorkerPlan,
+};
+pub use file_plan::{muxer, plan_file, segments_for, FilePlan, FileSettings, FramePath, InputFacts};
+pub use problem::{format_problems, Problem};
+pub use validate::validate;

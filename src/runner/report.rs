@@ -1,0 +1,119 @@
+//! The run summary: every file of the run (or shard) with what happened to it, the table printed at the end, the
+//! summary file `videoforge-run.json` (`videoforge-run.shard-I-of-N.json`), and the exit code.
+
+use super::resume::{write_atomic, FileRecord, FileStatus};
+use super::shard::Shard;
+use crate::error::{exit_codes, EngineError};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The job file.
+    pub job: PathBuf,
+    /// The shard run, if any.
+    pub shard: Option<Shard>,
+    /// Fingerprint id.
+    pub fingerprint_id: String,
+    /// Files complete in this run.
+    pub done: usize,
+    /// Files skipped as already complete.
+    pub skipped: usize,
+    /// Files that failed.
+    pub failed: usize,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Every file of this shard.
+    pub files: Vec<FileRecord>,
+    /// Where this summary was written.
+    pub summary_path: Option<PathBuf>,
+}
+
+impl RunSummary {
+    /// The summary of a run that started at `started`.
+    pub fn new(
+        job: PathBuf,
+        shard: Option<Shard>,
+        fingerprint_id: String,
+        files: Vec<FileRecord>,
+        interrupted: bool,
+        started: Instant,
+    ) -> RunSummary {
+        let count = |s: FileStatus| files.iter().filter(|f| f.status == s).count();
+        RunSummary {
+            job,
+            shard,
+            fingerprint_id,
+            done: count(FileStatus::Complete),
+            skipped: count(FileStatus::Skipped),
+            failed: count(FileStatus::Failed),
+            interrupted,
+            seconds: started.elapsed().as_secs_f64(),
+            files,
+            summary_path: None,
+        }
+    }
+
+    /// Writes the summary beside the outputs (`videoforge-run.json`, or `videoforge-run.shard-I-of-N.json`) and
+    /// notes where in `summary_path`.
+    pub fn write(&mut self, shard: Option<Shard>) -> Result<(), EngineError> {
+        let Some(dir) = self.files.first().and_then(|f| f.output.parent()) else { return Ok(()) };
+        let name = match shard {
+            Some(s) => format!("videoforge-run.shard-{}-of-{}.json", s.index + 1, s.count),
+            None => "videoforge-run.json".into(),
+        };
+        let path = dir.join(name);
+        self.summary_path = Some(path.clone());
+        let json = serde_json::to_vec_pretty(self).map_err(|e| EngineError::io(&path, std::io::Error::other(e)))?;
+        write_atomic(&path, &json)
+    }
+
+    /// The process exit code: 0 all done; 75 interrupted, or only retriable failures; 1 some files failed.
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            return exit_codes::TRANSIENT;
+        }
+        let failed: Vec<&FileRecord> = self.files.iter().filter(|f| f.status == FileStatus::Failed).collect();
+        if failed.is_empty() {
+            exit_codes::SUCCESS
+        } else if failed.iter().all(|f| f.retriable == Some(true)) {
+            exit_codes::TRANSIENT
+        } else {
+            exit_codes::SOME_FILES_FAILED
+        }
+    }
+
+    /// A readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        for f in &self.files {
+            let status = match f.status {
+                FileStatus::Complete => "done",
+                FileStatus::Skipped => "skipped",
+                FileStatus::Failed => "FAILED",
+                FileStatus::Interrupted => "interrupted",
+            };
+            s += &format!("{status:<11} {:>7.1}s  {}", f.seconds, f.input.display());
+            if let Some(e) = &f.error {
+                s += &format!("\n            {e}");
+            } else if f.status != FileStatus::Interrupted {
+                s += &format!(" -> {}", f.output.display());
+            }
+            s.push('\n');
+        }
+        s += &format!(
+            "{} done, {} skipped, {} failed{} in {:.1}s (fingerprint {})\n",
+            self.done,
+            self.skipped,
+            self.failed,
+            if self.interrupted { ", interrupted" } else { "" },
+            self.seconds,
+            self.fingerprint_id
+        );
+        s
+    }
+}
