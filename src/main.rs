@@ -75,7 +75,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let env = cli::env::environment();
     match cli.command {
         Some(Command::Run(a)) => {
-            let spec = manifest::load(&a.job).map_err(EngineError::from)?;
+            let spec = runner::load_job(&a.job)?;
             let shard = resolve_shard(a.shard.as_deref(), a.shard_count)?;
             let opts =
                 RunOptions { shard, force: a.force, dry_run: a.dry_run, audit: a.audit, progress: out.progress(), env };
@@ -85,7 +85,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Some(Command::Validate { jobs }) => validate(&jobs, &out),
         Some(Command::Plan { job, json, shards }) => {
-            let spec = manifest::load(&job).map_err(EngineError::from)?;
+            let spec = runner::load_job(&job)?;
             let planned = runner::plan_job(&spec, &env)?;
             let mut stdout = std::io::stdout().lock();
             if let Some(n) = shards {
@@ -180,12 +180,19 @@ fn bench(b: cli::args::BenchArgs, env: &videoforge::runner::Environment) -> anyh
 fn validate(jobs: &[PathBuf], out: &Output) -> anyhow::Result<i32> {
     let mut code = exit_codes::SUCCESS;
     for job in jobs {
-        let problems: Vec<String> = match manifest::load(job) {
+        let problems: Vec<String> = match runner::load_job(job).and_then(|spec| {
+            let problems = videoforge::plan::validate(&spec);
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(EngineError::Invalid(videoforge::plan::locate(&spec, problems)))
+            }
+        }) {
+            Ok(()) => Vec::new(),
+            Err(EngineError::Invalid(problems)) => {
+                problems.iter().map(|p| videoforge::plan::format_problems(std::slice::from_ref(p))).collect()
+            }
             Err(e) => vec![e.to_string()],
-            Ok(spec) => videoforge::plan::validate(&spec)
-                .iter()
-                .map(|p| format!("{}: {}", job.display(), videoforge::plan::format_problems(std::slice::from_ref(p))))
-                .collect(),
         };
         if problems.is_empty() {
             out.result("valid", &job, &format!("{}: ok\n", job.display()))?;

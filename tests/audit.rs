@@ -56,7 +56,7 @@ fn job_on(input: &std::path::Path, out_dir: &std::path::Path, model: &std::path:
     );
     let source = std::path::PathBuf::from("<test>");
     let manifest = manifest::parse(&text, &source).expect("manifest parses");
-    JobSpec { source, base_dir: out_dir.to_path_buf(), manifest }
+    JobSpec::new(source, out_dir.to_path_buf(), manifest)
 }
 
 #[test]

@@ -340,12 +340,12 @@ fn gpu_upscale_matches_the_cpu_path() {
              [output]\ndir = {:?}\nname = \"{name}\"\ncontainer = \"mkv\"\n[encode]\ncodec = \"ffv1\"\n",
             dir.path()
         );
-        let spec = videoforge::manifest::JobSpec {
-            source: "gpu-test.toml".into(),
-            base_dir: dir.path().to_path_buf(),
-            manifest: videoforge::manifest::parse(&text, std::path::Path::new("gpu-test.toml")).unwrap(),
-        };
-        let opts = videoforge::runner::RunOptions { force: true, ..Default::default() };
+        let spec = videoforge::manifest::JobSpec::new(
+            "gpu-test.toml".into(),
+            dir.path().to_path_buf(),
+            videoforge::manifest::parse(&text, std::path::Path::new("gpu-test.toml")).unwrap(),
+        );
+        let opts = videoforge::runner::RunOptions { force: true, env: common::env(), ..Default::default() };
         let summary = videoforge::runner::run_job(&spec, &opts).unwrap();
         assert_eq!(summary.done, 1, "{}", summary.table());
         let report = &summary.files[0];

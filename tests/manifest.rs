@@ -9,25 +9,21 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Parses and validates a job file the way `videoforge validate` does; returns every message.
+/// Parses and validates a job file the way `videoforge validate` does; returns every message. Run from the
+/// repository root, so messages name `jobs/invalid/...` as a user in the checkout sees them.
 fn check(rel: &str) -> String {
     let path = Path::new("jobs/invalid").join(rel);
-    let full = root().join(&path);
-    let text = std::fs::read_to_string(&full).expect("fixture exists");
-    match manifest::parse(&text, &path) {
+    std::env::set_current_dir(root()).expect("repository root");
+    match videoforge::runner::load_job(&path) {
+        Err(videoforge::EngineError::Invalid(problems)) => plan::format_problems(&problems),
         Err(e) => e.to_string(),
-        Ok(m) => {
-            let spec =
-                manifest::JobSpec { source: path.clone(), base_dir: full.parent().unwrap().to_path_buf(), manifest: m };
-            plan::format_problems(&plan::validate(&spec))
-        }
+        Ok(spec) => plan::format_problems(&plan::locate(&spec, plan::validate(&spec))),
     }
 }
 
 #[test]
 fn invalid_manifests_give_exact_errors() {
-    let missing = root().join("models/missing.onnx");
-    let d = missing.display();
+    let d = "models/missing.onnx";
     #[rustfmt::skip]
     let table: Vec<(&str, String)> = vec![
         ("unknown_key.toml", "jobs/invalid/unknown_key.toml:4:1: model.precison: unknown field `precison`, expected one of `path`, `backend`, `precision`, `runtime`".into()),
@@ -38,19 +34,28 @@ fn invalid_manifests_give_exact_errors() {
         ("bad_vram_limit.toml", "jobs/invalid/bad_vram_limit.toml:5:14: device.vram_limit: invalid size \"8 parsecs\": unknown unit \"parsecs\" (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)".into()),
         ("bad_container.toml", "jobs/invalid/bad_container.toml:8:13: output.container: unknown variant `avi`, expected one of `mp4`, `mkv`, `mov`, `same`".into()),
         ("syntax_error.toml", "jobs/invalid/syntax_error.toml:2:7: invalid table header\nexpected `.`, `]`".into()),
+        ("type_and_value_errors.toml", [
+            "jobs/invalid/type_and_value_errors.toml:4:13: model.precision: unknown variant `f8`, expected one of `f16`, `f32`, `auto`",
+            "jobs/invalid/type_and_value_errors.toml:6:8: device.gpus: invalid value: string \"gpu0\", expected \"auto\", \"cpu\" or a list of GPU indices like [0, 1]",
+            "jobs/invalid/type_and_value_errors.toml:9:18: input[0].encode.crf: invalid type: string \"high\", expected u32",
+            "jobs/invalid/type_and_value_errors.toml:15:9: pipeline.depth: invalid type: string \"four\", expected u32",
+            "jobs/invalid/type_and_value_errors.toml:13:1: encode.crf: crf 99 is out of range for h264 (expected 0..=51)",
+            // The input's own crf was unreadable, so it inherits the job's, which is out of range too.
+            "jobs/invalid/type_and_value_errors.toml:9:12: input[0].encode.crf: crf 99 is out of range for h264 (expected 0..=51)",
+        ].join("\n")),
         ("unknown_input_key.toml", "jobs/invalid/unknown_input_key.toml:8:1: input[1].recurse: unknown field `recurse`, expected one of `path`, `recursive`, `encode`".into()),
-        ("crf_out_of_range.toml", "encode.crf: crf 60 is out of range for h264 (expected 0..=51)".into()),
-        ("ffv1_with_crf.toml", "encode.crf: ffv1 is lossless and takes no crf".into()),
-        ("ffv1_in_mp4.toml", "encode.codec: ffv1 cannot be stored in mp4 (use container = \"mkv\" or \"mov\")".into()),
-        ("bad_preset.toml", "encode.preset: unknown preset \"warp\" for h264 (expected one of ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow, placebo)".into()),
-        ("model_not_found.toml", format!("model.path: model file {d} not found")),
-        ("no_input_matched.toml", "input[0].path: \"../media/*.mkv\" matched no video file".into()),
-        ("bad_name_template.toml", "output.name: unknown placeholder {resolution} in \"{stem}.{resolution}.mp4\" (expected {stem}, {ext}, {scale}, {codec} or {index})".into()),
-        ("depth_zero.toml", "pipeline.depth: must be at least 1".into()),
-        ("tile_too_small.toml", "pipeline.tile: tile 16 is too small (0 for whole frames, or at least 32)".into()),
-        ("unsupported_version.toml", "version: unsupported manifest version 2 (expected 1)".into()),
-        ("ten_bit_profile.toml", "encode.profile: profile \"high\" cannot carry 10-bit video (use high10)".into()),
-        ("many_problems.toml", format!("model.path: model file {d} not found\nencode.crf: crf 70 is out of range for av1 (expected 0..=63)\nencode.preset: unknown preset \"slow\" for av1 (expected a number 0..=13)\npipeline.batch: must be at least 1")),
+        ("crf_out_of_range.toml", "jobs/invalid/crf_out_of_range.toml:10:1: encode.crf: crf 60 is out of range for h264 (expected 0..=51)".into()),
+        ("ffv1_with_crf.toml", "jobs/invalid/ffv1_with_crf.toml:11:1: encode.crf: ffv1 is lossless and takes no crf".into()),
+        ("ffv1_in_mp4.toml", "jobs/invalid/ffv1_in_mp4.toml:10:1: encode.codec: ffv1 cannot be stored in mp4 (use container = \"mkv\" or \"mov\")".into()),
+        ("bad_preset.toml", "jobs/invalid/bad_preset.toml:9:1: encode.preset: unknown preset \"warp\" for h264 (expected one of ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow, placebo)".into()),
+        ("model_not_found.toml", format!("jobs/invalid/model_not_found.toml:3:1: model.path: model file {d} not found")),
+        ("no_input_matched.toml", "jobs/invalid/no_input_matched.toml:5:1: input[0].path: \"../media/*.mkv\" matched no video file".into()),
+        ("bad_name_template.toml", "jobs/invalid/bad_name_template.toml:8:1: output.name: unknown placeholder {resolution} in \"{stem}.{resolution}.mp4\" (expected {stem}, {ext}, {scale}, {codec} or {index})".into()),
+        ("depth_zero.toml", "jobs/invalid/depth_zero.toml:9:1: pipeline.depth: must be at least 1".into()),
+        ("tile_too_small.toml", "jobs/invalid/tile_too_small.toml:9:1: pipeline.tile: tile 16 is too small (0 for whole frames, or at least 32)".into()),
+        ("unsupported_version.toml", "jobs/invalid/unsupported_version.toml:1:1: version: unsupported manifest version 2 (expected 1)".into()),
+        ("ten_bit_profile.toml", "jobs/invalid/ten_bit_profile.toml:11:1: encode.profile: profile \"high\" cannot carry 10-bit video (use high10)".into()),
+        ("many_problems.toml", format!("jobs/invalid/many_problems.toml:3:1: model.path: model file {d} not found\njobs/invalid/many_problems.toml:10:1: encode.crf: crf 70 is out of range for av1 (expected 0..=63)\njobs/invalid/many_problems.toml:11:1: encode.preset: unknown preset \"slow\" for av1 (expected a number 0..=13)\njobs/invalid/many_problems.toml:13:1: pipeline.batch: must be at least 1")),
     ];
     let on_disk = std::fs::read_dir(root().join("jobs/invalid")).unwrap().count();
     assert_eq!(on_disk, table.len(), "every file in jobs/invalid/ has a row in this table");

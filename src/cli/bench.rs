@@ -401,7 +401,7 @@ fn stress_in(b: &SyntheticBench, dir: &std::path::Path, env: &Environment) -> an
     );
     let source = PathBuf::from("<synthetic stress test>");
     let manifest = videoforge::manifest::parse(&text, &source)?;
-    let spec = videoforge::manifest::JobSpec { source, base_dir: dir.to_path_buf(), manifest };
+    let spec = videoforge::manifest::JobSpec::new(source, dir.to_path_buf(), manifest);
     let opts = |audit| videoforge::runner::RunOptions { force: true, audit, env: env.clone(), ..Default::default() };
     if matches!(b.device, Device::Cuda(_)) {
         // One-time per-process device state (CUDA modules, cuDNN/cuBLAS handles and workspaces, NVDEC driver state)

@@ -57,7 +57,7 @@ pub(crate) fn single_file(s: SingleFile, report: &Output, env: Environment) -> a
     }
     let source = PathBuf::from("<command line>");
     let manifest = manifest::parse(&text, &source).map_err(EngineError::from)?;
-    let spec = JobSpec { source, base_dir: std::env::current_dir()?, manifest };
+    let spec = JobSpec::new(source, std::env::current_dir()?, manifest);
     let opts = RunOptions { force: true, audit: s.audit, progress: report.progress(), env, ..Default::default() };
     let summary = runner::run_job(&spec, &opts)?;
     report.summary(&summary)?;

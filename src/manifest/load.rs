@@ -1,8 +1,10 @@
-//! Reading a job file: the text → [`super::Manifest`], with errors that name the file, line, column and dotted
-//! key; and the JSON Schema that is checked in under `schemas/`.
+//! Reading a job file: the text → [`super::Manifest`], with every problem at once, each naming the file, line,
+//! column and dotted key; and the JSON Schema that is checked in under `schemas/`.
 
+use super::locate::{blank, Locator};
 use super::types::Manifest;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A parsed manifest and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,9 +15,16 @@ pub struct JobSpec {
     pub base_dir: PathBuf,
     /// The parsed content.
     pub manifest: Manifest,
+    /// The job file's text, to say where a key is written.
+    text: Option<Arc<str>>,
 }
 
 impl JobSpec {
+    /// A job built in memory (no text to point into).
+    pub fn new(source: PathBuf, base_dir: PathBuf, manifest: Manifest) -> JobSpec {
+        JobSpec { source, base_dir, manifest, text: None }
+    }
+
     /// Resolves a path written in the manifest against its folder.
     pub fn resolve(&self, p: &str) -> PathBuf {
         let path = Path::new(p);
@@ -23,6 +32,25 @@ impl JobSpec {
             normalize(path)
         } else {
             normalize(&self.base_dir.join(path))
+        }
+    }
+
+    /// `file:line:column` of a dotted key (`encode.crf`, `input[1].path`), or of the nearest enclosing key that is
+    /// written in the file; just the file when none is (a key that was left out, a job built in memory).
+    pub fn locate(&self, key: &str) -> String {
+        let file = self.source.display();
+        let Some(text) = &self.text else { return file.to_string() };
+        let Some(locator) = Locator::new(text) else { return file.to_string() };
+        let mut k = key;
+        loop {
+            if let Some(offset) = locator.offset(k) {
+                let (line, col) = line_col(text, offset);
+                return format!("{file}:{line}:{col}");
+            }
+            match k.rfind(['.', '[']) {
+                Some(i) => k = &k[..i],
+                None => return file.to_string(),
+            }
         }
     }
 }
@@ -48,6 +76,39 @@ fn normalize(p: &Path) -> PathBuf {
     }
 }
 
+/// One problem found while parsing: where it is written, the dotted key, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseProblem {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// Dotted key path (`model.precision`, `input[1].path`), empty when the problem is syntactic or at the top.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ParseProblem {
+    /// `file:line:column: key: message`, leaving out what is not known.
+    pub fn render(&self, path: &Path) -> String {
+        let mut s = path.display().to_string();
+        if let Some(l) = self.line {
+            s.push_str(&format!(":{l}"));
+            if let Some(c) = self.column {
+                s.push_str(&format!(":{c}"));
+            }
+        }
+        s.push_str(": ");
+        if !self.key.is_empty() {
+            s.push_str(&self.key);
+            s.push_str(": ");
+        }
+        s.push_str(&self.message);
+        s
+    }
+}
+
 /// The job file could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -59,78 +120,117 @@ pub enum ManifestError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The TOML is malformed or a value has the wrong type or name.
-    #[error("{}", self.display())]
+    /// The TOML is malformed, or values have the wrong type or name: every one found, in file order.
+    #[error("{}", problems.iter().map(|p| p.render(path)).collect::<Vec<_>>().join("\n"))]
     Parse {
         /// The job file.
         path: PathBuf,
-        /// 1-based line, when known.
-        line: Option<usize>,
-        /// 1-based column, when known.
-        column: Option<usize>,
-        /// Dotted key path (`model.precision`, `input[1].path`), empty when the error is syntactic.
-        key: String,
-        /// What is wrong.
-        message: String,
+        /// What is wrong, one entry per key.
+        problems: Vec<ParseProblem>,
     },
 }
 
-impl ManifestError {
-    fn display(&self) -> String {
-        match self {
-            ManifestError::Read { .. } => self.to_string(),
-            ManifestError::Parse { path, line, column, key, message } => {
-                let mut s = path.display().to_string();
-                if let Some(l) = line {
-                    s.push_str(&format!(":{l}"));
-                    if let Some(c) = column {
-                        s.push_str(&format!(":{c}"));
-                    }
-                }
-                s.push_str(": ");
-                if !key.is_empty() {
-                    s.push_str(key);
-                    s.push_str(": ");
-                }
-                s.push_str(message);
-                s
-            }
-        }
+/// What lenient parsing found: the manifest, when one could be built (keys with bad values are left at their
+/// defaults), and every problem.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The job, when the file was TOML with every required key readable.
+    pub spec: Option<JobSpec>,
+    /// Type, enum, unknown-key and syntax problems, in file order.
+    pub problems: Vec<ParseProblem>,
+}
+
+/// Reads and parses a job file; any problem is an error listing all of them.
+pub fn load(path: &Path) -> Result<JobSpec, ManifestError> {
+    let parsed = load_all(path)?;
+    match parsed.spec {
+        Some(spec) if parsed.problems.is_empty() => Ok(spec),
+        _ => Err(ManifestError::Parse { path: path.to_path_buf(), problems: parsed.problems }),
     }
 }
 
-/// Reads and parses a job file.
-pub fn load(path: &Path) -> Result<JobSpec, ManifestError> {
+/// Reads a job file and parses it leniently (see [`parse_all`]); only a file that cannot be read is an error.
+pub fn load_all(path: &Path) -> Result<Parsed, ManifestError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
-    let manifest = parse(&text, path)?;
     let base_dir = path
         .parent()
         .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    Ok(JobSpec { source: path.to_path_buf(), base_dir, manifest })
+    let (manifest, problems) = parse_all(&text);
+    let spec = manifest.map(|manifest| JobSpec {
+        source: path.to_path_buf(),
+        base_dir,
+        manifest,
+        text: Some(Arc::from(text.as_str())),
+    });
+    Ok(Parsed { spec, problems })
 }
 
-/// Parses manifest text; `path` is only used in error messages.
+/// Parses manifest text; `path` is only used in error messages. Every problem is reported.
 pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
-    let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize::<_, Manifest>(de).map_err(|err| {
+    match parse_all(text) {
+        (Some(m), problems) if problems.is_empty() => Ok(m),
+        (_, problems) => Err(ManifestError::Parse { path: path.to_path_buf(), problems }),
+    }
+}
+
+/// Parses leniently: deserialises, and on an error records it, blanks that key's entry out of the text (keeping
+/// every other position, so later errors keep their true lines) and tries again, until the rest parses or the
+/// error cannot be stepped over (bad syntax, a required key missing). Returns the manifest with the bad keys at
+/// their defaults, when one could be built, and every problem.
+pub fn parse_all(text: &str) -> (Option<Manifest>, Vec<ParseProblem>) {
+    let mut current = text.to_string();
+    let mut problems: Vec<ParseProblem> = Vec::new();
+    // Keys blanked so far: a required one then reads as missing, which is not a problem of its own.
+    let mut blanked: Vec<String> = Vec::new();
+    // Each round removes one entry, so the loop ends; the bound is a guard against a key that cannot be blanked.
+    for _ in 0..256 {
+        let de = toml::Deserializer::new(&current);
+        let err = match serde_path_to_error::deserialize::<_, Manifest>(de) {
+            Ok(m) => return (Some(m), sorted(problems)),
+            Err(err) => err,
+        };
         let key = dotted(err.path());
         let inner = err.into_inner();
         let (line, column) =
             inner.span().map(|s| line_col(text, s.start)).map(|(l, c)| (Some(l), Some(c))).unwrap_or((None, None));
-        ManifestError::Parse {
-            path: path.to_path_buf(),
-            line,
-            column,
-            key,
-            message: inner.message().trim().to_string(),
+        let message = inner.message().trim().to_string();
+        let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()).map(|field| {
+            if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            }
+        });
+        if missing.as_ref().is_some_and(|m| blanked.contains(m)) {
+            break;
         }
-    })
+        let fatal = key.is_empty() || missing.is_some();
+        let entry = Locator::new(&current).and_then(|l| l.entry(&key));
+        let problem = ParseProblem { line, column, key: key.clone(), message };
+        if problems.contains(&problem) {
+            break;
+        }
+        problems.push(problem);
+        match entry {
+            Some(range) if !fatal => {
+                blank(&mut current, range);
+                blanked.push(key);
+            }
+            _ => break,
+        }
+    }
+    (None, sorted(problems))
 }
 
-/// `input[1].path` rather than serde_path_to_error's `input[1].path` with `?` for unknown segments.
+fn sorted(mut problems: Vec<ParseProblem>) -> Vec<ParseProblem> {
+    problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column.unwrap_or(0)));
+    problems
+}
+
+/// `input[1].path` rather than serde_path_to_error's `.` for the root.
 fn dotted(p: &serde_path_to_error::Path) -> String {
     let s = p.to_string();
     if s == "." {

@@ -4,10 +4,13 @@
 //! that is validation's job in `crate::plan`, which reports every problem at once.
 
 mod load;
+mod locate;
 mod types;
 mod values;
 
-pub use load::{json_schema, json_schema_text, load, parse, JobSpec, ManifestError};
+pub use load::{
+    json_schema, json_schema_text, load, load_all, parse, parse_all, JobSpec, ManifestError, ParseProblem, Parsed,
+};
 pub use types::*;
 pub use values::{ByteSize, Gpus, SizeError};
 

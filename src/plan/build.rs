@@ -391,11 +391,11 @@ mod tests {
             "version = 1\n[model]\npath = \"models/realesr-animevideov3-x2.onnx\"\n[device]\ngpus = {gpus}\n\
              [[input]]\npath = \"jobs/media/sample.mp4\"\n[output]\ndir = \"out/test\"\n"
         );
-        JobSpec {
-            source: "test.toml".into(),
-            base_dir: root.to_path_buf(),
-            manifest: crate::manifest::parse(&text, Path::new("test.toml")).unwrap(),
-        }
+        JobSpec::new(
+            "test.toml".into(),
+            root.to_path_buf(),
+            crate::manifest::parse(&text, Path::new("test.toml")).unwrap(),
+        )
     }
 
     fn machine(n: u32) -> MachineProbe {

@@ -17,5 +17,5 @@ pub use engine_plan::{
     DecodeRoute, Decoder, EncodePlan, EnginePlan, ModelFacts, ModelPlan, PipelinePlan, WorkItem, WorkerPlan,
 };
 pub use file_plan::{muxer, plan_file, segments_for, FilePlan, FileSettings, FramePath, InputFacts};
-pub use problem::{format_problems, Problem};
+pub use problem::{format_problems, locate, Problem};
 pub use validate::validate;

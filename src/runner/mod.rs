@@ -78,11 +78,26 @@ pub struct Planned {
     pub warnings: Vec<String>,
 }
 
+/// Reads a job file with every problem at once: what the parser found (wrong types, unknown keys and values) and,
+/// where a job could still be read, what validation finds, each with its file, line, column and key.
+pub fn load_job(path: &Path) -> Result<JobSpec, EngineError> {
+    let parsed = crate::manifest::load_all(path)?;
+    let mut problems: Vec<plan::Problem> = parsed.problems.iter().map(|p| plan::Problem::parsed(p, path)).collect();
+    match parsed.spec {
+        Some(spec) if problems.is_empty() => Ok(spec),
+        Some(spec) => {
+            problems.extend(plan::locate(&spec, plan::validate(&spec)));
+            Err(EngineError::Invalid(problems))
+        }
+        None => Err(EngineError::Invalid(problems)),
+    }
+}
+
 /// Validates, probes, loads the model once to read its facts, and plans.
 pub fn plan_job(spec: &JobSpec, env: &Environment) -> Result<Planned, EngineError> {
     let problems = plan::validate(spec);
     if !problems.is_empty() {
-        return Err(EngineError::Invalid(problems));
+        return Err(EngineError::Invalid(plan::locate(spec, problems)));
     }
     let probe = if spec.manifest.device.gpus == Gpus::Cpu {
         MachineProbe::cpu_only(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
@@ -106,7 +121,8 @@ pub fn plan_job(spec: &JobSpec, env: &Environment) -> Result<Planned, EngineErro
         plugin: info.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
     };
     let warnings = model.info().warnings.clone();
-    let mut plan = plan::build(spec, &probe, &facts, &env.overrides).map_err(EngineError::Invalid)?;
+    let mut plan = plan::build(spec, &probe, &facts, &env.overrides)
+        .map_err(|problems| EngineError::Invalid(plan::locate(spec, problems)))?;
     plan.model.runtime_library = runtime;
     let fingerprint =
         EngineFingerprint::new(&plan, &probe, &format!("{} {}", info.name, info.version), &info.library_version);
