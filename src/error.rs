@@ -67,6 +67,14 @@ pub enum EngineError {
         /// What went wrong.
         source: Box<EngineError>,
     },
+    /// A frame failed a quality gate (NaN in the model's output, a flat output): the file is not published.
+    #[error("quality gate failed: {reason}; the output is not published")]
+    Quality {
+        /// 1-based number of the first bad frame.
+        frame: u64,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// Something the pipeline guarantees did not hold (frames in != frames out): a bug or a broken stream.
     #[error("{0}")]
     Invariant(String),
@@ -166,7 +174,9 @@ impl EngineError {
             EngineError::Backend(e) => e.retry(),
             EngineError::Video(e) => e.retry(),
             EngineError::InStage { source, .. } => source.retry(),
-            EngineError::Invariant(_) | EngineError::PanicRecovered { .. } => Retry::Permanent,
+            EngineError::Invariant(_) | EngineError::PanicRecovered { .. } | EngineError::Quality { .. } => {
+                Retry::Permanent
+            }
             EngineError::Output { errno, .. } => match errno {
                 Some(errno::EACCES | errno::EPERM | errno::EROFS) => Retry::Permanent,
                 _ => Retry::Retriable,

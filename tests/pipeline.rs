@@ -398,6 +398,7 @@ fn cancel_from_another_thread_leaves_no_output() {
             decode: &[],
             scale: 2,
             frame_pool_budget: None,
+            quality: &Default::default(),
         },
         engine: videoforge::pipeline::Engine::Host(Box::new(Slow(Nearest(2)))),
         cancel: &cancel,

@@ -207,11 +207,21 @@ fn sigkill_mid_file_leaves_no_complete_looking_output_and_a_rerun_finishes() {
     let _ = child.wait();
     assert!(farm.outputs().is_empty(), "nothing at the output path after SIGKILL: {:?}", farm.outputs());
     assert!(!farm.path("out/clip0.x2.mp4.report.json").exists());
+    let partial = format!(".clip0.x2.mp4.partial-{}", child.id());
+    assert!(farm.path("out").join(&partial).exists(), "the killed run's temporary file is there");
 
     let o = farm.run(&[]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(farm.outputs(), vec!["clip0.x2.mp4".to_string()]);
     assert_eq!(frames_in(&farm.path("out/clip0.x2.mp4")), 48);
+    // The rerun swept the dead run's temporary file: nothing but the output, its report and the summary remain.
+    let left: Vec<String> = std::fs::read_dir(farm.path("out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "stale temporary files left: {left:?}");
 }
 
 #[test]

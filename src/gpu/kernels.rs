@@ -51,26 +51,33 @@ unsafe impl DeviceRepr for Colour {}
 
 /// NVRTC refused the kernel source.
 #[derive(Debug, thiserror::Error)]
-#[error("NVRTC could not compile kernels/colour.cu: {0}")]
-pub struct NvrtcError(String);
+#[error("NVRTC could not compile kernels/{0}: {1}")]
+pub struct NvrtcError(&'static str, String);
 
-/// NVRTC output per architecture, compiled once per process (compiling takes a few hundred milliseconds).
-fn compiled_ptx(major: i32, minor: i32) -> Result<cudarc::nvrtc::Ptx, NvrtcError> {
+/// NVRTC output of the kernel source `name` per architecture, compiled once per process (compiling takes a few
+/// hundred milliseconds).
+pub(crate) fn compiled_ptx(
+    name: &'static str,
+    src: &'static str,
+    major: i32,
+    minor: i32,
+) -> Result<cudarc::nvrtc::Ptx, NvrtcError> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<(i32, i32), String>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(&'static str, i32, i32), String>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(src) = cache.lock().ok().and_then(|c| c.get(&(major, minor)).cloned()) {
+    if let Some(src) = cache.lock().ok().and_then(|c| c.get(&(name, major, minor)).cloned()) {
         return Ok(cudarc::nvrtc::Ptx::from_src(src));
     }
     let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(
-        COLOUR_SRC,
+        src,
         cudarc::nvrtc::CompileOptions { arch: Some(arch), ..Default::default() },
     )
-    .map_err(|e| NvrtcError(format!("{e:?}")))?;
+    .map_err(|e| NvrtcError(name, format!("{e:?}")))?;
     if let Ok(mut c) = cache.lock() {
-        c.insert((major, minor), ptx.to_src());
+        c.insert((name, major, minor), ptx.to_src());
     }
     Ok(ptx)
 }
@@ -124,7 +131,7 @@ impl ColourKernels {
         let ctx = gpu.context();
         let err = |m: String| GpuError { device: ctx.ordinal() as u32, message: m };
         let (major, minor) = ctx.compute_capability().map_err(|e| err(format!("{e:?}")))?;
-        let ptx = compiled_ptx(major, minor).map_err(|e| err(e.to_string()))?;
+        let ptx = compiled_ptx("colour.cu", COLOUR_SRC, major, minor).map_err(|e| err(e.to_string()))?;
         let module = ctx.load_module(ptx).map_err(|e| err(format!("loading the colour kernels: {e:?}")))?;
         let f = |name: &str| module.load_function(name).map_err(|e| err(format!("kernel {name}: {e:?}")));
         Ok(ColourKernels {
@@ -240,7 +247,7 @@ impl ColourKernels {
 }
 
 /// A kernel argument for `cuLaunchKernel`: the address of the value.
-fn arg<T>(v: &mut T) -> *mut c_void {
+pub(crate) fn arg<T>(v: &mut T) -> *mut c_void {
     (v as *mut T).cast()
 }
 
@@ -249,7 +256,7 @@ fn arg<T>(v: &mut T) -> *mut c_void {
 ///
 /// # Safety
 /// `args` must point at values matching the kernel's parameters, in order, alive for the call.
-unsafe fn launch(
+pub(crate) unsafe fn launch(
     stream: &Arc<CudaStream>,
     f: &CudaFunction,
     cfg: LaunchConfig,

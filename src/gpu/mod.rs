@@ -6,6 +6,7 @@ mod context;
 pub mod kernels;
 pub mod nvdec;
 pub mod pool;
+pub mod quality;
 pub mod stage;
 
 pub use context::{DeviceAllocator, GpuContext, GpuError};

@@ -6,6 +6,8 @@
 
 use super::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
 use super::nvdec::{DeviceFrame, NvDecoder, NvdecError};
+use super::pool::Pooled;
+use super::quality::{DeviceStats, QualityKernels, SCRATCH_BYTES};
 use super::{DeviceAllocator, GpuContext, GpuError, Pool, PoolStats};
 use crate::backend::{BackendError, DeviceTensor, FrameModel, LoadedModel};
 use crate::codec::Precision;
@@ -17,6 +19,9 @@ use std::sync::Arc;
 pub struct GpuStage {
     gpu: Arc<GpuContext>,
     kernels: ColourKernels,
+    quality: QualityKernels,
+    /// Where the quality reductions write (`SCRATCH_BYTES`), zeroed before each frame.
+    scratch: Pooled<cudarc::driver::CudaSlice<u8>>,
     model: LoadedModel,
     pool: Pool<DeviceAllocator>,
     device: u32,
@@ -119,8 +124,13 @@ impl GpuStage {
         pin_host: bool,
     ) -> Result<GpuStage, GpuError> {
         let kernels = ColourKernels::compile(&gpu)?;
+        let quality = QualityKernels::compile(&gpu)?;
         let pool = Pool::new(format!("gpu{device} frames"), budget, DeviceAllocator::new(gpu.compute.clone()));
-        Ok(GpuStage { gpu, kernels, model, pool, device, pin_host })
+        // Held for the stage's life: the reductions write into it every frame.
+        let scratch = pool
+            .acquire(SCRATCH_BYTES as u64)
+            .map_err(|e| GpuError { device, message: format!("quality scratch: {e}") })?;
+        Ok(GpuStage { gpu, kernels, quality, scratch, model, pool, device, pin_host })
     }
 
     /// Pool counters (hit rate, peak bytes) for the report.
@@ -152,7 +162,8 @@ impl GpuStage {
     }
 
     /// Planar RGB of `src` (w × h) in the model's type → the model → the encoder's 4:2:0 in `output`, all on the
-    /// compute stream; only `output` is downloaded.
+    /// compute stream; only `output` and the quality reductions are downloaded. `input_luma`: also sum the input's
+    /// luma on the device (NVDEC pictures, which the host never sees).
     fn upscale_from(
         &mut self,
         src: &DeviceYuv<'_>,
@@ -160,7 +171,8 @@ impl GpuStage {
         w: usize,
         h: usize,
         output: &mut YuvFrame,
-    ) -> Result<(), StageError> {
+        input_luma: bool,
+    ) -> Result<DeviceStats, StageError> {
         let s = self.gpu.compute.clone();
         let scale = self.model.info().scale as usize;
         let (ow, oh) = (w * scale, h * scale);
@@ -175,6 +187,14 @@ impl GpuStage {
             _ => (RgbType::F32, 4usize, Precision::F32),
         };
         let bytes = |r: &std::ops::Range<usize>| r.len() as u64;
+        s.memset_zeros(self.scratch.get_mut()).map_err(|e| gpu_err("quality", device)(format!("{e:?}")))?;
+        if input_luma {
+            // Every 4th sample each way: flatness needs the spread, not every pixel.
+            let shift = if src.wide { src.shift } else { 0 };
+            self.quality
+                .luma_sums(&s, src.y, src.y_pitch, (w, h), 4, src.wide, shift, self.scratch.get_mut())
+                .map_err(|source| StageError::Gpu { step: "quality", source })?;
+        }
         // YUV -> RGB in the model's type.
         let mut rgb_in = self.pool.acquire((3 * w * h * elem) as u64)?;
         self.kernels
@@ -196,6 +216,10 @@ impl GpuStage {
             };
             self.model.run_device(t(in_ptr, w, h), t(out_ptr, ow, oh))?;
         }
+        // Every value of the model's output is checked: a few NaNs would be clamped to black unseen.
+        self.quality
+            .count_non_finite(&s, rgb_out.get(), ty, (3 * ow * oh) as u64, self.scratch.get_mut())
+            .map_err(|source| StageError::Gpu { step: "quality", source })?;
         // RGB -> the encoder's 4:2:0.
         let oe = output.sample_bytes();
         let op = output.planes();
@@ -222,14 +246,16 @@ impl GpuStage {
             s.memcpy_dtoh(&b.get().slice(0..r.len()), &mut output.data[r.clone()])
                 .map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
         }
+        let mut stats = [0u8; SCRATCH_BYTES];
+        s.memcpy_dtoh(self.scratch.get(), &mut stats[..]).map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
         s.synchronize().map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
-        Ok(())
+        Ok(DeviceStats::read(&stats, input_luma))
     }
 }
 
 impl GpuStage {
     /// Runs one 4:2:0 host frame: upload, colour conversion, model, conversion, download into `output`.
-    pub fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<(), StageError> {
+    pub fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<DeviceStats, StageError> {
         let s = self.gpu.compute.clone();
         let device = self.device;
         // Upload the three planes.
@@ -256,11 +282,11 @@ impl GpuStage {
             shift: 0,
         };
         let colour = Colour::new(input.matrix, input.range, input.bit_depth);
-        self.upscale_from(&src, colour, input.width, input.height, output)
+        self.upscale_from(&src, colour, input.width, input.height, output, false)
     }
 
-    /// Runs one frame NVDEC decoded on this stage's device.
-    pub fn upscale_device(&mut self, input: &DeviceFrame, output: &mut YuvFrame) -> Result<(), StageError> {
+    /// Runs one frame NVDEC decoded on this stage's device; its luma sums are reduced on the device.
+    pub fn upscale_device(&mut self, input: &DeviceFrame, output: &mut YuvFrame) -> Result<DeviceStats, StageError> {
         let e = input.sample_bytes();
         let src = DeviceYuv {
             y: &input.y,
@@ -275,7 +301,7 @@ impl GpuStage {
         };
         // The input's colour description is the output's (the encoder keeps the source's tags).
         let colour = Colour::new(output.matrix, output.range, input.bit_depth);
-        self.upscale_from(&src, colour, input.width, input.height, output)
+        self.upscale_from(&src, colour, input.width, input.height, output, true)
     }
 
     /// An NVDEC decoder for the stream `info` describes, on this stage's device, so decoded frames never leave

@@ -5,12 +5,14 @@
 
 mod load;
 mod locate;
+mod quality;
 mod types;
 mod values;
 
 pub use load::{
     json_schema, json_schema_text, load, load_all, parse, parse_all, JobSpec, ManifestError, ParseProblem, Parsed,
 };
+pub use quality::{QualitySection, Reference};
 pub use types::*;
 pub use values::{ByteSize, Gpus, SizeError};
 

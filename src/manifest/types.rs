@@ -28,6 +28,9 @@ pub struct Manifest {
     /// Pipeline tuning; the plan chooses what is left out.
     #[serde(default)]
     pub pipeline: PipelineSection,
+    /// The gates every output passes before it is published.
+    #[serde(default)]
+    pub quality: super::quality::QualitySection,
 }
 
 /// `[model]`.

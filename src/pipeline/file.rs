@@ -122,6 +122,7 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         warnings,
         audit,
         frames_sha256: run.frames_sha256,
+        quality: run.quality,
     })
 }
 
@@ -134,6 +135,7 @@ struct Ran {
     queues: Vec<super::report::QueueReport>,
     warnings: Vec<String>,
     frames_sha256: Option<String>,
+    quality: super::quality::QualityReport,
     window: Option<AllocWindow>,
 }
 
@@ -215,6 +217,7 @@ fn run(
         queues: done.queues,
         warnings: done.warnings,
         frames_sha256: done.frames_sha256,
+        quality: done.quality,
         window,
     };
     Ok((ran, info, warnings, decoder, path))

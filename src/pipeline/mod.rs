@@ -13,6 +13,7 @@ mod file;
 mod msg;
 mod progress;
 pub mod publish;
+pub mod quality;
 mod report;
 mod stages;
 

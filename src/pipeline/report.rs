@@ -91,6 +91,8 @@ pub struct FileReport {
     /// SHA-256 of the frames the encoder received (when the job asked for it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_sha256: Option<String>,
+    /// What the quality gates saw (every frame passed them, or the file would have failed).
+    pub quality: super::quality::QualityReport,
 }
 
 /// CPU time of this process so far (user + system), seconds, from `/proc/self/stat` (Linux; its clock ticks are

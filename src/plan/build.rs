@@ -308,6 +308,7 @@ pub fn build(
         container: m.output.container,
         pipeline,
         work: items.into_iter().map(|(_, w)| w).collect(),
+        quality: m.quality.clone(),
         reasons,
     })
 }

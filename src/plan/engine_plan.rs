@@ -3,6 +3,7 @@
 
 use crate::codec::{Codec, Container, Device, ExecutionProvider, Precision};
 use crate::digest::sha256_hex;
+use crate::manifest::QualitySection;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -178,6 +179,8 @@ pub struct EnginePlan {
     pub pipeline: PipelinePlan,
     /// The files, sorted, with their outputs.
     pub work: Vec<WorkItem>,
+    /// The quality gates every output passes before it is published.
+    pub quality: QualitySection,
     /// Choices the planner made and why, one line each.
     pub reasons: Vec<String>,
 }

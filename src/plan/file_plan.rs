@@ -5,6 +5,7 @@
 
 use super::{DecodeRoute, Decoder, EncodePlan, EnginePlan, PipelinePlan};
 use crate::codec::{Codec, Container, Device};
+use crate::manifest::QualitySection;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,7 @@ pub enum FramePath {
 }
 
 /// What the pipeline does with one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilePlan {
     /// The input.
     pub input: PathBuf,
@@ -74,6 +75,8 @@ pub struct FilePlan {
     pub pipeline: PipelinePlan,
     /// Bytes the GPU stage's frame pool may hold (GPU workers).
     pub frame_pool_budget: Option<u64>,
+    /// The quality gates.
+    pub quality: QualitySection,
     /// What is lost or adapted, decided here; they go into the file's report.
     pub warnings: Vec<String>,
 }
@@ -99,6 +102,8 @@ pub struct FileSettings<'a> {
     pub scale: u32,
     /// The worker's frame pool budget (GPU workers).
     pub frame_pool_budget: Option<u64>,
+    /// The quality gates.
+    pub quality: &'a QualitySection,
 }
 
 impl EnginePlan {
@@ -115,6 +120,7 @@ impl EnginePlan {
             decode: &self.decode,
             scale: self.model.scale,
             frame_pool_budget: self.worker_on(device).and_then(|w| w.frame_pool_budget),
+            quality: &self.quality,
         })
     }
 }
@@ -162,6 +168,7 @@ pub fn plan_file(settings: &FileSettings<'_>, input: &InputFacts) -> FilePlan {
         frames_reason,
         pipeline: settings.pipeline.clone(),
         frame_pool_budget: settings.frame_pool_budget,
+        quality: settings.quality.clone(),
         warnings,
     }
 }

@@ -74,6 +74,16 @@ pub fn validate(spec: &JobSpec) -> Vec<Problem> {
             p.push(Problem::new("pipeline.tile_overlap", format!("overlap {o} must be less than half the tile ({t})")));
         }
     }
+    let q = &m.quality;
+    if !(0.0..=0.5).contains(&q.flat_below) {
+        p.push(Problem::new(
+            "quality.flat_below",
+            format!("{} is outside 0..=0.5 (a deviation of luma)", q.flat_below),
+        ));
+    }
+    if q.reference_every == 0 {
+        p.push(Problem::new("quality.reference_every", "must be at least 1"));
+    }
     if let Err(e) = check_template(&m.output.name) {
         p.push(Problem::new("output.name", e.0));
     }

@@ -50,7 +50,7 @@ impl RunSummary {
             fingerprint_id,
             done: count(FileStatus::Complete),
             skipped: count(FileStatus::Skipped),
-            failed: count(FileStatus::Failed),
+            failed: count(FileStatus::Failed) + count(FileStatus::QualityFailed),
             interrupted,
             seconds: started.elapsed().as_secs_f64(),
             files,
@@ -77,7 +77,8 @@ impl RunSummary {
         if self.interrupted {
             return exit_codes::TRANSIENT;
         }
-        let failed: Vec<&FileRecord> = self.files.iter().filter(|f| f.status == FileStatus::Failed).collect();
+        let failed: Vec<&FileRecord> =
+            self.files.iter().filter(|f| matches!(f.status, FileStatus::Failed | FileStatus::QualityFailed)).collect();
         if failed.is_empty() {
             exit_codes::SUCCESS
         } else if failed.iter().all(|f| f.retriable == Some(true)) {
@@ -95,6 +96,7 @@ impl RunSummary {
                 FileStatus::Complete => "done",
                 FileStatus::Skipped => "skipped",
                 FileStatus::Failed => "FAILED",
+                FileStatus::QualityFailed => "QUALITY",
                 FileStatus::Interrupted => "interrupted",
             };
             s += &format!("{status:<11} {:>7.1}s  {}", f.seconds, f.input.display());

@@ -18,6 +18,9 @@ pub enum FileStatus {
     Skipped,
     /// Failed; see the error.
     Failed,
+    /// The output failed a quality gate (NaN, a flat frame) and was not published; a rerun tries again.
+    #[serde(rename = "quality_failed")]
+    QualityFailed,
     /// Not started or abandoned because the run was interrupted.
     Interrupted,
 }

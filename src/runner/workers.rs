@@ -152,9 +152,22 @@ fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str) 
             } else {
                 tracing::error!("{input}: {message}");
             }
-            rec.status = FileStatus::Failed;
+            rec.status = match e.root() {
+                EngineError::Quality { .. } => FileStatus::QualityFailed,
+                _ => FileStatus::Failed,
+            };
             rec.retriable = Some(e.retry() == Retry::Retriable);
             rec.error = Some(message);
+            if rec.status == FileStatus::QualityFailed {
+                // Beside the output that was not published: says why, and never vouches for a file (only a
+                // `complete` record makes a rerun skip).
+                let written = serde_json::to_vec_pretty(&rec)
+                    .map_err(|e| EngineError::io(report_path(&item.output), std::io::Error::other(e)))
+                    .and_then(|json| write_atomic(&report_path(&item.output), &json));
+                if let Err(e) = written {
+                    tracing::warn!("{e}");
+                }
+            }
         }
     }
     shared.progress.file_done();

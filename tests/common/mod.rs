@@ -2,6 +2,8 @@
 //! raw-frame comparison (PSNR), test-local models and the real ONNX plugin.
 #![allow(dead_code)]
 
+pub mod onnx;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use videoforge::backend::{BackendError, FrameModel};
@@ -248,6 +250,7 @@ pub fn run_with(
             decode: &[],
             scale,
             frame_pool_budget: None,
+            quality: &Default::default(),
         },
         engine: Engine::Host(model),
         cancel,

@@ -10,6 +10,7 @@ mod infer;
 use super::engine::Engine;
 use super::msg::{Decoded, StageFail, Upscaled};
 use super::progress::FileProgress;
+use super::quality::{Gates, QualityReport};
 use super::report::{QueueReport, StageReport};
 use super::Cancel;
 use crate::audit::AllocWindow;
@@ -127,6 +128,7 @@ pub(super) struct StagesDone {
     pub(super) queues: Vec<QueueReport>,
     pub(super) warnings: Vec<String>,
     pub(super) frames_sha256: Option<String>,
+    pub(super) quality: QualityReport,
 }
 
 /// Runs decode → infer → encode on three threads until the stream ends or a stage fails.
@@ -179,6 +181,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
             width: w,
             height: h,
             pools,
+            gates: Gates::new(&plan.quality),
             input: infer_rx,
             input_depth: infer_q,
             out: to_encode,
@@ -212,7 +215,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
     };
     let (dec_r, dec_c, decoded) = dec?;
     note(dec_r);
-    let (inf_r, inf_c) = match inf {
+    let (inf_r, inf_c, quality) = match inf {
         Ok(v) => v,
         Err(e) => return Err(first.unwrap_or(e)),
     };
@@ -262,6 +265,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
         queues,
         warnings: warnings.into_inner().unwrap_or_else(|e| e.into_inner()),
         frames_sha256,
+        quality,
     })
 }
 
