@@ -146,7 +146,7 @@ impl std::fmt::Display for Selection {
     }
 }
 
-/// A scheduler environment that names no usable shard. Exit code 2 (usage): nothing ran.
+/// A scheduler environment that names no usable shard: a bad set-up, exit code 3 (not retried), nothing ran.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedulerError {
     /// A variable is not a whole number.

@@ -30,8 +30,11 @@ check() { python3 "$root/tests/slurm/check.py" "$@"; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/videoforge-slurm-test.XXXXXX")
 chmod 755 "$work"
+# A cluster that was already up (a developer's) is left running; one started here is stopped.
+started_here=1
+"$root/tests/slurm/cluster.sh" status | grep -q '^slurmctld: running' && started_here=
 cleanup() {
-  "$root/tests/slurm/cluster.sh" stop || true
+  [[ -z $started_here ]] || "$root/tests/slurm/cluster.sh" stop || true
   if [[ -n ${KEEP:-} ]]; then echo "work folder kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
