@@ -14,7 +14,8 @@
 #   stepped    --array=0-4:2: every file covered
 #   resubmit   --array=0 submitted while --array=0-2 runs: the runs' `done` add up to the number of files
 #   scancel    scancel mid-file, then scontrol requeue: the job completes, nothing half-written is published
-#   sigkill    SIGKILL of one task's videoforge mid-file: its claim goes stale and another task finishes the file
+#   sigkill    SIGKILL of one task's videoforge mid-file: its claim goes stale and the other task (--steal)
+#              finishes the file and the rest of the killed task's shard
 #   exit75     SIGTERM mid-file (videoforge exits 75) while the job runs: the task requeues itself and completes
 #   giveup     a task that keeps exiting 75 is requeued MAX_REQUEUES times, then fails with 75
 set -euo pipefail
@@ -78,6 +79,7 @@ EOF
 
 # submit NAME TAG ARRAY SHARDS [sbatch options...]: jobs/farm/slurm.sh as written; prints the job id. The
 # environment is only what --export names (Slurm loads the login environment around it): no ORT_DYLIB_PATH.
+# EXTRA_EXPORT adds variables; RUN_ARGS are passed on to `videoforge run`.
 submit() {
   local name=$1 tag=$2 array=$3 shards=$4
   shift 4
@@ -85,7 +87,7 @@ submit() {
   id=$(sbatch --parsable --chdir="$work/$name" --array="$array" --cpus-per-task=1 \
     --output="$work/$name/logs/$tag-%A_%a.log" \
     --export="VIDEOFORGE_BIN=$bin,VIDEOFORGE_HOME=$root,VIDEOFORGE_SHARD_COUNT=$shards${EXTRA_EXPORT:+,$EXTRA_EXPORT}" \
-    "$@" "$root/jobs/farm/slurm.sh" job.toml)
+    "$@" "$root/jobs/farm/slurm.sh" job.toml ${RUN_ARGS:-})
   id=${id%%;*}
   echo "$id" >>"$work/$name/jobs"
   echo "$id"
@@ -122,7 +124,7 @@ expect_tasks() { # JOB EXPECTED-LINES
 wait_partial() {
   local out=$1 t=0 p
   while :; do
-    p=$(find "$out" -maxdepth 1 -name '.*.partial*' -printf '%f\n' 2>/dev/null | head -n1)
+    p=$(find "$out" -maxdepth 1 -name '.*.partial*' -printf '%f\n' 2>/dev/null | head -n1 || true)
     [[ -n $p ]] && { echo "$p"; return 0; }
     ((t < 240)) || die "no task started writing in $out within 120s"
     sleep 0.5
@@ -210,11 +212,13 @@ s_scancel() {
 s_sigkill() {
   make_job sigkill slow
   local id jobid pid partial
-  EXTRA_EXPORT=VIDEOFORGE_CLAIM_HEARTBEAT=1 id=$(submit sigkill run 0-1 2)
+  # Stealing lets the task that is left finish the killed task's shard; heartbeats every second make a claim
+  # stale after 4 s (a claim of a dead process on the same host is taken over at once anyway).
+  EXTRA_EXPORT=VIDEOFORGE_CLAIM_HEARTBEAT=1 RUN_ARGS=--steal id=$(submit sigkill run 0-1 2)
   # Task 0's videoforge, by PID (scontrol listpids), once it is writing a file.
   local t=0
   while :; do
-    jobid=$(squeue -h -j "${id}_0" -o %A 2>/dev/null | head -n1)
+    jobid=$(squeue -h -j "${id}_0" -o %A 2>/dev/null | head -n1 || true)
     pid=
     if [[ -n $jobid ]]; then
       for p in $(scontrol listpids "$jobid" 2>/dev/null | awk 'NR > 1 { print $1 }'); do
@@ -222,7 +226,8 @@ s_sigkill() {
       done
     fi
     partial=
-    [[ -n $pid ]] && partial=$(find "$work/sigkill/out" -maxdepth 1 -name ".*.partial-$pid" -printf '%f\n' | head -n1)
+    [[ -n $pid ]] && partial=$(find "$work/sigkill/out" -maxdepth 1 -name ".*.partial-$pid" -printf '%f\n' 2>/dev/null |
+      head -n1 || true)
     [[ -n $partial ]] && break
     ((t < 240)) || die "task 0 did not start writing within 120s"
     sleep 0.5
