@@ -120,12 +120,18 @@ expect_tasks() { # JOB EXPECTED-LINES
   [[ $got == "$2" ]] || die "tasks of job $1:"$'\n'"$got"$'\n'"expected:"$'\n'"$2"
 }
 
-# Waits until a task is writing an output (a .partial file appears in $1); prints its name.
+# Fails at once when job $1 has no task left queued or running (it ended before the test could act).
+still_queued() {
+  [[ -n $(squeue -h -j "$1" 2>/dev/null || true) ]] || die "job $1 ended before the test could act: $(tasks "$1" | paste -sd';')"
+}
+
+# Waits until a task of job $1 is writing an output (a .partial file appears in $2); prints its name.
 wait_partial() {
-  local out=$1 t=0 p
+  local id=$1 out=$2 t=0 p
   while :; do
     p=$(find "$out" -maxdepth 1 -name '.*.partial*' -printf '%f\n' 2>/dev/null | head -n1 || true)
     [[ -n $p ]] && { echo "$p"; return 0; }
+    still_queued "$id"
     ((t < 240)) || die "no task started writing in $out within 120s"
     sleep 0.5
     t=$((t + 1))
@@ -194,7 +200,7 @@ s_resubmit() {
 s_scancel() {
   make_job scancel slow
   local id; id=$(submit scancel run 0-2 3)
-  echo "  writing: $(wait_partial "$work/scancel/out")"
+  echo "  writing: $(wait_partial "$id" "$work/scancel/out")"
   scancel "$id"
   wait_gone "$id" 60
   [[ $(tasks "$id" | awk '{ print $2 }' | sort -u) == CANCELLED ]] || die "tasks of job $id: $(tasks "$id")"
@@ -229,6 +235,7 @@ s_sigkill() {
     [[ -n $pid ]] && partial=$(find "$work/sigkill/out" -maxdepth 1 -name ".*.partial-$pid" -printf '%f\n' 2>/dev/null |
       head -n1 || true)
     [[ -n $partial ]] && break
+    still_queued "${id}_0"
     ((t < 240)) || die "task 0 did not start writing within 120s"
     sleep 0.5
     t=$((t + 1))
@@ -254,7 +261,7 @@ s_exit75() {
   make_job exit75 slow
   local id jobid
   id=$(submit exit75 run 0 1)
-  echo "  writing: $(wait_partial "$work/exit75/out")"
+  echo "  writing: $(wait_partial "$id" "$work/exit75/out")"
   jobid=$(squeue -h -j "${id}_0" -o %A | head -n1)
   # SIGTERM to the task (the script and videoforge) without ending the job: videoforge stops and exits 75.
   scancel --signal=TERM --full "$jobid"
