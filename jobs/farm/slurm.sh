@@ -14,6 +14,8 @@
 # from) is a release bundle (bin/videoforge, lib/) or a checkout (target/release/videoforge, .deps/); VIDEOFORGE_BIN
 # names the executable outright. So `sbatch --export=NONE jobs/farm/slurm.sh` works too.
 #
+# CPUs: 8 per task; on smaller nodes submit with --cpus-per-task=N (any #SBATCH line can be overridden that way).
+#
 # Shards: SHARDS (below, or VIDEOFORGE_SHARD_COUNT) is the job's planned shard count; keep it equal to the array's
 # size. videoforge takes its shard from the Slurm variables: (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) /
 # SLURM_ARRAY_TASK_STEP. A resubmission with another shape (--array=5) takes shard 5 mod SHARDS and steals what is
