@@ -986,9 +986,3 @@ mod tests {
         assert!(Shard::from_env(&env(&[("JOB_COMPLETION_INDEX", "5")]), Some(3)).is_err());
     }
 }
-
-// TEMP: compile the farm modules on this branch; the lead wires them into src/runner/ and drops this.
-#[path = "runner/claim.rs"]
-pub mod claim;
-#[path = "runner/scheduler.rs"]
-pub mod scheduler;
