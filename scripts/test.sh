@@ -7,3 +7,7 @@ bash scripts/setup.sh
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.deps/onnxruntime/libonnxruntime.so}
 cargo build --workspace --locked
 cargo test --workspace --locked "$@"
+# Farm examples validated offline against the Kubernetes and AWS Batch schemas, then the farm behaviour on a real
+# one-node Slurm cluster (installed from apt and started here; about 3 minutes).
+bash tests/farm_examples/validate.sh
+bash tests/slurm/run.sh target/debug/videoforge

@@ -75,6 +75,15 @@ pub enum EngineError {
         /// What was wrong with it.
         reason: String,
     },
+    /// Another worker took this file over while it was processed here (this worker had been silent for longer
+    /// than the claim's stale interval): the output is not published here; the other worker publishes it.
+    #[error("{path}: {why}; the output is not published by this worker")]
+    Superseded {
+        /// The output.
+        path: PathBuf,
+        /// Who took it over.
+        why: String,
+    },
     /// Something the pipeline guarantees did not hold (frames in != frames out): a bug or a broken stream.
     #[error("{0}")]
     Invariant(String),
@@ -174,9 +183,10 @@ impl EngineError {
             EngineError::Backend(e) => e.retry(),
             EngineError::Video(e) => e.retry(),
             EngineError::InStage { source, .. } => source.retry(),
-            EngineError::Invariant(_) | EngineError::PanicRecovered { .. } | EngineError::Quality { .. } => {
-                Retry::Permanent
-            }
+            EngineError::Invariant(_)
+            | EngineError::PanicRecovered { .. }
+            | EngineError::Quality { .. }
+            | EngineError::Superseded { .. } => Retry::Permanent,
             EngineError::Output { errno, .. } => match errno {
                 Some(errno::EACCES | errno::EPERM | errno::EROFS) => Retry::Permanent,
                 _ => Retry::Retriable,

@@ -76,10 +76,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Some(Command::Run(a)) => {
             let spec = runner::load_job(&a.job)?;
-            let shard = resolve_shard(a.shard.as_deref(), a.shard_count)?;
-            let opts =
-                RunOptions { shard, force: a.force, dry_run: a.dry_run, audit: a.audit, progress: out.progress(), env };
+            let sel = resolve_shard(a.shard.as_deref(), a.shard_count)?;
+            tracing::info!("{}", sel.describe());
+            let opts = RunOptions {
+                shard: sel.shard().map(|(index, count)| Shard { index, count }),
+                steal: !a.no_steal && (a.steal || sel.steal),
+                claims: cli::env::claims(),
+                shard_source: Some(sel),
+                force: a.force,
+                dry_run: a.dry_run,
+                audit: a.audit,
+                progress: out.progress(),
+                env,
+            };
             let summary = runner::run_job(&spec, &opts)?;
+            if a.dry_run {
+                out.planned(&summary.planned)?;
+                return Ok(exit_codes::SUCCESS);
+            }
             out.summary(&summary)?;
             Ok(summary.exit_code())
         }
@@ -91,6 +105,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if let Some(n) = shards {
                 if n == 0 {
                     anyhow::bail!("--shards must be at least 1");
+                }
+                // Which of these tasks this process would run, and why (the scheduler's variables, if any).
+                if let Ok(sel) = resolve_shard(None, Some(n)) {
+                    eprintln!("this task: {}", sel.describe());
                 }
                 let tasks = runner::shard_tasks(&planned.plan, n);
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&tasks)?)?;
@@ -210,9 +228,11 @@ fn validate(jobs: &[PathBuf], out: &Output) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-fn resolve_shard(flag: Option<&str>, count: Option<u32>) -> anyhow::Result<Option<Shard>> {
-    if let Some(s) = flag {
-        return Ok(Some(Shard::parse(s).map_err(|e| anyhow::anyhow!("--shard: {e}"))?));
-    }
-    Ok(Shard::from_env(&cli::env::scheduler_vars(), count)?)
+/// The shard from `--shard`, or the scheduler's variables, with `--shard-count` as the planned count.
+fn resolve_shard(flag: Option<&str>, count: Option<u32>) -> anyhow::Result<runner::scheduler::Selection> {
+    use runner::scheduler::{resolve, CountFrom, Planned, Request};
+    let flag = flag.map(|s| Shard::parse(s).map_err(|e| anyhow::anyhow!("--shard: {e}"))).transpose()?;
+    let planned = count.map(|count| Planned { count, from: CountFrom::ShardCount });
+    let env = cli::env::scheduler_vars();
+    Ok(resolve(&Request { flag: flag.map(|s| (s.index, s.count)), planned, env: &env })?)
 }

@@ -406,6 +406,7 @@ fn cancel_from_another_thread_leaves_no_output() {
         metadata: vec![],
         audit: None,
         digest_frames: false,
+        before_publish: None,
     });
     watcher.join().unwrap();
     assert!(matches!(r, Err(EngineError::Interrupted)), "{r:?}");

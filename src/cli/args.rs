@@ -171,4 +171,11 @@ pub(crate) struct RunArgs {
     /// Run the audit and print its table (into the report too).
     #[arg(long)]
     pub(crate) audit: bool,
+    /// After this task's shard, take unclaimed files of other shards (default: on when the scheduler's task
+    /// count differs from the planned shard count).
+    #[arg(long, overrides_with = "no_steal")]
+    pub(crate) steal: bool,
+    /// Never take files of other shards.
+    #[arg(long)]
+    pub(crate) no_steal: bool,
 }

@@ -60,6 +60,16 @@ fn cache_dir() -> PathBuf {
         .join("videoforge")
 }
 
+/// Claim timings: `VIDEOFORGE_CLAIM_HEARTBEAT` seconds between heartbeats (stale after four), else the default.
+pub(crate) fn claims() -> videoforge::runner::claim::ClaimConfig {
+    use videoforge::runner::claim::ClaimConfig;
+    var("VIDEOFORGE_CLAIM_HEARTBEAT")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| ClaimConfig::with_heartbeat(std::time::Duration::from_secs_f64(s)))
+        .unwrap_or_default()
+}
+
 /// The scheduler variables a shard may come from (Slurm, Kubernetes, AWS Batch), as name/value pairs.
 pub(crate) fn scheduler_vars() -> Vec<(String, String)> {
     std::env::vars()

@@ -32,6 +32,23 @@ impl Output {
             if let Some(p) = &s.summary_path {
                 eprintln!("summary: {}", p.display());
             }
+            if let Some(sel) = &s.shard_source {
+                if sel.steal || sel.note.is_some() {
+                    eprintln!("shard: {}", sel.describe());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A dry run's list: `input -> output` lines, or one JSON object per file, on stdout.
+    pub(crate) fn planned(&self, items: &[videoforge::plan::WorkItem]) -> anyhow::Result<()> {
+        for w in items {
+            if self.json {
+                println!("{}", serde_json::to_string(&serde_json::json!({ "planned": w }))?);
+            } else {
+                println!("{} -> {}", w.input.display(), w.output.display());
+            }
         }
         Ok(())
     }

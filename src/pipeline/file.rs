@@ -32,6 +32,8 @@ pub struct FileJob<'a> {
     pub audit: Option<u64>,
     /// Hash the frames sent to the encoder into the report's `frames_sha256` (the audit's two runs).
     pub digest_frames: bool,
+    /// Asked just before the output is published: an error (the file's claim was taken over) discards it.
+    pub before_publish: Option<&'a (dyn Fn() -> Result<(), EngineError> + Sync)>,
 }
 
 /// What the plan needs to know about an opened input.
@@ -57,7 +59,7 @@ pub fn input_facts(source: &Source) -> InputFacts {
 pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     let started = Instant::now();
     let cpu_before = process_cpu_s();
-    let FileJob { settings, mut engine, cancel, progress, metadata, audit, digest_frames } = job;
+    let FileJob { settings, mut engine, cancel, progress, metadata, audit, digest_frames, before_publish } = job;
     let (input, output) = (settings.input, settings.output);
     let source = Source::open(input, settings.pipeline.cpu_threads.max(1))?;
     let plan = plan_file(&settings, &input_facts(&source));
@@ -73,14 +75,16 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     let result = run(source, &plan, &mut engine, &tmp, cancel, &progress, &metadata, audit, digest_frames);
     let pool = engine.pool_stats();
     drop(engine);
-    let (run, info, mut warnings, decoder, path) = match result.and_then(|r| publish(&tmp, output).map(|()| r)) {
-        Ok(r) => r,
-        Err(e) => {
-            let e = with_need(e, &tmp, output);
-            discard(&tmp);
-            return Err(e);
-        }
-    };
+    let checked = |r| before_publish.map_or(Ok(()), |check| check()).map(|()| r);
+    let (run, info, mut warnings, decoder, path) =
+        match result.and_then(checked).and_then(|r| publish(&tmp, output).map(|()| r)) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = with_need(e, &tmp, output);
+                discard(&tmp);
+                return Err(e);
+            }
+        };
     warnings.extend(run.warnings);
     let wall_s = started.elapsed().as_secs_f64();
     let audit = audit.map(|_| {

@@ -2,8 +2,10 @@
 //! [`workers`] (the worker slots per device), [`report`] (the run summary and its exit code). It plans through
 //! `crate::plan` and runs each file through `crate::pipeline`; it never touches CUDA itself.
 
+pub mod claim;
 mod report;
 mod resume;
+pub mod scheduler;
 mod shard;
 mod workers;
 
@@ -59,6 +61,12 @@ pub struct RunOptions {
     pub audit: bool,
     /// Show progress bars (on a terminal) or JSON progress lines (otherwise).
     pub progress: bool,
+    /// After this task's shard, take unclaimed files of the other shards.
+    pub steal: bool,
+    /// Claim timings (heartbeat, stale interval).
+    pub claims: claim::ClaimConfig,
+    /// Where the shard came from, for the log and the summary.
+    pub shard_source: Option<scheduler::Selection>,
     /// What the environment says.
     pub env: Environment,
 }
@@ -223,6 +231,20 @@ fn check_output_dirs(plan: &EnginePlan, indices: &[usize]) -> Result<(), EngineE
     Ok(())
 }
 
+/// The files this task works on, in order: its own shard, then (when stealing) the other shards', the next shard
+/// first and each from its end, so that a thief and the shard's owner meet in the middle.
+fn work_order(plan: &EnginePlan, opts: &RunOptions) -> (Vec<usize>, Vec<usize>) {
+    let Some(s) = opts.shard else { return ((0..plan.work.len()).collect(), Vec::new()) };
+    let mut all = shard_assignment(&plan.work, s.count);
+    let own = std::mem::take(&mut all[s.index as usize]);
+    if !opts.steal {
+        return (own, Vec::new());
+    }
+    let n = all.len();
+    let others = (1..n).flat_map(|k| all[(s.index as usize + k) % n].iter().rev().copied().collect::<Vec<_>>());
+    (own, others.collect())
+}
+
 /// Runs a job: plan, shard, skip what is complete, process the rest on the plan's workers, publish each output
 /// and report atomically, write the run summary. Job-level failures (bad job, missing backend, an output folder
 /// that cannot be written) are errors; per-file failures are recorded in the summary and do not stop the other
@@ -236,10 +258,7 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
     let plan = &planned.plan;
     let fp = &planned.fingerprint;
     let fp_id = fp.id();
-    let indices: Vec<usize> = match opts.shard {
-        Some(s) => shard_assignment(&plan.work, s.count).swap_remove(s.index as usize),
-        None => (0..plan.work.len()).collect(),
-    };
+    let (indices, stolen) = work_order(plan, opts);
     tracing::info!(
         "{} file(s){} on {}; fingerprint {fp_id}",
         indices.len(),
@@ -247,14 +266,14 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
         plan.workers.iter().map(|w| w.device.to_string()).collect::<Vec<_>>().join(", ")
     );
     let summary = |files: Vec<FileRecord>, interrupted: bool| {
-        RunSummary::new(spec.source.clone(), opts.shard, fp_id.clone(), files, interrupted, started)
+        let mut s = RunSummary::new(spec.source.clone(), opts.shard, fp_id.clone(), files, interrupted, started);
+        s.shard_source = opts.shard_source.clone();
+        s
     };
     if opts.dry_run {
-        for &i in &indices {
-            let w = &plan.work[i];
-            println!("{} -> {}", w.input.display(), w.output.display());
-        }
-        return Ok(summary(Vec::new(), false));
+        let mut s = summary(Vec::new(), false);
+        s.planned = indices.iter().map(|&i| plan.work[i].clone()).collect();
+        return Ok(s);
     }
     check_output_dirs(plan, &indices)?;
     let cancel = Cancel::new();
@@ -267,7 +286,8 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
         cancel: &cancel,
         progress: &progress,
         opts,
-        queue: Mutex::new(indices.iter().map(|&i| (i, 0)).collect::<VecDeque<_>>()),
+        queue: Mutex::new(indices.iter().chain(&stolen).map(|&i| (i, 0)).collect::<VecDeque<_>>()),
+        stolen: stolen.into_iter().collect(),
         records: Mutex::new(Vec::new()),
     };
     let files = workers::run_all(&shared);

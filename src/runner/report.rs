@@ -2,8 +2,10 @@
 //! summary file `videoforge-run.json` (`videoforge-run.shard-I-of-N.json`), and the exit code.
 
 use super::resume::{write_atomic, FileRecord, FileStatus};
+use super::scheduler::Selection;
 use super::shard::Shard;
 use crate::error::{exit_codes, EngineError};
+use crate::plan::WorkItem;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,6 +17,9 @@ pub struct RunSummary {
     pub job: PathBuf,
     /// The shard run, if any.
     pub shard: Option<Shard>,
+    /// Where the shard came from (flag, scheduler variables), and whether this task stole from other shards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_source: Option<Selection>,
     /// Fingerprint id.
     pub fingerprint_id: String,
     /// Files complete in this run.
@@ -31,6 +36,9 @@ pub struct RunSummary {
     pub files: Vec<FileRecord>,
     /// Where this summary was written.
     pub summary_path: Option<PathBuf>,
+    /// What a dry run would process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<WorkItem>,
 }
 
 impl RunSummary {
@@ -55,6 +63,8 @@ impl RunSummary {
             seconds: started.elapsed().as_secs_f64(),
             files,
             summary_path: None,
+            shard_source: None,
+            planned: Vec::new(),
         }
     }
 
@@ -97,6 +107,7 @@ impl RunSummary {
                 FileStatus::Skipped => "skipped",
                 FileStatus::Failed => "FAILED",
                 FileStatus::QualityFailed => "QUALITY",
+                FileStatus::Claimed => "claimed",
                 FileStatus::Interrupted => "interrupted",
             };
             s += &format!("{status:<11} {:>7.1}s  {}", f.seconds, f.input.display());

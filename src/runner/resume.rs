@@ -23,6 +23,8 @@ pub enum FileStatus {
     QualityFailed,
     /// Not started or abandoned because the run was interrupted.
     Interrupted,
+    /// Another worker holds its claim (it is processing it): not counted as done, skipped or failed.
+    Claimed,
 }
 
 /// A file's report, written beside its output as `<output>.report.json`; a `complete` report whose input hash

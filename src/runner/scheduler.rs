@@ -422,14 +422,24 @@ mod tests {
         resolve(&Request { flag, planned: planned.map(|count| Planned { count, from: CountFrom::JobFile }), env: e })
     }
 
+    /// An error's text, as the table writes it.
+    #[derive(Debug, PartialEq)]
+    struct Text(String);
+
+    impl From<&str> for Text {
+        fn from(s: &str) -> Text {
+            Text(s.to_string())
+        }
+    }
+
     /// (index, count, source, steal) or the error text.
-    type Short = Result<(u32, u32, ShardSource, bool), String>;
+    type Short = Result<(u32, u32, ShardSource, bool), Text>;
 
     /// The environment, the planned count (from the job file) and what must come out.
     type Case = (Vec<(String, String)>, Option<u32>, Short);
 
     fn short(r: Result<Selection, SchedulerError>) -> Short {
-        r.map(|s| (s.index, s.count, s.source, s.steal)).map_err(|e| e.to_string())
+        r.map(|s| (s.index, s.count, s.source, s.steal)).map_err(|e| Text(e.to_string()))
     }
 
     fn check(cases: &[Case]) {

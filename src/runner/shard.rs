@@ -31,61 +31,6 @@ impl Shard {
         }
         Ok(Shard { index: i - 1, count: n })
     }
-
-    /// The shard a scheduler asked for through its environment: Slurm job arrays
-    /// (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT`), Kubernetes Indexed Jobs
-    /// (`JOB_COMPLETION_INDEX` plus a count from `--shard-count`), AWS Batch array jobs
-    /// (`AWS_BATCH_JOB_ARRAY_INDEX`, `AWS_BATCH_JOB_ARRAY_SIZE` or `--shard-count`). `Ok(None)` when none is set.
-    pub fn from_env(env: &[(String, String)], count: Option<u32>) -> Result<Option<Shard>, ShardError> {
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.trim().to_string());
-        let num = |k: &str, v: String| v.parse::<u32>().map_err(|_| ShardError(format!("{k}={v:?} is not a number")));
-        let make = |index: u32, count: u32, from: &str| {
-            if count == 0 || index >= count {
-                Err(ShardError(format!("{from}: shard index {index} is outside 0..{count}")))
-            } else {
-                Ok(Some(Shard { index, count }))
-            }
-        };
-        if let Some(id) = get("SLURM_ARRAY_TASK_ID") {
-            let id = num("SLURM_ARRAY_TASK_ID", id)?;
-            let min = get("SLURM_ARRAY_TASK_MIN").map(|v| num("SLURM_ARRAY_TASK_MIN", v)).transpose()?.unwrap_or(0);
-            let n = match (get("SLURM_ARRAY_TASK_COUNT"), count) {
-                (Some(v), _) => num("SLURM_ARRAY_TASK_COUNT", v)?,
-                (None, Some(c)) => c,
-                (None, None) => {
-                    return Err(ShardError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into()))
-                }
-            };
-            return make(id.saturating_sub(min), n, "Slurm");
-        }
-        if let Some(i) = get("JOB_COMPLETION_INDEX") {
-            let i = num("JOB_COMPLETION_INDEX", i)?;
-            let n = count.ok_or_else(|| {
-                ShardError(
-                    "JOB_COMPLETION_INDEX is set: give the number of shards with --shard-count or \
-                     VIDEOFORGE_SHARD_COUNT (the Job's completions)"
-                        .into(),
-                )
-            })?;
-            return make(i, n, "Kubernetes");
-        }
-        if let Some(i) = get("AWS_BATCH_JOB_ARRAY_INDEX") {
-            let i = num("AWS_BATCH_JOB_ARRAY_INDEX", i)?;
-            let n = match (get("AWS_BATCH_JOB_ARRAY_SIZE"), count) {
-                (Some(v), _) => num("AWS_BATCH_JOB_ARRAY_SIZE", v)?,
-                (None, Some(c)) => c,
-                (None, None) => {
-                    return Err(ShardError(
-                        "AWS_BATCH_JOB_ARRAY_INDEX is set: give the array size with --shard-count or \
-                         AWS_BATCH_JOB_ARRAY_SIZE"
-                            .into(),
-                    ))
-                }
-            };
-            return make(i, n, "AWS Batch");
-        }
-        Ok(None)
-    }
 }
 
 /// Splits the work list into `count` shards balanced by input size (largest first onto the lightest shard;
@@ -175,28 +120,5 @@ mod tests {
         assert!(Shard::parse("0/8").is_err());
         assert!(Shard::parse("9/8").is_err());
         assert!(Shard::parse("x").is_err());
-    }
-
-    #[test]
-    fn shard_env() {
-        let env = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
-        assert_eq!(
-            Shard::from_env(
-                &env(&[("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "4")]),
-                None
-            ),
-            Ok(Some(Shard { index: 2, count: 4 }))
-        );
-        assert_eq!(
-            Shard::from_env(&env(&[("JOB_COMPLETION_INDEX", "0")]), Some(3)),
-            Ok(Some(Shard { index: 0, count: 3 }))
-        );
-        assert!(Shard::from_env(&env(&[("JOB_COMPLETION_INDEX", "0")]), None).is_err());
-        assert_eq!(
-            Shard::from_env(&env(&[("AWS_BATCH_JOB_ARRAY_INDEX", "1"), ("AWS_BATCH_JOB_ARRAY_SIZE", "2")]), None),
-            Ok(Some(Shard { index: 1, count: 2 }))
-        );
-        assert_eq!(Shard::from_env(&env(&[]), None), Ok(None));
-        assert!(Shard::from_env(&env(&[("JOB_COMPLETION_INDEX", "5")]), Some(3)).is_err());
     }
 }

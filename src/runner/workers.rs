@@ -2,6 +2,7 @@
 //! skips what is complete, runs the pipeline, and writes each file's report. A worker whose device fails puts its
 //! file back (once) for the others and stops.
 
+use super::claim::{self, Acquired, ClaimGuard};
 use super::resume::{is_complete, record, report_path, write_atomic, FileRecord, FileStatus};
 use super::RunOptions;
 use crate::audit::{Determinism, VramAudit};
@@ -12,7 +13,7 @@ use crate::error::{EngineError, Retry};
 use crate::fingerprint::EngineFingerprint;
 use crate::pipeline::{self, Cancel, EngineBuilder, FileJob, FileProgress, ProgressSink};
 use crate::plan::{EnginePlan, FileSettings};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -27,6 +28,8 @@ pub(super) struct Shared<'a> {
     pub(super) opts: &'a RunOptions,
     /// Work-item indices still to do, with the number of workers that gave each back.
     pub(super) queue: Mutex<VecDeque<(usize, u32)>>,
+    /// The files of other shards this task may take (stealing): reported only when this task processed them.
+    pub(super) stolen: HashSet<usize>,
     pub(super) records: Mutex<Vec<(usize, FileRecord)>>,
 }
 
@@ -72,7 +75,10 @@ fn work(shared: &Shared<'_>, device: Device, name: &str, mut inject: bool) {
                 device_failed: Some("injected device failure (VIDEOFORGE_FAIL_SLOT)".into()),
             }
         } else {
-            process_one(shared, i, device, name)
+            match process_claimed(shared, i, device, name) {
+                Some(out) => out,
+                None => continue,
+            }
         };
         if let Some(why) = &out.device_failed {
             if attempts == 0 {
@@ -99,8 +105,59 @@ struct Outcome {
     device_failed: Option<String>,
 }
 
-/// Skips, or runs and records, one file.
-fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str) -> Outcome {
+/// Claims a file, then processes it; `None`: a file of another shard that is not this task's to report (complete
+/// already, or held by its owner).
+fn process_claimed(shared: &Shared<'_>, index: usize, device: Device, worker: &str) -> Option<Outcome> {
+    let (fp, opts) = (shared.fp, shared.opts);
+    let item = &shared.plan.work[index];
+    let stolen = shared.stolen.contains(&index);
+    if stolen && has_complete_report(item, &fp.id()) {
+        return None;
+    }
+    let owner = claim::Owner::this_process(fp.id(), worker);
+    let guard = match claim::try_acquire(&item.output, &owner, &opts.claims) {
+        Ok(Acquired::Claimed(g)) => g,
+        Ok(Acquired::TakenOver(g, stale)) => {
+            tracing::warn!("{}: taken over: {stale}", item.input.display());
+            g
+        }
+        Ok(Acquired::Held(_)) if stolen => return None,
+        Ok(Acquired::Held(holder)) => {
+            tracing::info!("{}: {holder}: left to it", item.input.display());
+            shared.progress.file_skipped();
+            let mut rec = record(item, FileStatus::Claimed, String::new(), fp, None, 0.0);
+            rec.error = Some(holder.to_string());
+            return Some(Outcome { rec, device_failed: None });
+        }
+        Err(e) => {
+            let mut rec = record(item, FileStatus::Failed, String::new(), fp, Some(worker.into()), 0.0);
+            rec.error = Some(e.to_string());
+            rec.retriable = Some(true);
+            return Some(Outcome { rec, device_failed: None });
+        }
+    };
+    if stolen {
+        tracing::info!("{}: taken from another shard", item.input.display());
+    }
+    let out = process_one(shared, index, device, worker, &guard);
+    if let Err(e) = guard.release() {
+        tracing::warn!("{}: {e}", item.input.display());
+    }
+    // A stolen file found complete once claimed was another task's work.
+    (!(stolen && out.rec.status == FileStatus::Skipped)).then_some(out)
+}
+
+/// A cheap look before claiming: a complete report with this fingerprint (the input's hash is checked once the
+/// file is claimed).
+fn has_complete_report(item: &crate::plan::WorkItem, fingerprint_id: &str) -> bool {
+    std::fs::read_to_string(report_path(&item.output))
+        .ok()
+        .and_then(|t| serde_json::from_str::<FileRecord>(&t).ok())
+        .is_some_and(|r| r.status == FileStatus::Complete && r.fingerprint_id == fingerprint_id)
+}
+
+/// Skips, or runs and records, one file this worker has claimed.
+fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str, claim: &ClaimGuard) -> Outcome {
     let (plan, fp, opts) = (shared.plan, shared.fp, shared.opts);
     let item = &plan.work[index];
     let done = |rec: FileRecord| Outcome { rec, device_failed: None };
@@ -125,7 +182,7 @@ fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str) 
             tracing::warn!("{}: stale report not removed: {e}", report_path(&item.output).display());
         }
     }
-    let result = run_file(shared, index, device);
+    let result = run_file(shared, index, device, claim);
     let seconds = started.elapsed().as_secs_f64();
     let mut rec = record(item, FileStatus::Complete, input_sha256, fp, Some(worker.into()), seconds);
     match result {
@@ -141,6 +198,11 @@ fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str) 
             }
         }
         Err(EngineError::Interrupted) => rec.status = FileStatus::Interrupted,
+        Err(e @ EngineError::Superseded { .. }) => {
+            tracing::warn!("{e}");
+            rec.status = FileStatus::Claimed;
+            rec.error = Some(e.to_string());
+        }
         Err(e) if device != Device::Cpu && e.is_device_failure() => {
             return Outcome { rec, device_failed: Some(e.to_string()) };
         }
@@ -176,7 +238,12 @@ fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str) 
 
 /// Runs one file through the pipeline (twice with the audit: the second run checks determinism and device
 /// memory), and returns its report as JSON.
-fn run_file(shared: &Shared<'_>, index: usize, device: Device) -> Result<serde_json::Value, EngineError> {
+fn run_file(
+    shared: &Shared<'_>,
+    index: usize,
+    device: Device,
+    claim: &ClaimGuard,
+) -> Result<serde_json::Value, EngineError> {
     let (plan, fp, opts) = (shared.plan, shared.fp, shared.opts);
     let item = &plan.work[index];
     let settings = plan
@@ -189,8 +256,12 @@ fn run_file(shared: &Shared<'_>, index: usize, device: Device) -> Result<serde_j
     let audit = opts.audit.then_some(opts.env.audit_traces);
     let free = || builder.gpu().and_then(|g| g.settled_mem_info().ok()).map(|(f, _)| f);
     let free_before = if opts.audit { free() } else { None };
-    let mut report =
-        pipeline::upscale_file(file_job(shared, &builder, settings, audit, shared.progress.file(&item.input))?)?;
+    // The claim is looked at once more just before the output is published: a worker that was taken over (it had
+    // been silent for the stale interval) must not publish over the one that took the file.
+    let check = || claim.check().map_err(|e| EngineError::Superseded { path: item.output.clone(), why: e.to_string() });
+    let mut job = file_job(shared, &builder, settings, audit, shared.progress.file(&item.input))?;
+    job.before_publish = Some(&check);
+    let mut report = pipeline::upscale_file(job)?;
     if let Some(a) = report.audit.as_mut() {
         // The stage and the model are dropped by now: device memory should be back where it started.
         a.vram = free_before.zip(free()).map(|(before, after)| VramAudit {
@@ -210,7 +281,7 @@ fn run_file(shared: &Shared<'_>, index: usize, device: Device) -> Result<serde_j
         pipeline::publish::discard(&tmp);
         a.determinism = Some(compared?);
         a.evaluate();
-        eprint!("{}: {}", item.input.display(), a.table());
+        tracing::info!("{}: audit\n{}", item.input.display(), a.table());
     }
     let stages: Vec<String> = report.stages.iter().map(|s| format!("{} {:.2}s busy", s.name, s.busy_s)).collect();
     tracing::info!(
@@ -241,6 +312,7 @@ fn file_job<'j>(
         metadata: shared.fp.container_metadata(),
         audit,
         digest_frames: shared.opts.audit,
+        before_publish: None,
     })
 }
 

@@ -258,6 +258,7 @@ pub fn run_with(
         metadata: vec![("videoforge_fingerprint".into(), "test-fp".into())],
         audit: Some(0),
         digest_frames: false,
+        before_publish: None,
     })
 }
 
