@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Tests only: a real headless browser renders the run report (tests/report.rs).
+if ! command -v chromium >/dev/null; then
+  sudo=; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  echo "test: installing chromium (the run report is rendered in a headless browser)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.deps/onnxruntime/libonnxruntime.so}
 cargo build --workspace --locked
 cargo test --workspace --locked "$@"

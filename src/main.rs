@@ -120,6 +120,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit_codes::SUCCESS)
         }
         Some(Command::Bench(b)) => bench(b, &env),
+        Some(Command::Report { dir }) => {
+            let path = runner::html::write_report(&dir)?;
+            out.result("report", &path, &format!("{}\n", path.display()))?;
+            Ok(exit_codes::SUCCESS)
+        }
         Some(Command::Schema) => {
             print!("{}", manifest::json_schema_text());
             Ok(exit_codes::SUCCESS)

@@ -109,6 +109,11 @@ pub(crate) enum Command {
     },
     /// Print the job file JSON Schema.
     Schema,
+    /// Rebuild the run report (videoforge-run.html) of an output folder from its JSON reports.
+    Report {
+        /// The output folder (where videoforge-run*.json are).
+        dir: PathBuf,
+    },
     /// Benchmarks (figures for bench/RESULTS.md): model inference alone on a W x H frame.
     Bench(BenchArgs),
     /// Probe this machine: GPUs, NVDEC/NVENC, backend plugins, and the plan it would get.

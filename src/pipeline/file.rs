@@ -127,6 +127,7 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         audit,
         frames_sha256: run.frames_sha256,
         quality: run.quality,
+        timeline: run.timeline,
     })
 }
 
@@ -140,6 +141,7 @@ struct Ran {
     warnings: Vec<String>,
     frames_sha256: Option<String>,
     quality: super::quality::QualityReport,
+    timeline: Vec<super::report::TimelinePoint>,
     window: Option<AllocWindow>,
 }
 
@@ -222,6 +224,7 @@ fn run(
         warnings: done.warnings,
         frames_sha256: done.frames_sha256,
         quality: done.quality,
+        timeline: done.timeline,
         window,
     };
     Ok((ran, info, warnings, decoder, path))

@@ -7,7 +7,8 @@ use crate::error::EngineError;
 use crate::gpu::nvdec::DeviceFrame;
 use crate::queue::{Receiver, Sender};
 use crate::video::{Packet, YuvFrame};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A decoded frame on its way to the model.
@@ -53,16 +54,24 @@ impl StageFail {
     }
 }
 
-/// A stage's timing and the deepest its output queue has been.
+/// A stage's timing and the deepest its output queue has been; its busy time is also published, in
+/// microseconds, where the encode stage samples it for the timeline.
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) stage: StageReport,
     pub(crate) max_depth: usize,
+    clock: Arc<AtomicU64>,
 }
 
 impl Counters {
-    pub(crate) fn new(name: &'static str) -> Counters {
-        Counters { stage: StageReport { name, ..Default::default() }, max_depth: 0 }
+    pub(crate) fn new(name: &'static str, clock: &Arc<AtomicU64>) -> Counters {
+        Counters { stage: StageReport { name, ..Default::default() }, max_depth: 0, clock: clock.clone() }
+    }
+
+    /// Adds busy seconds.
+    pub(crate) fn busy(&mut self, secs: f64) {
+        self.stage.busy_s += secs;
+        self.clock.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
     }
 }
 

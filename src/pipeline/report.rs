@@ -19,6 +19,22 @@ pub struct StageReport {
     pub frames: u64,
 }
 
+/// One point of a file's timeline: seconds since the stages started, frames encoded so far, and each stage's
+/// busy seconds so far (decode, infer, encode). The run report draws fps and stage use over time from these.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TimelinePoint {
+    /// Seconds since the stages started.
+    pub t_s: f64,
+    /// Frames encoded so far.
+    pub frames: u64,
+    /// Busy seconds so far of decode, infer and encode.
+    pub busy_s: [f64; 3],
+}
+
+/// Points kept per file: a point every quarter second, thinned by half whenever the buffer fills (so a long file
+/// keeps its whole span at a coarser step, and nothing is allocated after the start).
+pub const TIMELINE_POINTS: usize = 2048;
+
 /// A queue's capacity and the most items it held.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueReport {
@@ -93,6 +109,8 @@ pub struct FileReport {
     pub frames_sha256: Option<String>,
     /// What the quality gates saw (every frame passed them, or the file would have failed).
     pub quality: super::quality::QualityReport,
+    /// Frames and stage use over the run (see [`TimelinePoint`]).
+    pub timeline: Vec<TimelinePoint>,
 }
 
 /// CPU time of this process so far (user + system), seconds, from `/proc/self/stat` (Linux; its clock ticks are

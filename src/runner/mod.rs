@@ -3,6 +3,7 @@
 //! `crate::plan` and runs each file through `crate::pipeline`; it never touches CUDA itself.
 
 pub mod claim;
+pub mod html;
 mod report;
 mod resume;
 pub mod scheduler;
@@ -294,5 +295,10 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
     progress.finish();
     let mut summary = summary(files, cancel.is_stopped());
     summary.write(opts.shard)?;
+    if let Some(dir) = summary.summary_path.as_deref().and_then(Path::parent) {
+        if let Err(e) = html::write_report(dir) {
+            tracing::warn!("the run report was not written: {e}");
+        }
+    }
     Ok(summary)
 }

@@ -47,6 +47,9 @@ pub struct FileRecord {
     pub worker: Option<String>,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// When work on it started (Unix seconds), for the run report's timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<f64>,
     /// The pipeline's report (frames, per-stage timings, peak memory, warnings).
     pub pipeline: Option<serde_json::Value>,
     /// The error, when it failed.
@@ -117,6 +120,7 @@ pub(super) fn record(
         fingerprint: fp.clone(),
         worker,
         seconds,
+        started: None,
         pipeline: None,
         error: None,
         retriable: None,

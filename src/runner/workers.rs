@@ -162,6 +162,8 @@ fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str, 
     let item = &plan.work[index];
     let done = |rec: FileRecord| Outcome { rec, device_failed: None };
     let started = Instant::now();
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let input_sha256 = match sha256_file(&item.input) {
         Ok(h) => h,
         Err(e) => {
@@ -185,6 +187,7 @@ fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str, 
     let result = run_file(shared, index, device, claim);
     let seconds = started.elapsed().as_secs_f64();
     let mut rec = record(item, FileStatus::Complete, input_sha256, fp, Some(worker.into()), seconds);
+    rec.started = Some(started_unix);
     match result {
         Ok(report) => {
             rec.pipeline = Some(report);
@@ -282,6 +285,12 @@ fn run_file(
         a.determinism = Some(compared?);
         a.evaluate();
         tracing::info!("{}: audit\n{}", item.input.display(), a.table());
+    }
+    // The before/after picture of the run report, from a frame in the middle of the clip.
+    let fps = report.video.frame_rate.map_or(25.0, |(n, d)| f64::from(n) / f64::from(d.max(1)));
+    let middle = report.frames_encoded as f64 / 2.0 / fps.max(1e-3);
+    if let Err(e) = super::html::write_preview(&item.input, &item.output, middle) {
+        tracing::warn!("{}: no preview for the run report: {e}", item.output.display());
     }
     let stages: Vec<String> = report.stages.iter().map(|s| format!("{} {:.2}s busy", s.name, s.busy_s)).collect();
     tracing::info!(

@@ -14,6 +14,7 @@ mod frame;
 mod segments;
 mod sink;
 mod source;
+mod still;
 mod synthetic;
 mod yuv;
 
@@ -29,6 +30,7 @@ pub use ffmpeg::init;
 pub use frame::Frame;
 pub use sink::{Finished, Sink};
 pub use source::{bit_depth_of, Item, Source, VideoInfo};
+pub use still::{png, still, Still};
 pub use synthetic::{write_synthetic_clip, write_synthetic_clip_with};
 pub use yuv::YuvFrame;
 

@@ -11,8 +11,8 @@ use crate::pipeline::Cancel;
 use crate::plan::FramePath;
 use crate::queue::Sender;
 use crate::video::{DecoderFeed, Frame, Item, Source, ToRgb, VideoInfo};
-use std::sync::atomic::AtomicIsize;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicIsize, AtomicU64};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const STAGE: &str = "decode";
@@ -33,11 +33,12 @@ pub(super) struct Decode<'a> {
     pub(super) cancel: &'a Cancel,
     pub(super) window: Option<&'a AllocWindow>,
     pub(super) warnings: &'a Mutex<Vec<String>>,
+    pub(super) clock: &'a Arc<AtomicU64>,
 }
 
 /// Runs the stage to the end of the stream; returns its result, its counters and the frames decoded.
 pub(super) fn run(mut d: Decode<'_>) -> (Result<(), StageFail>, Counters, u64) {
-    let mut c = Counters::new(STAGE);
+    let mut c = Counters::new(STAGE, d.clock);
     let mut warned_interlaced = false;
     let r = match d.nvdec.take() {
         Some((mut nv, mut feed)) => {
@@ -86,7 +87,7 @@ fn on_device(
                 false
             }
             Some(Item::Packet(p)) => {
-                c.stage.busy_s += t.elapsed().as_secs_f64();
+                c.busy(t.elapsed().as_secs_f64());
                 timed_send(&d.out, Msg::Packet(p), c, d.depth)?;
                 continue;
             }
@@ -97,7 +98,7 @@ fn on_device(
                 ))
             }
         };
-        c.stage.busy_s += t.elapsed().as_secs_f64();
+        c.busy(t.elapsed().as_secs_f64());
         while let Some((frame, duration)) = nv.receive() {
             c.stage.frames += 1;
             if let Some(win) = d.window {
@@ -129,7 +130,7 @@ fn on_cpu(d: &mut Decode<'_>, c: &mut Counters, warned: &mut bool) -> Result<(),
         let item = d.source.next_item().map_err(|e| StageFail::of(STAGE, e))?;
         let msg = match item {
             None => {
-                c.stage.busy_s += t.elapsed().as_secs_f64();
+                c.busy(t.elapsed().as_secs_f64());
                 timed_send(&d.out, Msg::End, c, d.depth)?;
                 return Ok(());
             }
@@ -156,7 +157,7 @@ fn on_cpu(d: &mut Decode<'_>, c: &mut Counters, warned: &mut bool) -> Result<(),
                 Msg::Frame { frame, pts: f.pts(), duration: f.duration() }
             }
         };
-        c.stage.busy_s += t.elapsed().as_secs_f64();
+        c.busy(t.elapsed().as_secs_f64());
         timed_send(&d.out, msg, c, d.depth)?;
     }
 }

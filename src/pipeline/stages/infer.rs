@@ -10,7 +10,8 @@ use crate::gpu::quality::DeviceStats;
 use crate::pipeline::Cancel;
 use crate::queue::{Receiver, Sender};
 use crate::video::{Quant, YuvFrame};
-use std::sync::atomic::AtomicIsize;
+use std::sync::atomic::{AtomicIsize, AtomicU64};
+use std::sync::Arc;
 use std::time::Instant;
 
 const STAGE: &str = "infer";
@@ -31,11 +32,12 @@ pub(super) struct Infer<'a> {
     pub(super) out: Sender<Msg<Upscaled>>,
     pub(super) out_depth: &'a AtomicIsize,
     pub(super) cancel: &'a Cancel,
+    pub(super) clock: &'a Arc<AtomicU64>,
 }
 
 /// Runs the stage until the end of the stream; returns its result, its counters and what the gates saw.
 pub(super) fn run(mut s: Infer<'_>) -> (Result<(), StageFail>, Counters, QualityReport) {
-    let mut c = Counters::new(STAGE);
+    let mut c = Counters::new(STAGE, s.clock);
     let r = run_loop(&mut s, &mut c);
     (r, c, s.gates.finish())
 }
@@ -51,7 +53,7 @@ fn run_loop(s: &mut Infer<'_>, c: &mut Counters) -> Result<(), StageFail> {
                 let t = Instant::now();
                 let frame = upscale(s, frame, c.stage.frames + 1)?;
                 c.stage.frames += 1;
-                c.stage.busy_s += t.elapsed().as_secs_f64();
+                c.busy(t.elapsed().as_secs_f64());
                 Msg::Frame { frame, pts, duration }
             }
             Msg::Packet(p) => Msg::Packet(p),

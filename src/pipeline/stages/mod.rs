@@ -19,8 +19,8 @@ use crate::gpu::nvdec::NvDecoder;
 use crate::plan::{FilePlan, FramePath};
 use crate::video::{DecoderFeed, Sink, Source, VideoInfo, YuvFrame};
 use std::path::Path;
-use std::sync::atomic::AtomicIsize;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicIsize, AtomicU64};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 type Recycle<T> = (flume::Sender<T>, flume::Receiver<T>);
@@ -129,6 +129,7 @@ pub(super) struct StagesDone {
     pub(super) warnings: Vec<String>,
     pub(super) frames_sha256: Option<String>,
     pub(super) quality: QualityReport,
+    pub(super) timeline: Vec<super::report::TimelinePoint>,
 }
 
 /// Runs decode → infer → encode on three threads until the stream ends or a stage fails.
@@ -155,6 +156,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
     let (to_encode, encode_rx) = crate::queue::bounded::<super::msg::Msg<Upscaled>>(depth);
     let (infer_q, encode_q) = (AtomicIsize::new(0), AtomicIsize::new(0));
     let warnings = Mutex::new(Vec::<String>::new());
+    let clocks: [Arc<AtomicU64>; 3] = Default::default();
     let (w, h) = (info.width as usize, info.height as usize);
 
     let started = Instant::now();
@@ -172,6 +174,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
             cancel,
             window,
             warnings,
+            clock: &clocks[0],
         };
         let decode = std::thread::Builder::new()
             .name("vf-decode".into())
@@ -187,6 +190,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
             out: to_encode,
             out_depth: encode_q,
             cancel,
+            clock: &clocks[1],
         };
         let infer = std::thread::Builder::new().name("vf-infer".into()).spawn_scoped(scope, move || infer::run(i));
         let e = encode::Encode {
@@ -198,6 +202,8 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
             input_depth: encode_q,
             cancel,
             progress,
+            clocks: &clocks,
+            started,
         };
         let encode = std::thread::Builder::new()
             .name("vf-encode".into())
@@ -266,6 +272,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
         warnings: warnings.into_inner().unwrap_or_else(|e| e.into_inner()),
         frames_sha256,
         quality,
+        timeline: enc.timeline,
     })
 }
 
