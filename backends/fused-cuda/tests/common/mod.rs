@@ -1,0 +1,123 @@
+//! Shared test helpers: where the models and ONNX Runtime are, a deterministic test image, ONNX Runtime runs,
+//! error measures, and a small ONNX graph builder for synthetic models.
+#![allow(dead_code)]
+
+pub mod build;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use half::f16;
+use ort::session::Session;
+use ort::value::Tensor;
+use videoforge_backend_fused_cuda::graph::IoType;
+use videoforge_backend_fused_cuda::reference::Planar;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// A model by file name: the repository's `models/`, the shared models folder beside the checkout, or
+/// `.deps/models/` (where `get-x4plus.sh` puts realesrgan-x4plus). None, with a message, when absent.
+pub fn model(name: &str) -> Option<PathBuf> {
+    let root = repo_root();
+    let found = [root.join("models"), root.join("../shared/models"), root.join(".deps/models")]
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!("skipped: model {name} not found (models/, ../shared/models/ or .deps/models/)");
+    }
+    found
+}
+
+/// The ONNX Runtime environment from `.deps/onnxruntime/` (scripts/setup.sh), or None with a message.
+pub fn ort_env() -> Option<&'static ort::environment::Environment> {
+    static ENV: OnceLock<Option<ort::environment::Environment>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let lib = repo_root().join(".deps/onnxruntime/libonnxruntime.so");
+        if !lib.is_file() {
+            eprintln!("skipped: {} is missing (run scripts/setup.sh)", lib.display());
+            return None;
+        }
+        let env = ort::init_from(&lib).expect("load ONNX Runtime").with_name("fused-cuda-tests").build();
+        Some(env.expect("ONNX Runtime environment"))
+    })
+    .as_ref()
+}
+
+/// A deterministic image with edges, gradients and fine detail, values in [0, 1].
+pub fn test_image(h: usize, w: usize) -> Planar {
+    let mut img = Planar::zeros(h, w);
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                let gx = x as f32 / w.max(2) as f32;
+                let gy = y as f32 / h.max(2) as f32;
+                let edge = if (x / 5 + y / 7 + c) % 3 == 0 { 0.6 } else { 0.0 };
+                let ring = ((x as f32 - w as f32 / 2.0).hypot(y as f32 - h as f32 / 2.0) * 0.9).sin() * 0.15;
+                let v = 0.15 + 0.4 * gx * (1.0 - gy) + 0.2 * gy * c as f32 / 2.0 + edge * 0.5 + ring;
+                img.data[(c * h + y) * w + x] = v.clamp(0.0, 1.0);
+            }
+        }
+    }
+    img
+}
+
+/// Rounds every value through f16 (what an f16 model's input really holds).
+pub fn round_f16(img: &Planar) -> Planar {
+    Planar { h: img.h, w: img.w, data: img.data.iter().map(|&v| f16::from_f32(v).to_f32()).collect() }
+}
+
+/// Runs a model file with ONNX Runtime CPU (4 threads, deterministic) on one image.
+pub fn ort_run(env: &ort::environment::Environment, path: &Path, io: IoType, img: &Planar) -> Planar {
+    let mut s = Session::builder(env)
+        .expect("session builder")
+        .with_intra_threads(2)
+        .expect("threads")
+        .with_deterministic_compute(true)
+        .expect("deterministic")
+        .commit_from_file(path)
+        .expect("ONNX Runtime loads the model");
+    let shape = [1i64, 3, img.h as i64, img.w as i64];
+    let input = match io {
+        IoType::F32 => Tensor::from_array((shape, img.data.clone())).expect("tensor").into_dyn(),
+        IoType::F16 => {
+            let v: Vec<f16> = img.data.iter().map(|&x| f16::from_f32(x)).collect();
+            Tensor::from_array((shape, v)).expect("tensor").into_dyn()
+        }
+    };
+    let name = s.inputs()[0].name().to_string();
+    let out = s.run(ort::inputs![name.as_str() => input]).expect("ONNX Runtime runs");
+    let (shape, data): (Vec<i64>, Vec<f32>) = match out[0].try_extract_tensor::<f32>() {
+        Ok((s, v)) => (s.iter().copied().collect(), v.to_vec()),
+        Err(_) => {
+            let (s, v) = out[0].try_extract_tensor::<f16>().expect("f32 or f16 output");
+            (s.iter().copied().collect(), v.iter().map(|x| x.to_f32()).collect())
+        }
+    };
+    Planar { h: shape[2] as usize, w: shape[3] as usize, data }
+}
+
+/// Largest absolute difference.
+pub fn max_abs(a: &Planar, b: &Planar) -> f32 {
+    assert_eq!((a.h, a.w), (b.h, b.w), "image sizes differ");
+    a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// PSNR in dB of `a` against `b`, both in [0, 1] (clamped first, as the host does).
+pub fn psnr(a: &Planar, b: &Planar) -> f64 {
+    let mse: f64 = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x.clamp(0.0, 1.0) as f64 - y.clamp(0.0, 1.0) as f64).powi(2))
+        .sum::<f64>()
+        / a.data.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (1.0 / mse).log10()
+    }
+}
