@@ -11,4 +11,7 @@ pub mod graph;
 pub mod onnx;
 
 pub use error::{Error, Result};
+pub mod cache;
+pub mod kernels;
+pub mod nvrtc;
 pub mod reference;

@@ -574,7 +574,8 @@ fn family(layers: &[Layer], concats: usize) -> Family {
     let body = &layers[1..n - 1];
     let tail = &layers[n - 1];
     let shuffles = matches!(&tail.output, Output::Image(t) if t.shuffle > 1 && t.base.is_some());
-    if concats == 0 && shuffles && body.iter().all(|l| l.k == 3 && l.cin == f && l.cout == f && l.residuals.is_empty()) {
+    if concats == 0 && shuffles && body.iter().all(|l| l.k == 3 && l.cin == f && l.cout == f && l.residuals.is_empty())
+    {
         return Family::Compact { features: f, body: body.len() };
     }
     if concats > 0 {
