@@ -15,3 +15,4 @@ pub mod cache;
 pub mod kernels;
 pub mod nvrtc;
 pub mod reference;
+pub mod pack;
