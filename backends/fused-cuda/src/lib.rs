@@ -14,5 +14,6 @@ pub use error::{Error, Result};
 pub mod cache;
 pub mod kernels;
 pub mod nvrtc;
-pub mod reference;
 pub mod pack;
+pub mod reference;
+pub mod runtime;

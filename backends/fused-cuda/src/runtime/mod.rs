@@ -1,0 +1,230 @@
+//! Running a matched network on a CUDA device: kernels loaded from CUBIN, weights uploaded once, activation
+//! buffers allocated once per input size, and the whole frame captured into a CUDA graph per input size and
+//! replayed on the host's stream. The frame's input and output addresses live in a small device table that is
+//! rewritten in stream order before each replay, so one graph serves every buffer the host passes.
+
+pub mod args;
+pub mod driver;
+mod frame;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use cudarc::driver::sys::CUstream;
+
+use crate::cache::KernelCache;
+use crate::error::{Error, Result};
+use crate::graph::{IoType, Network};
+use crate::kernels::{Kernel, Tile};
+use crate::nvrtc::Nvrtc;
+use crate::pack::{pack_conv, pack_head};
+use driver::{Context, DeviceBuffer, Function, Stream};
+use frame::Frame;
+use plan::Step;
+
+/// Where a frame's planar RGB tensor is.
+#[derive(Debug, Clone, Copy)]
+pub enum Memory<'a> {
+    /// Host bytes, packed.
+    Host(&'a [u8]),
+    /// Device memory with a row pitch in bytes.
+    Device {
+        /// Address.
+        ptr: u64,
+        /// Row pitch in bytes (0: packed).
+        pitch: usize,
+    },
+}
+
+/// Host bytes an output is written to, or device memory.
+pub enum MemoryMut<'a> {
+    /// Host bytes, packed.
+    Host(&'a mut [u8]),
+    /// Device memory with a row pitch in bytes.
+    Device {
+        /// Address.
+        ptr: u64,
+        /// Row pitch in bytes (0: packed).
+        pitch: usize,
+    },
+}
+
+/// Device-resident weights of one step.
+pub(crate) struct StepWeights {
+    wt: DeviceBuffer,
+    bias: DeviceBuffer,
+    slope: DeviceBuffer,
+}
+
+/// A network ready to run on one device.
+pub struct Engine {
+    // Dropped first: graphs and buffers of each input size.
+    frames: HashMap<(usize, usize), Frame>,
+    pub(crate) net: Network,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) weights: Vec<Option<StepWeights>>,
+    pub(crate) funcs: HashMap<Kernel, Function>,
+    pub(crate) io_table: DeviceBuffer,
+    pub(crate) own: Stream,
+    last_stream: Option<usize>,
+    // Dropped last: everything above needs the context.
+    pub(crate) ctx: Context,
+}
+
+impl Engine {
+    /// Plans, compiles (through the cache in `cache_dir`) and uploads a network for CUDA device `device`.
+    /// `tile` overrides the SM's table configuration (the sweep).
+    pub fn new(
+        net: Network,
+        device: u32,
+        nvrtc: &Nvrtc,
+        cache_dir: Option<PathBuf>,
+        tile: Option<Tile>,
+    ) -> Result<Engine> {
+        let ctx = Context::primary(device)?;
+        let steps = plan::plan(&net, ctx.sm, tile)?;
+        let cache = KernelCache::new(nvrtc, cache_dir);
+        let mut funcs = HashMap::new();
+        let max_cout = net.layers.iter().map(|l| l.cout).max().unwrap_or(0) as u32;
+        for s in &steps {
+            let k = s.kernel();
+            if let std::collections::hash_map::Entry::Vacant(e) = funcs.entry(k) {
+                let cubin = cache.cubin(&k, ctx.sm, false)?;
+                e.insert(Function::load(&cubin, k.entry(), k.smem(max_cout))?);
+            }
+        }
+        let mut weights = Vec::new();
+        for s in &steps {
+            weights.push(match s {
+                Step::Head { .. } => {
+                    let p = pack_head(&net.layers[0]);
+                    Some(StepWeights {
+                        wt: DeviceBuffer::from_slice(&p.weight)?,
+                        bias: DeviceBuffer::from_slice(&p.bias)?,
+                        slope: DeviceBuffer::from_slice(&p.slope)?,
+                    })
+                }
+                Step::Conv { layer, .. } => {
+                    let p = pack_conv(&net.layers[*layer]);
+                    let bits: Vec<u16> = p.weight.iter().map(|h| h.to_bits()).collect();
+                    Some(StepWeights {
+                        wt: DeviceBuffer::from_slice(&bits)?,
+                        bias: DeviceBuffer::from_slice(&p.bias)?,
+                        slope: DeviceBuffer::from_slice(&p.slope)?,
+                    })
+                }
+                Step::Downscale { .. } => None,
+            });
+        }
+        let io_table = DeviceBuffer::new(std::mem::size_of::<args::IoTable>())?;
+        let own = Stream::new()?;
+        Ok(Engine { frames: HashMap::new(), net, steps, weights, funcs, io_table, own, last_stream: None, ctx })
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The device's SM (e.g. 90).
+    pub fn sm(&self) -> u32 {
+        self.ctx.sm
+    }
+
+    /// Bytes per IO element.
+    pub fn io_bytes(&self) -> usize {
+        match self.net.io {
+            IoType::F32 => 4,
+            IoType::F16 => 2,
+        }
+    }
+
+    /// Runs `n` frames of `h × w`: planar RGB in the model's IO type, on `stream` (null: our own stream, waited
+    /// for before returning). Host memory is staged through device buffers and the call waits for the result.
+    pub fn run(
+        &mut self,
+        n: usize,
+        h: usize,
+        w: usize,
+        input: Memory,
+        mut output: MemoryMut,
+        stream: CUstream,
+    ) -> Result<()> {
+        self.ctx.make_current()?;
+        let eb = self.io_bytes();
+        let (oh, ow) = self.net.output_size(h, w);
+        let in_img = 3 * h * w * eb;
+        let out_img = 3 * oh * ow * eb;
+        let host_side = matches!(input, Memory::Host(_)) || matches!(output, MemoryMut::Host(_));
+        let stream = if stream.is_null() || host_side { self.own.0 } else { stream };
+        // The IO table is shared by every replay: work queued on another stream must finish before we rewrite it.
+        if let Some(prev) = self.last_stream.filter(|&p| p != stream as usize) {
+            driver::sync(prev as CUstream)?;
+        }
+        self.last_stream = Some(stream as usize);
+        if !self.frames.contains_key(&(h, w)) {
+            let f = Frame::new(self, h, w)?;
+            self.frames.insert((h, w), f);
+        }
+        let frame = self.frames.get_mut(&(h, w)).ok_or_else(|| Error::BadTensor("frame missing".into()))?;
+        let pitch = |p: usize, width: usize| -> Result<usize> {
+            match p {
+                0 => Ok(width),
+                p if p % eb == 0 && p >= width * eb => Ok(p / eb),
+                p => Err(Error::BadTensor(format!("row pitch {p} bytes does not fit {width} elements of {eb} bytes"))),
+            }
+        };
+        for i in 0..n {
+            let (in_ptr, in_pitch) = match input {
+                Memory::Host(b) => {
+                    let src = b.get(i * in_img..(i + 1) * in_img).ok_or_else(|| {
+                        Error::BadTensor(format!("input holds {} bytes, expected {}", b.len(), n * in_img))
+                    })?;
+                    let staged = frame.stage_in(in_img)?;
+                    driver::upload(stream, staged, src)?;
+                    (staged, w)
+                }
+                Memory::Device { ptr, pitch: p } => {
+                    let p = pitch(p, w)?;
+                    (ptr + (i * 3 * h * p * eb) as u64, p)
+                }
+            };
+            let (out_ptr, out_pitch) = match &output {
+                MemoryMut::Host(_) => (frame.stage_out(out_img)?, ow),
+                MemoryMut::Device { ptr, pitch: p } => {
+                    let p = pitch(*p, ow)?;
+                    (ptr + (i * 3 * oh * p * eb) as u64, p)
+                }
+            };
+            let t = self.io_table.ptr;
+            driver::write_u64(stream, t, in_ptr)?;
+            driver::write_u64(stream, t + 8, out_ptr)?;
+            driver::write_u64(stream, t + 16, in_pitch as u64)?;
+            driver::write_u64(stream, t + 24, out_pitch as u64)?;
+            frame.graph.launch(stream)?;
+            if let MemoryMut::Host(dst) = &mut output {
+                let len = dst.len();
+                let d = dst
+                    .get_mut(i * out_img..(i + 1) * out_img)
+                    .ok_or_else(|| Error::BadTensor(format!("output holds {len} bytes, expected {}", n * out_img)))?;
+                driver::download(stream, d, out_ptr)?;
+            }
+        }
+        if stream == self.own.0 {
+            driver::sync(stream)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // The driver frees into the current context: make ours current on whatever thread drops the engine.
+        let _ = self.ctx.make_current();
+        if let Some(s) = self.last_stream {
+            let _ = driver::sync(s as CUstream);
+        }
+        self.frames.clear();
+    }
+}
