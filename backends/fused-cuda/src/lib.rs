@@ -15,5 +15,6 @@ pub mod cache;
 pub mod kernels;
 pub mod nvrtc;
 pub mod pack;
+pub mod plugin;
 pub mod reference;
 pub mod runtime;

@@ -110,7 +110,8 @@ impl Kernel {
             warps_n /= 2;
         }
         let tile = Tile { kc, warps_n, ..tile };
-        Some(Kernel::Conv { tile, bn, ksize, tail, io_f16 })
+        // The IO type only matters to the tail's epilogue: one NHWC variant serves both.
+        Some(Kernel::Conv { tile, bn, ksize, tail, io_f16: io_f16 && tail })
     }
 
     /// The `extern "C"` entry point.

@@ -164,7 +164,7 @@ impl Function {
     }
 
     /// Launches with one by-value struct argument.
-    pub fn launch<A>(&self, grid: (u32, u32), block: u32, smem: u32, stream: sys::CUstream, args: &A) -> Result<()> {
+    pub fn launch<A>(&self, grid: (u32, u32), block: u32, smem: u32, stream: StreamRef, args: &A) -> Result<()> {
         let mut params = [args as *const A as *mut c_void];
         // SAFETY: the kernel takes exactly one parameter whose layout is `A` (the `#[repr(C)]` mirrors in
         // `args.rs`); the driver copies it before returning.
@@ -178,7 +178,7 @@ impl Function {
                 1,
                 1,
                 smem,
-                stream,
+                stream.0,
                 params.as_mut_ptr(),
                 std::ptr::null_mut(),
             )
@@ -193,8 +193,40 @@ impl Drop for Function {
     }
 }
 
+/// A stream handle that is known to be valid (or null: the legacy default stream) for as long as it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRef(sys::CUstream);
+
+impl StreamRef {
+    /// Wraps a stream from elsewhere (the host).
+    ///
+    /// # Safety
+    /// `s` is null or a stream of the current context that stays valid while the result is used.
+    pub unsafe fn from_raw(s: sys::CUstream) -> StreamRef {
+        StreamRef(s)
+    }
+
+    /// The legacy default stream.
+    pub fn null() -> StreamRef {
+        StreamRef(std::ptr::null_mut())
+    }
+
+    /// Whether this is the legacy default stream.
+    pub fn is_null(self) -> bool {
+        self.0.is_null()
+    }
+
+    /// The raw handle.
+    pub fn raw(self) -> sys::CUstream {
+        self.0
+    }
+}
+
+// SAFETY: stream handles may be used from any thread with the context current.
+unsafe impl Send for StreamRef {}
+
 /// A stream of our own (non-blocking), destroyed on drop.
-pub struct Stream(pub sys::CUstream);
+pub struct Stream(sys::CUstream);
 
 // SAFETY: stream handles may be used from any thread with the context current.
 unsafe impl Send for Stream {}
@@ -207,6 +239,11 @@ impl Stream {
         check("cuStreamCreate", unsafe { sys::cuStreamCreate(&mut s, 1) })?;
         Ok(Stream(s))
     }
+
+    /// A handle to it.
+    pub fn handle(&self) -> StreamRef {
+        StreamRef(self.0)
+    }
 }
 
 impl Drop for Stream {
@@ -217,9 +254,9 @@ impl Drop for Stream {
 }
 
 /// Waits for a stream.
-pub fn sync(stream: sys::CUstream) -> Result<()> {
-    // SAFETY: a valid stream (or null, the legacy default stream).
-    check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(stream) })
+pub fn sync(stream: StreamRef) -> Result<()> {
+    // SAFETY: `StreamRef` guarantees a valid stream (or null, the legacy default stream).
+    check("cuStreamSynchronize", unsafe { sys::cuStreamSynchronize(stream.0) })
 }
 
 /// An instantiated CUDA graph.
@@ -233,14 +270,14 @@ unsafe impl Send for Graph {}
 
 impl Graph {
     /// Captures whatever `record` launches on `stream` (our own stream) into a graph.
-    pub fn capture(stream: sys::CUstream, record: impl FnOnce() -> Result<()>) -> Result<Graph> {
+    pub fn capture(stream: StreamRef, record: impl FnOnce() -> Result<()>) -> Result<Graph> {
         let mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
         // SAFETY: a valid, non-default stream.
-        check("cuStreamBeginCapture", unsafe { sys::cuStreamBeginCapture_v2(stream, mode) })?;
+        check("cuStreamBeginCapture", unsafe { sys::cuStreamBeginCapture_v2(stream.0, mode) })?;
         let recorded = record();
         let mut graph = std::ptr::null_mut();
         // SAFETY: ends the capture begun above, whatever `record` did.
-        let ended = check("cuStreamEndCapture", unsafe { sys::cuStreamEndCapture(stream, &mut graph) });
+        let ended = check("cuStreamEndCapture", unsafe { sys::cuStreamEndCapture(stream.0, &mut graph) });
         recorded?;
         ended?;
         let mut exec = std::ptr::null_mut();
@@ -254,9 +291,9 @@ impl Graph {
     }
 
     /// Replays the graph on `stream`.
-    pub fn launch(&self, stream: sys::CUstream) -> Result<()> {
+    pub fn launch(&self, stream: StreamRef) -> Result<()> {
         // SAFETY: an instantiated graph and a valid stream.
-        check("cuGraphLaunch", unsafe { sys::cuGraphLaunch(self.exec, stream) })
+        check("cuGraphLaunch", unsafe { sys::cuGraphLaunch(self.exec, stream.0) })
     }
 }
 
@@ -271,30 +308,30 @@ impl Drop for Graph {
 }
 
 /// Writes a 64-bit value into device memory in stream order (no host synchronisation).
-pub fn write_u64(stream: sys::CUstream, addr: u64, value: u64) -> Result<()> {
+pub fn write_u64(stream: StreamRef, addr: u64, value: u64) -> Result<()> {
     // SAFETY: `addr` is 8-byte aligned device memory the caller owns.
-    check("cuStreamWriteValue64", unsafe { sys::cuStreamWriteValue64_v2(stream, addr, value, 0) })
+    check("cuStreamWriteValue64", unsafe { sys::cuStreamWriteValue64_v2(stream.0, addr, value, 0) })
 }
 
 /// Copies host → device in stream order.
-pub fn upload(stream: sys::CUstream, dst: u64, src: &[u8]) -> Result<()> {
+pub fn upload(stream: StreamRef, dst: u64, src: &[u8]) -> Result<()> {
     // SAFETY: `src` outlives the call; for pageable memory the driver stages it before returning.
     check("cuMemcpyHtoDAsync", unsafe {
-        sys::cuMemcpyHtoDAsync_v2(dst, src.as_ptr() as *const c_void, src.len(), stream)
+        sys::cuMemcpyHtoDAsync_v2(dst, src.as_ptr() as *const c_void, src.len(), stream.0)
     })
 }
 
 /// Copies device → host and waits for the stream.
-pub fn download(stream: sys::CUstream, dst: &mut [u8], src: u64) -> Result<()> {
+pub fn download(stream: StreamRef, dst: &mut [u8], src: u64) -> Result<()> {
     // SAFETY: `dst` is writable for its length and outlives the synchronisation below.
     check("cuMemcpyDtoHAsync", unsafe {
-        sys::cuMemcpyDtoHAsync_v2(dst.as_mut_ptr() as *mut c_void, src, dst.len(), stream)
+        sys::cuMemcpyDtoHAsync_v2(dst.as_mut_ptr() as *mut c_void, src, dst.len(), stream.0)
     })?;
     sync(stream)
 }
 
 /// Times `f`'s work on `stream` with events, in milliseconds.
-pub fn time_ms(stream: sys::CUstream, f: impl FnOnce() -> Result<()>) -> Result<f32> {
+pub fn time_ms(stream: StreamRef, f: impl FnOnce() -> Result<()>) -> Result<f32> {
     let mut a = std::ptr::null_mut();
     let mut b = std::ptr::null_mut();
     // SAFETY: valid out-pointers; the events are destroyed below.
@@ -304,10 +341,10 @@ pub fn time_ms(stream: sys::CUstream, f: impl FnOnce() -> Result<()>) -> Result<
     }
     let r = (|| {
         // SAFETY: valid events and stream.
-        check("cuEventRecord", unsafe { sys::cuEventRecord(a, stream) })?;
+        check("cuEventRecord", unsafe { sys::cuEventRecord(a, stream.0) })?;
         f()?;
         // SAFETY: as above.
-        check("cuEventRecord", unsafe { sys::cuEventRecord(b, stream) })?;
+        check("cuEventRecord", unsafe { sys::cuEventRecord(b, stream.0) })?;
         // SAFETY: as above.
         check("cuEventSynchronize", unsafe { sys::cuEventSynchronize(b) })?;
         let mut ms = 0.0;

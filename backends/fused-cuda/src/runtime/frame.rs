@@ -33,7 +33,7 @@ impl Frame {
             None => None,
         };
         let io = e.io_table.ptr;
-        let stream = e.own.0;
+        let stream = e.own.handle();
         let graph = Graph::capture(stream, || {
             for (s, wts) in e.steps.iter().zip(&e.weights) {
                 let f = &e.funcs[&s.kernel()];

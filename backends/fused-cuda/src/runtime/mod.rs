@@ -11,15 +11,13 @@ pub mod plan;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use cudarc::driver::sys::CUstream;
-
 use crate::cache::KernelCache;
 use crate::error::{Error, Result};
 use crate::graph::{IoType, Network};
 use crate::kernels::{Kernel, Tile};
 use crate::nvrtc::Nvrtc;
 use crate::pack::{pack_conv, pack_head};
-use driver::{Context, DeviceBuffer, Function, Stream};
+use driver::{Context, DeviceBuffer, Function, Stream, StreamRef};
 use frame::Frame;
 use plan::Step;
 
@@ -67,7 +65,7 @@ pub struct Engine {
     pub(crate) funcs: HashMap<Kernel, Function>,
     pub(crate) io_table: DeviceBuffer,
     pub(crate) own: Stream,
-    last_stream: Option<usize>,
+    last_stream: Option<StreamRef>,
     // Dropped last: everything above needs the context.
     pub(crate) ctx: Context,
 }
@@ -141,7 +139,7 @@ impl Engine {
     }
 
     /// Runs `n` frames of `h × w`: planar RGB in the model's IO type, on `stream` (null: our own stream, waited
-    /// for before returning). Host memory is staged through device buffers and the call waits for the result.
+    /// for before returning; a host stream must stay valid until its work is done). Host memory is staged through device buffers and the call waits for the result.
     pub fn run(
         &mut self,
         n: usize,
@@ -149,7 +147,7 @@ impl Engine {
         w: usize,
         input: Memory,
         mut output: MemoryMut,
-        stream: CUstream,
+        stream: StreamRef,
     ) -> Result<()> {
         self.ctx.make_current()?;
         let eb = self.io_bytes();
@@ -157,12 +155,12 @@ impl Engine {
         let in_img = 3 * h * w * eb;
         let out_img = 3 * oh * ow * eb;
         let host_side = matches!(input, Memory::Host(_)) || matches!(output, MemoryMut::Host(_));
-        let stream = if stream.is_null() || host_side { self.own.0 } else { stream };
+        let stream = if stream.is_null() || host_side { self.own.handle() } else { stream };
         // The IO table is shared by every replay: work queued on another stream must finish before we rewrite it.
-        if let Some(prev) = self.last_stream.filter(|&p| p != stream as usize) {
-            driver::sync(prev as CUstream)?;
+        if let Some(prev) = self.last_stream.filter(|&p| p != stream) {
+            driver::sync(prev)?;
         }
-        self.last_stream = Some(stream as usize);
+        self.last_stream = Some(stream);
         if !self.frames.contains_key(&(h, w)) {
             let f = Frame::new(self, h, w)?;
             self.frames.insert((h, w), f);
@@ -211,7 +209,7 @@ impl Engine {
                 driver::download(stream, d, out_ptr)?;
             }
         }
-        if stream == self.own.0 {
+        if stream == self.own.handle() {
             driver::sync(stream)?;
         }
         Ok(())
@@ -223,7 +221,7 @@ impl Drop for Engine {
         // The driver frees into the current context: make ours current on whatever thread drops the engine.
         let _ = self.ctx.make_current();
         if let Some(s) = self.last_stream {
-            let _ = driver::sync(s as CUstream);
+            let _ = driver::sync(s);
         }
         self.frames.clear();
     }
