@@ -36,7 +36,11 @@ pub fn model(name: &str) -> Option<PathBuf> {
 pub fn ort_env() -> Option<&'static ort::environment::Environment> {
     static ENV: OnceLock<Option<ort::environment::Environment>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let lib = repo_root().join(".deps/onnxruntime/libonnxruntime.so");
+        // ORT_DYLIB_PATH first: the GPU machine has its own CPU build of ONNX Runtime.
+        let lib = std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| repo_root().join(".deps/onnxruntime/libonnxruntime.so"));
         if !lib.is_file() {
             eprintln!("skipped: {} is missing (run scripts/setup.sh)", lib.display());
             return None;
@@ -120,4 +124,69 @@ pub fn psnr(a: &Planar, b: &Planar) -> f64 {
     } else {
         10.0 * (1.0 / mse).log10()
     }
+}
+
+/// Real frames: `.deps/frames/*_WxH_*.rgb` (scripts/extract-frames.sh), else decoded now with the ffmpeg CLI from
+/// jobs/media/sample.mp4, else None.
+pub fn frames() -> Option<Vec<(String, Planar)>> {
+    let dir = repo_root().join(".deps/frames");
+    if !dir.is_dir() {
+        let script = repo_root().join("backends/fused-cuda/scripts/extract-frames.sh");
+        let ok = std::process::Command::new("bash").arg(&script).output().is_ok_and(|o| o.status.success());
+        if !ok {
+            eprintln!("no frames: .deps/frames/ is absent and ffmpeg could not make it");
+            return None;
+        }
+    }
+    let mut v = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).ok()?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name()?.to_string_lossy().into_owned();
+        let Some(size) = name.split('_').find(|s| s.contains('x')) else { continue };
+        let Some((w, h)) = size.split_once('x') else { continue };
+        let (Ok(w), Ok(h)) = (w.parse::<usize>(), h.parse::<usize>()) else { continue };
+        let bytes = std::fs::read(&p).ok()?;
+        if bytes.len() != w * h * 3 {
+            continue;
+        }
+        let mut img = Planar::zeros(h, w);
+        for (i, px) in bytes.chunks_exact(3).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                img.data[c * h * w + i] = v as f32 / 255.0;
+            }
+        }
+        v.push((name, img));
+    }
+    (!v.is_empty()).then_some(v)
+}
+
+/// An f16 model rewritten with f32 IO and f32 copies of its (f16-rounded) weights, so ONNX Runtime runs it in FP32:
+/// the exact reference for kernels that use those same f16 weights.
+pub fn f16_model_as_f32(path: &Path) -> (tempfile::TempDir, PathBuf) {
+    use videoforge_backend_fused_cuda::onnx::proto::tensor_proto::DataType;
+    use videoforge_backend_fused_cuda::onnx::{decode, proto, tensor_f32};
+    let mut m = decode(&std::fs::read(path).expect("read model")).expect("decode");
+    let g = m.graph.as_mut().expect("graph");
+    for t in &mut g.initializer {
+        if t.data_type() == DataType::Float16 as i32 {
+            let v = tensor_f32(t).expect("f16 tensor");
+            *t = proto::TensorProto {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                data_type: Some(DataType::Float as i32),
+                float_data: v,
+                ..Default::default()
+            };
+        }
+    }
+    for v in g.input.iter_mut().chain(g.output.iter_mut()) {
+        if let Some(proto::type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.elem_type = Some(DataType::Float as i32);
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = dir.path().join("as-f32.onnx");
+    std::fs::write(&p, prost::Message::encode_to_vec(&m)).expect("write");
+    (dir, p)
 }
