@@ -73,7 +73,8 @@ impl Context {
             check("cuDeviceGet", sys::cuDeviceGet(&mut dev, index as i32))?;
             check("cuDevicePrimaryCtxRetain", sys::cuDevicePrimaryCtxRetain(&mut ctx, dev))?;
         }
-        let c = Context { ctx, dev, sm: 0 };
+        // Owned from here: dropped (released) on any error below.
+        let mut c = Context { ctx, dev, sm: 0 };
         c.make_current()?;
         let attr = |a| {
             let mut v = 0;
@@ -82,7 +83,8 @@ impl Context {
         };
         let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
-        Ok(Context { sm: major * 10 + minor, ..c })
+        c.sm = major * 10 + minor;
+        Ok(c)
     }
 
     /// Makes the context current on this thread.
@@ -147,20 +149,20 @@ unsafe impl Send for Function {}
 impl Function {
     /// Loads a CUBIN and finds `entry`; allows `smem` bytes of dynamic shared memory.
     pub fn load(cubin: &[u8], entry: &str, smem: u32) -> Result<Function> {
+        let name = std::ffi::CString::new(entry).map_err(|_| Error::BadTensor("kernel name with NUL".into()))?;
         let mut module = std::ptr::null_mut();
         // SAFETY: `cubin` is a complete ELF image that outlives the call.
         check("cuModuleLoadData", unsafe { sys::cuModuleLoadData(&mut module, cubin.as_ptr() as *const c_void) })?;
-        let name = std::ffi::CString::new(entry).map_err(|_| Error::BadTensor("kernel name with NUL".into()))?;
-        let mut func = std::ptr::null_mut();
-        let f = Function { module, func };
+        // Owned from here: unloaded on any error below.
+        let mut f = Function { module, func: std::ptr::null_mut() };
         // SAFETY: valid module and name.
-        check("cuModuleGetFunction", unsafe { sys::cuModuleGetFunction(&mut func, module, name.as_ptr()) })?;
+        check("cuModuleGetFunction", unsafe { sys::cuModuleGetFunction(&mut f.func, module, name.as_ptr()) })?;
         if smem > 48 * 1024 {
             let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
             // SAFETY: valid function handle.
-            check("cuFuncSetAttribute", unsafe { sys::cuFuncSetAttribute(func, attr, smem as i32) })?;
+            check("cuFuncSetAttribute", unsafe { sys::cuFuncSetAttribute(f.func, attr, smem as i32) })?;
         }
-        Ok(Function { func, ..f })
+        Ok(f)
     }
 
     /// Launches with one by-value struct argument.

@@ -138,8 +138,8 @@ impl Engine {
         }
     }
 
-    /// Runs `n` frames of `h × w`: planar RGB in the model's IO type, on `stream` (null: our own stream, waited
-    /// for before returning; a host stream must stay valid until its work is done). Host memory is staged through device buffers and the call waits for the result.
+    /// Runs `n` frames of `h × w`: planar RGB in the model's IO type. Device memory: queued on `stream` (null: the
+    /// legacy default stream) without waiting. Host memory: staged through device buffers, and the call waits. Host memory is staged through device buffers and the call waits for the result.
     pub fn run(
         &mut self,
         n: usize,
@@ -155,7 +155,17 @@ impl Engine {
         let in_img = 3 * h * w * eb;
         let out_img = 3 * oh * ow * eb;
         let host_side = matches!(input, Memory::Host(_)) || matches!(output, MemoryMut::Host(_));
-        let stream = if stream.is_null() || host_side { self.own.handle() } else { stream };
+        // Host memory goes through our own stream, waited for before returning (after the host's stream, which may
+        // still be producing a device-side input). Device memory stays on the host's stream, the legacy default
+        // stream included, so our work is ordered after whatever made the input.
+        let stream = if host_side {
+            if !stream.is_null() {
+                driver::sync(stream)?;
+            }
+            self.own.handle()
+        } else {
+            stream
+        };
         // The IO table is shared by every replay: work queued on another stream must finish before we rewrite it.
         if let Some(prev) = self.last_stream.filter(|&p| p != stream) {
             driver::sync(prev)?;
