@@ -164,6 +164,11 @@ impl Nvrtc {
 
     /// Compiles `source` with `options`; returns the CUBIN. `name` is for messages.
     pub fn compile(&self, name: &str, sm: u32, source: &str, options: &[String]) -> Result<Vec<u8>> {
+        self.compile_with_log(name, sm, source, options).map(|(c, _)| c)
+    }
+
+    /// [`Nvrtc::compile`], also returning the compiler's log (e.g. `--ptxas-options=-v` register counts).
+    pub fn compile_with_log(&self, name: &str, sm: u32, source: &str, options: &[String]) -> Result<(Vec<u8>, String)> {
         let src = CString::new(source).map_err(|_| Error::Nvrtc { call: "source with a NUL byte", code: -1 })?;
         let cname = CString::new(format!("{name}.cu")).map_err(|_| Error::Nvrtc { call: "name", code: -1 })?;
         let opts: Vec<CString> = options.iter().filter_map(|o| CString::new(o.as_str()).ok()).collect();
@@ -185,7 +190,7 @@ impl Nvrtc {
                 let mut buf = vec![0u8; size];
                 // SAFETY: `buf` has the size NVRTC reported.
                 check("nvrtcGetCUBIN", unsafe { (self.cubin)(prog, buf.as_mut_ptr() as *mut c_char) })?;
-                Ok(buf)
+                Ok((buf, self.program_log(prog)))
             })
         };
         // SAFETY: `prog` is valid and destroyed once.
