@@ -74,22 +74,20 @@ fn args(w: &Weights, input: u64, out: u64, h: usize, wd: usize) -> ConvArgs {
     }
 }
 
-fn launch(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef) -> Res<()> {
-    let Kernel::Conv { tile, bn, .. } = k else { return Err("not a conv".into()) };
-    let grid = (((a.h * a.w) as usize).div_ceil(tile.bm as usize) as u32, 64 / bn);
-    f.launch(grid, k.threads(), k.smem(0), s, a)?;
+fn launch(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef, resident: u32) -> Res<()> {
+    f.launch(k.grid(a.h as usize, a.w as usize, 64, resident), k.threads(), k.smem(0), s, a)?;
     Ok(())
 }
 
 /// Max abs error of the kernel against the CPU conv that reads the packed layout, on a small odd-sized input.
-fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef) -> Res<f32> {
+fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef, resident: u32) -> Res<f32> {
     let (h, wd) = (29, 37);
     let l = layer();
     let p = pack_conv(&l);
     let x: Vec<f32> = seeded(h * wd * 64, 9, 2.0).iter().map(|&v| f16::from_f32(v).to_f32()).collect();
     let din = DeviceBuffer::from_slice(&f16_bits(&x))?;
     let dout = DeviceBuffer::new(h * wd * 64 * 2)?;
-    launch(f, k, &args(w, din.ptr, dout.ptr, h, wd), s)?;
+    launch(f, k, &args(w, din.ptr, dout.ptr, h, wd), s, resident)?;
     let mut got = vec![0u8; h * wd * 64 * 2];
     driver::download(s, &mut got, dout.ptr)?;
     let want = conv_packed_cpu(&p, &x, h, wd);
@@ -134,21 +132,22 @@ fn main() -> Res<()> {
     tiles.extend(sweep_tiles().into_iter().filter(|t| *t != tile_for_sm(sm)));
     let mut results: Vec<(Tile, f32)> = Vec::new();
     for t in tiles {
-        let Some(k) = Kernel::conv(t, 64, 64, 3, false, false) else { continue };
+        let Some(k) = Kernel::for_layer(sm, t, 64, 64, 3, false, false) else { continue };
         let row = (|| -> Res<String> {
             let cubin = cache.cubin(&k, sm, false)?;
             let f = Function::load(&cubin, k.entry(), k.smem(0))?;
-            let err = check(&f, &k, &w, s)?;
+            let resident = f.max_active_per_sm(k.threads(), k.smem(0))? * ctx.sms;
+            let err = check(&f, &k, &w, s, resident)?;
             let mut cells = format!("| {t} | {:.1} | {err:.2e} |", k.smem(0) as f64 / 1024.0);
             for (&(h, wd), (x, y)) in SIZES.iter().zip(&bufs) {
                 let a = args(&w, x.ptr, y.ptr, h, wd);
                 for _ in 0..3 {
-                    launch(&f, &k, &a, s)?;
+                    launch(&f, &k, &a, s, resident)?;
                 }
                 let reps = 20;
                 let ms = driver::time_ms(s, || {
                     for _ in 0..reps {
-                        launch(&f, &k, &a, s)
+                        launch(&f, &k, &a, s, resident)
                             .map_err(|e| videoforge_backend_fused_cuda::Error::BadTensor(e.to_string()))?;
                     }
                     Ok(())

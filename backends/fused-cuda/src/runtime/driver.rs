@@ -59,6 +59,8 @@ pub struct Context {
     pub dev: sys::CUdevice,
     /// Compute capability as `major * 10 + minor`.
     pub sm: u32,
+    /// Streaming multiprocessors.
+    pub sms: u32,
 }
 
 impl Context {
@@ -74,7 +76,7 @@ impl Context {
             check("cuDevicePrimaryCtxRetain", sys::cuDevicePrimaryCtxRetain(&mut ctx, dev))?;
         }
         // Owned from here: dropped (released) on any error below.
-        let mut c = Context { ctx, dev, sm: 0 };
+        let mut c = Context { ctx, dev, sm: 0, sms: 0 };
         c.make_current()?;
         let attr = |a| {
             let mut v = 0;
@@ -84,6 +86,7 @@ impl Context {
         let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         c.sm = major * 10 + minor;
+        c.sms = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
         Ok(c)
     }
 
@@ -163,6 +166,16 @@ impl Function {
             check("cuFuncSetAttribute", unsafe { sys::cuFuncSetAttribute(f.func, attr, smem as i32) })?;
         }
         Ok(f)
+    }
+
+    /// How many CTAs of `threads` threads and `smem` bytes of dynamic shared memory one SM holds at once.
+    pub fn max_active_per_sm(&self, threads: u32, smem: u32) -> Result<u32> {
+        let mut n = 0;
+        // SAFETY: valid function handle and out-pointer.
+        check("cuOccupancyMaxActiveBlocksPerMultiprocessor", unsafe {
+            sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut n, self.func, threads as i32, smem as usize)
+        })?;
+        Ok(n.max(1) as u32)
     }
 
     /// Launches with one by-value struct argument.

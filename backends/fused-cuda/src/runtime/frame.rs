@@ -55,8 +55,7 @@ impl Frame {
                             out_stride: net.buffers[o.buffer].channels as i32,
                             out_off: o.offset as i32,
                         };
-                        let grid = ((h * w).div_ceil(128) as u32, 1);
-                        f.launch(grid, k.threads(), k.smem(l.cout as u32), stream, &a)?;
+                        f.launch(k.grid(h, w, 0, 0), k.threads(), k.smem(l.cout as u32), stream, &a)?;
                     }
                     Step::Conv { layer, kernel } => {
                         let l = &net.layers[*layer];
@@ -116,8 +115,7 @@ impl Frame {
                                 }
                             }
                         }
-                        let crate::kernels::Kernel::Conv { tile, bn, .. } = kernel else { unreachable!("conv") };
-                        let grid = ((ch * cw).div_ceil(tile.bm as usize) as u32, a.cout_pad as u32 / bn);
+                        let grid = kernel.grid(ch, cw, a.cout_pad as usize, e.resident[kernel]);
                         f.launch(grid, k.threads(), k.smem(0), stream, &a)?;
                     }
                     Step::Downscale { cubic, clip, .. } => {
@@ -138,7 +136,7 @@ impl Frame {
                         if let Some((lo, hi)) = clip {
                             (a.clip, a.clip_lo, a.clip_hi) = (1, *lo, *hi);
                         }
-                        f.launch(((oh * ow).div_ceil(256) as u32, 1), k.threads(), 0, stream, &a)?;
+                        f.launch(k.grid(oh, ow, 0, 0), k.threads(), 0, stream, &a)?;
                     }
                 }
             }

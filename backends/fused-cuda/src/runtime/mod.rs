@@ -63,6 +63,8 @@ pub struct Engine {
     pub(crate) steps: Vec<Step>,
     pub(crate) weights: Vec<Option<StepWeights>>,
     pub(crate) funcs: HashMap<Kernel, Function>,
+    /// CTAs of each kernel the device holds at once (the persistent halo kernel's grid).
+    pub(crate) resident: HashMap<Kernel, u32>,
     pub(crate) io_table: DeviceBuffer,
     pub(crate) own: Stream,
     last_stream: Option<StreamRef>,
@@ -92,6 +94,10 @@ impl Engine {
                 e.insert(Function::load(&cubin, k.entry(), k.smem(max_cout))?);
             }
         }
+        let mut resident = HashMap::new();
+        for (k, f) in &funcs {
+            resident.insert(*k, f.max_active_per_sm(k.threads(), k.smem(max_cout))? * ctx.sms);
+        }
         let mut weights = Vec::new();
         for s in &steps {
             weights.push(match s {
@@ -117,7 +123,18 @@ impl Engine {
         }
         let io_table = DeviceBuffer::new(std::mem::size_of::<args::IoTable>())?;
         let own = Stream::new()?;
-        Ok(Engine { frames: HashMap::new(), net, steps, weights, funcs, io_table, own, last_stream: None, ctx })
+        Ok(Engine {
+            frames: HashMap::new(),
+            net,
+            steps,
+            weights,
+            funcs,
+            resident,
+            io_table,
+            own,
+            last_stream: None,
+            ctx,
+        })
     }
 
     /// The network.

@@ -87,7 +87,7 @@ pub fn plan(net: &Network, sm: u32, tile: Option<Tile>) -> Result<Vec<Step>> {
                 return Err(refuse(format!("{} output channels (the kernels store multiples of 8)", l.cout)));
             }
         }
-        let kernel = Kernel::conv(tile, l.cin as u32, pad_cout(l.cout) as u32, l.k as u32, tail, io_f16)
+        let kernel = Kernel::for_layer(sm, tile, l.cin as u32, pad_cout(l.cout) as u32, l.k as u32, tail, io_f16)
             .ok_or_else(|| refuse(format!("{} input channels (the tensor-core conv takes multiples of 16)", l.cin)))?;
         steps.push(Step::Conv { layer: i, kernel });
         if let Output::Image(t) = &l.output {
