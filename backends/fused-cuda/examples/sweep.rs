@@ -100,7 +100,9 @@ fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef, resident: u32) -> 
 }
 
 fn main() -> Res<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The source tree it was built from, or the current directory on a machine the binary was carried to.
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = if built.is_dir() { built } else { std::env::current_dir()? };
     let model = std::env::args().nth(1).map(PathBuf::from).unwrap_or(root.join("models/realesr-animevideov3-x2.onnx"));
     let nvrtc = Nvrtc::load(None)?;
     let ctx = Context::primary(0)?;

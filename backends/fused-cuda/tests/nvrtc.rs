@@ -1,9 +1,10 @@
-//! Every kernel variant compiles with NVRTC to CUBIN for sm_80, sm_86, sm_89, sm_90 and sm_90a. No GPU needed:
-//! NVRTC comes from PyPI's nvidia-cuda-nvrtc wheel (scripts/setup.sh puts it in .deps/nvrtc/).
+//! Every kernel variant compiles with NVRTC to CUBIN for sm_80, sm_86, sm_89 and sm_90 (with the sweep list), and
+//! the table variants for sm_90a. No GPU needed: NVRTC comes from PyPI's nvidia-cuda-nvrtc wheel (scripts/setup.sh
+//! puts it in .deps/nvrtc/).
 
 use rayon::prelude::*;
 use videoforge_backend_fused_cuda::cache::KernelCache;
-use videoforge_backend_fused_cuda::kernels::ci_variants;
+use videoforge_backend_fused_cuda::kernels::{ci_variants, table_variants};
 use videoforge_backend_fused_cuda::nvrtc::{is_elf, Nvrtc};
 
 #[test]
@@ -18,8 +19,13 @@ fn every_kernel_compiles_to_cubin_for_every_sm() {
     };
     println!("NVRTC {}.{} from {}", nvrtc.version().0, nvrtc.version().1, nvrtc.path().display());
     let targets = [(80, false), (86, false), (89, false), (90, false), (90, true)];
-    let jobs: Vec<_> =
-        targets.iter().flat_map(|&(sm, a)| ci_variants(sm).into_iter().map(move |k| (sm, a, k))).collect();
+    let jobs: Vec<_> = targets
+        .iter()
+        .flat_map(|&(sm, a)| {
+            let ks = if a { table_variants(sm) } else { ci_variants(sm) };
+            ks.into_iter().map(move |k| (sm, a, k))
+        })
+        .collect();
     let cache = KernelCache::new(&nvrtc, None);
     let t = std::time::Instant::now();
     let results: Vec<_> = jobs.par_iter().map(|(sm, a, k)| (sm, a, k, cache.cubin(k, *sm, *a))).collect();

@@ -287,6 +287,21 @@ impl Kernel {
 /// alike, 1x1 convs, the head and downscale for both IO types, and on sm_90 (where the sweep runs) the whole sweep
 /// list.
 pub fn ci_variants(sm: u32) -> Vec<Kernel> {
+    let mut v = table_variants(sm);
+    if sm >= 90 {
+        for s in sweep_tiles() {
+            if let Some(k) = Kernel::for_layer(sm, s, 64, 64, 3, false, false) {
+                if !v.contains(&k) {
+                    v.push(k);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The variants the shipped models' shapes need on an SM with its table configuration (see [`ci_variants`]).
+pub fn table_variants(sm: u32) -> Vec<Kernel> {
     let t = tile_for_sm(sm);
     let mut v = Vec::new();
     let mut push = |k: Option<Kernel>| {
@@ -311,11 +326,6 @@ pub fn ci_variants(sm: u32) -> Vec<Kernel> {
         }
         push(Some(Kernel::Head { io_f16 }));
         push(Some(Kernel::Downscale { io_f16 }));
-    }
-    if sm >= 90 {
-        for s in sweep_tiles() {
-            push(Kernel::for_layer(sm, s, 64, 64, 3, false, false));
-        }
     }
     v
 }

@@ -13,9 +13,14 @@ use ort::value::Tensor;
 use videoforge_backend_fused_cuda::graph::IoType;
 use videoforge_backend_fused_cuda::reference::Planar;
 
-/// The repository root.
+/// The repository root: the source tree the test was built from, or (a test binary carried to another machine)
+/// the current directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .or_else(|_| std::env::current_dir())
+        .expect("a repository root")
 }
 
 /// A model by file name: the repository's `models/`, the shared models folder beside the checkout, or
