@@ -68,6 +68,8 @@ pub struct Engine {
     pub(crate) io_table: DeviceBuffer,
     pub(crate) own: Stream,
     last_stream: Option<StreamRef>,
+    /// Whether 64-bit stream memory operations work here (else the table goes by a small async copy).
+    memops: bool,
     // Dropped last: everything above needs the context.
     pub(crate) ctx: Context,
 }
@@ -133,6 +135,7 @@ impl Engine {
             io_table,
             own,
             last_stream: None,
+            memops: true,
             ctx,
         })
     }
@@ -222,11 +225,13 @@ impl Engine {
                     (ptr + (i * 3 * oh * p * eb) as u64, p)
                 }
             };
-            let t = self.io_table.ptr;
-            driver::write_u64(stream, t, in_ptr)?;
-            driver::write_u64(stream, t + 8, out_ptr)?;
-            driver::write_u64(stream, t + 16, in_pitch as u64)?;
-            driver::write_u64(stream, t + 24, out_pitch as u64)?;
+            let table = args::IoTable {
+                input: in_ptr,
+                output: out_ptr,
+                in_pitch: in_pitch as i64,
+                out_pitch: out_pitch as i64,
+            };
+            write_table(&mut self.memops, self.io_table.ptr, stream, &table)?;
             frame.graph.launch(stream)?;
             if let MemoryMut::Host(dst) = &mut output {
                 let len = dst.len();
@@ -241,6 +246,22 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Rewrites the IO table in stream order: four 64-bit stream writes (no host synchronisation), or, where the
+/// device refuses stream memory operations, one 32-byte copy (the driver stages pageable memory before returning).
+fn write_table(memops: &mut bool, dst: u64, stream: StreamRef, t: &args::IoTable) -> Result<()> {
+    if *memops {
+        let vals = [t.input, t.output, t.in_pitch as u64, t.out_pitch as u64];
+        let r = vals.iter().enumerate().try_for_each(|(i, &v)| driver::write_u64(stream, dst + 8 * i as u64, v));
+        match r {
+            Ok(()) => return Ok(()),
+            Err(_) => *memops = false,
+        }
+    }
+    let bytes: Vec<u8> =
+        [t.input, t.output, t.in_pitch as u64, t.out_pitch as u64].iter().flat_map(|v| v.to_le_bytes()).collect();
+    driver::upload(stream, dst, &bytes)
 }
 
 impl Drop for Engine {
