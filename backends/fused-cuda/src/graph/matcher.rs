@@ -493,6 +493,9 @@ fn build(cx: &Ctx, io: IoType, input_name: &str, output_name: &str) -> Result<Ne
             Input::Image
         } else {
             let (src, up) = resolve(&x, &vals).ok_or_else(|| cx.err(c.conv, "input cannot be resolved"))?;
+            if !homes.contains_key(&src) {
+                return Err(cx.err(c.conv, format!("reads \"{src}\", the output of the last conv")));
+            }
             Input::Act { slice: slice(&src), upsample: up }
         };
         if li == 0 && input != Input::Image {
