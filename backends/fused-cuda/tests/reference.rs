@@ -245,6 +245,20 @@ fn dilated_conv_is_refused_with_the_node_named() {
     assert_eq!(refusal(g, &a), "node \"Conv_12\" (op Conv): dilations [2, 2] are not supported");
 }
 
+/// One conv straight to a pixel shuffle matches (the reference runs it) but the kernels need a head and a tail.
+#[test]
+fn single_conv_graph_matches_and_the_plan_refuses_it() {
+    let mut g = G::new(5);
+    let a = g.conv("only", "input", 3, 12, 3);
+    let a = g.node("DepthToSpace", "d2s", &[&a], vec![attr_int("blocksize", 2), attr_s("mode", "CRD")]);
+    let m = videoforge_backend_fused_cuda::onnx::decode(&g.finish(&a, false)).expect("decodes");
+    let net = graph::match_model(&m).expect("matches");
+    assert_eq!((net.family.clone(), net.scale, net.layers.len()), (Family::Other, 2, 1));
+    assert_eq!(reference::run(&net, &test_image(3, 4)).w, 8);
+    let e = videoforge_backend_fused_cuda::runtime::plan::plan(&net, 90, None).expect_err("refused");
+    assert!(e.to_string().contains("at least two convs"), "{e}");
+}
+
 #[test]
 fn external_weights_are_refused() {
     let mut g = G::new(1);

@@ -571,6 +571,9 @@ fn build(cx: &Ctx, io: IoType, input_name: &str, output_name: &str) -> Result<Ne
 }
 
 fn family(layers: &[Layer], concats: usize) -> Family {
+    if layers.len() < 2 {
+        return Family::Other;
+    }
     let first = &layers[0];
     let f = first.cout;
     let n = layers.len();
