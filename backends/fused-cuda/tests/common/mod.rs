@@ -79,11 +79,11 @@ pub fn round_f16(img: &Planar) -> Planar {
     Planar { h: img.h, w: img.w, data: img.data.iter().map(|&v| f16::from_f32(v).to_f32()).collect() }
 }
 
-/// Runs a model file with ONNX Runtime CPU (4 threads, deterministic) on one image.
+/// Runs a model file with ONNX Runtime CPU (every core, deterministic kernels) on one image.
 pub fn ort_run(env: &ort::environment::Environment, path: &Path, io: IoType, img: &Planar) -> Planar {
     let mut s = Session::builder(env)
         .expect("session builder")
-        .with_intra_threads(2)
+        .with_intra_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(16)))
         .expect("threads")
         .with_deterministic_compute(true)
         .expect("deterministic")
