@@ -21,6 +21,9 @@ use driver::{Context, DeviceBuffer, Function, Stream, StreamRef};
 use frame::Frame;
 use plan::Step;
 
+/// Input sizes whose buffers and graphs are kept at once.
+const MAX_SIZES: usize = 6;
+
 /// Where a frame's planar RGB tensor is.
 #[derive(Debug, Clone, Copy)]
 pub enum Memory<'a> {
@@ -59,6 +62,8 @@ pub(crate) struct StepWeights {
 pub struct Engine {
     // Dropped first: graphs and buffers of each input size.
     frames: HashMap<(usize, usize), Frame>,
+    /// Input sizes in the order their frames were made (oldest first).
+    frame_order: Vec<(usize, usize)>,
     pub(crate) net: Network,
     pub(crate) steps: Vec<Step>,
     pub(crate) weights: Vec<Option<StepWeights>>,
@@ -127,6 +132,7 @@ impl Engine {
         let own = Stream::new()?;
         Ok(Engine {
             frames: HashMap::new(),
+            frame_order: Vec::new(),
             net,
             steps,
             weights,
@@ -159,7 +165,7 @@ impl Engine {
     }
 
     /// Runs `n` frames of `h × w`: planar RGB in the model's IO type. Device memory: queued on `stream` (null: the
-    /// legacy default stream) without waiting. Host memory: staged through device buffers, and the call waits. Host memory is staged through device buffers and the call waits for the result.
+    /// legacy default stream) without waiting. Host memory: staged through device buffers, and the call waits.
     pub fn run(
         &mut self,
         n: usize,
@@ -192,8 +198,15 @@ impl Engine {
         }
         self.last_stream = Some(stream);
         if !self.frames.contains_key(&(h, w)) {
+            // A tiling host sends a few sizes (full tiles, edge tiles); anything beyond that frees the oldest size.
+            if self.frame_order.len() >= MAX_SIZES {
+                driver::sync(stream)?;
+                let old = self.frame_order.remove(0);
+                self.frames.remove(&old);
+            }
             let f = Frame::new(self, h, w)?;
             self.frames.insert((h, w), f);
+            self.frame_order.push((h, w));
         }
         let frame = self.frames.get_mut(&(h, w)).ok_or_else(|| Error::BadTensor("frame missing".into()))?;
         let pitch = |p: usize, width: usize| -> Result<usize> {
