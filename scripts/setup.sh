@@ -41,3 +41,30 @@ PY
   ln -sf "$(basename "$lib")" "$ort_dir/libonnxruntime.so"
 fi
 echo "setup: ONNX Runtime at $ort_dir/libonnxruntime.so"
+
+# --- fused-cuda backend: NVRTC (CUDA 13) from PyPI's nvidia-cuda-nvrtc wheel, into .deps/nvrtc/ ---------------
+# The fused-cuda plugin compiles its kernels to CUBIN with NVRTC at run time; NVRTC needs no GPU, so CI compiles
+# every kernel with it. Pinned to the driver's CUDA major version (13; the GPU machine's driver is CUDA 13.0) so
+# the CUBIN it emits loads there. Only libnvrtc.so.13 and libnvrtc-builtins.so.13.* are kept. Skipped when present.
+NVRTC_VERSION=${NVRTC_VERSION:-13.0.88}
+nvrtc_dir=.deps/nvrtc
+if ! ls "$nvrtc_dir"/libnvrtc.so.13 >/dev/null 2>&1; then
+  echo "setup: fetching nvidia-cuda-nvrtc $NVRTC_VERSION from PyPI"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_12_x86_64 "nvidia-cuda-nvrtc==$NVRTC_VERSION" -d "$tmp"
+  mkdir -p "$nvrtc_dir"
+  python3 - "$tmp" "$nvrtc_dir" <<'PY'
+import sys, zipfile, glob, os
+whl = glob.glob(os.path.join(sys.argv[1], "nvidia_cuda_nvrtc-*.whl"))[0]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        base = os.path.basename(n)
+        if base == "libnvrtc.so.13" or base.startswith("libnvrtc-builtins.so.13"):
+            with open(os.path.join(sys.argv[2], base), "wb") as f:
+                f.write(z.read(n))
+PY
+  rm -rf "$tmp"
+fi
+echo "setup: NVRTC at $nvrtc_dir/libnvrtc.so.13"
+# --- end fused-cuda block -------------------------------------------------------------------------------------

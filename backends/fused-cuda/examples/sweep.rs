@@ -1,0 +1,219 @@
+//! Times every conv tile configuration on the GPU and checks each against the CPU, then times the whole model:
+//! one device call gives the table. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
+//! [MODEL.onnx]` (default: models/realesr-animevideov3-x2.onnx). Prints markdown.
+
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use videoforge_backend_fused_cuda::cache::KernelCache;
+use videoforge_backend_fused_cuda::graph::{self, Act, Input, Layer, Output, Slice};
+use videoforge_backend_fused_cuda::kernels::{sweep_tiles, tile_for_sm, Kernel, Tile};
+use videoforge_backend_fused_cuda::nvrtc::Nvrtc;
+use videoforge_backend_fused_cuda::pack::{conv_packed_cpu, pack_conv};
+use videoforge_backend_fused_cuda::runtime::args::ConvArgs;
+use videoforge_backend_fused_cuda::runtime::driver::{self, Context, DeviceBuffer, Function, Stream, StreamRef};
+use videoforge_backend_fused_cuda::runtime::{Engine, Memory, MemoryMut};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const PEAK_TFLOPS: f64 = 750.0;
+const SIZES: [(usize, usize); 2] = [(1080, 1920), (540, 960)];
+
+fn seeded(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5) * scale
+        })
+        .collect()
+}
+
+fn layer() -> Layer {
+    let slice = Slice { buffer: 0, offset: 0, channels: 64 };
+    Layer {
+        name: "sweep".into(),
+        k: 3,
+        cin: 64,
+        cout: 64,
+        weight: seeded(64 * 64 * 9, 1, 0.1),
+        bias: seeded(64, 2, 0.2),
+        act: Act::Prelu(seeded(64, 3, 0.5)),
+        residuals: vec![],
+        input: Input::Act { slice, upsample: 1 },
+        output: Output::Act(slice),
+        factor: 1,
+    }
+}
+
+fn f16_bits(v: &[f32]) -> Vec<u16> {
+    v.iter().map(|&x| f16::from_f32(x).to_bits()).collect()
+}
+
+struct Weights {
+    wt: DeviceBuffer,
+    bias: DeviceBuffer,
+    slope: DeviceBuffer,
+}
+
+fn args(w: &Weights, input: u64, out: u64, h: usize, wd: usize) -> ConvArgs {
+    ConvArgs {
+        input,
+        wt: w.wt.ptr,
+        bias: w.bias.ptr,
+        slope: w.slope.ptr,
+        out,
+        h: h as i32,
+        w: wd as i32,
+        cin: 64,
+        cout: 64,
+        cout_pad: 64,
+        in_stride: 64,
+        out_stride: 64,
+        ..ConvArgs::default()
+    }
+}
+
+fn launch(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef, resident: u32) -> Res<()> {
+    f.launch(k.grid(a.h as usize, a.w as usize, 64, resident), k.threads(), k.smem(0), s, a)?;
+    Ok(())
+}
+
+/// Max abs error of the kernel against the CPU conv that reads the packed layout, on a small odd-sized input.
+fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef, resident: u32) -> Res<f32> {
+    let (h, wd) = (29, 37);
+    let l = layer();
+    let p = pack_conv(&l);
+    let x: Vec<f32> = seeded(h * wd * 64, 9, 2.0).iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+    let din = DeviceBuffer::from_slice(&f16_bits(&x))?;
+    let dout = DeviceBuffer::new(h * wd * 64 * 2)?;
+    launch(f, k, &args(w, din.ptr, dout.ptr, h, wd), s, resident)?;
+    let mut got = vec![0u8; h * wd * 64 * 2];
+    driver::download(s, &mut got, dout.ptr)?;
+    let want = conv_packed_cpu(&p, &x, h, wd);
+    let err = got
+        .chunks_exact(2)
+        .zip(&want)
+        .map(|(b, &r)| (f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32() - r).abs())
+        .fold(0.0, f32::max);
+    Ok(err)
+}
+
+fn main() -> Res<()> {
+    // The source tree it was built from, or the current directory on a machine the binary was carried to.
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = if built.is_dir() { built } else { std::env::current_dir()? };
+    let model = std::env::args().nth(1).map(PathBuf::from).unwrap_or(root.join("models/realesr-animevideov3-x2.onnx"));
+    let nvrtc = Nvrtc::load(None)?;
+    let ctx = Context::primary(0)?;
+    let sm = ctx.sm;
+    println!("# fused-cuda sweep: sm_{sm}, NVRTC {:?} ({})\n", nvrtc.version(), nvrtc.path().display());
+    let cache_dir = root.join("target/fused-cuda-kernel-cache");
+    let cache = KernelCache::new(&nvrtc, Some(cache_dir.clone()));
+    let stream = Stream::new()?;
+    let s = stream.handle();
+    let p = pack_conv(&layer());
+    let bits: Vec<u16> = p.weight.iter().map(|h| h.to_bits()).collect();
+    let w = Weights {
+        wt: DeviceBuffer::from_slice(&bits)?,
+        bias: DeviceBuffer::from_slice(&p.bias)?,
+        slope: DeviceBuffer::from_slice(&p.slope)?,
+    };
+    let bufs: Vec<(DeviceBuffer, DeviceBuffer)> = SIZES
+        .iter()
+        .map(|&(h, wd)| {
+            let x = DeviceBuffer::from_slice(&f16_bits(&seeded(h * wd * 64, 5, 2.0)))?;
+            Ok((x, DeviceBuffer::new(h * wd * 64 * 2)?))
+        })
+        .collect::<Res<_>>()?;
+
+    println!("## One 64 -> 64 3x3 conv + bias + PReLU (NHWC f16)\n");
+    println!("| tile | smem KB | max err vs CPU | 1080p ms | TFLOP/s | % of 750 | 540p ms | TFLOP/s | % of 750 |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut tiles = vec![tile_for_sm(sm)];
+    tiles.extend(sweep_tiles().into_iter().filter(|t| *t != tile_for_sm(sm)));
+    let mut results: Vec<(Tile, f32)> = Vec::new();
+    for t in tiles {
+        let Some(k) = Kernel::for_layer(sm, t, 64, 64, 3, false, false) else { continue };
+        let row = (|| -> Res<String> {
+            let cubin = cache.cubin(&k, sm, false)?;
+            let f = Function::load(&cubin, k.entry(), k.smem(0))?;
+            let resident = f.max_active_per_sm(k.threads(), k.smem(0))? * ctx.sms;
+            let err = check(&f, &k, &w, s, resident)?;
+            let mut cells = format!("| {t} | {:.1} | {err:.2e} |", k.smem(0) as f64 / 1024.0);
+            for (&(h, wd), (x, y)) in SIZES.iter().zip(&bufs) {
+                let a = args(&w, x.ptr, y.ptr, h, wd);
+                for _ in 0..3 {
+                    launch(&f, &k, &a, s, resident)?;
+                }
+                let reps = 20;
+                let ms = driver::time_ms(s, || {
+                    for _ in 0..reps {
+                        launch(&f, &k, &a, s, resident)
+                            .map_err(|e| videoforge_backend_fused_cuda::Error::BadTensor(e.to_string()))?;
+                    }
+                    Ok(())
+                })? / reps as f32;
+                let tflops = 2.0 * (h * wd * 64 * 64 * 9) as f64 / (ms as f64 * 1e-3) / 1e12;
+                if h == 1080 {
+                    results.push((t, ms));
+                }
+                cells += &format!(" {ms:.3} | {tflops:.0} | {:.0}% |", 100.0 * tflops / PEAK_TFLOPS);
+            }
+            Ok(cells)
+        })();
+        match row {
+            Ok(r) => println!("{r}"),
+            Err(e) => println!("| {t} | failed: {e} |"),
+        }
+    }
+    results.sort_by(|a, b| a.1.total_cmp(&b.1));
+
+    println!("\n## Whole model: {}\n", model.display());
+    let net = graph::load(&model)?;
+    println!("{} x{}, {:.3} M MAC per input pixel\n", net.family, net.scale, net.macs_per_pixel() / 1e6);
+    println!("| tile | 1080p in: ms | fps | TFLOP/s | 540p in: ms | fps | TFLOP/s |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut model_tiles = vec![tile_for_sm(sm)];
+    model_tiles.extend(results.iter().map(|r| r.0).filter(|t| *t != tile_for_sm(sm)).take(3));
+    for t in model_tiles {
+        let row = (|| -> Res<String> {
+            let mut e = Engine::new(net.clone(), 0, &nvrtc, Some(cache_dir.clone()), Some(t))?;
+            let eb = e.io_bytes();
+            let mut cells = format!("| {t} |");
+            for &(h, wd) in &SIZES {
+                let (oh, ow) = net.output_size(h, wd);
+                let x = DeviceBuffer::from_slice(&vec![0x3800u16; 3 * h * wd * eb / 2])?;
+                let y = DeviceBuffer::new(3 * oh * ow * eb)?;
+                let mut go = || {
+                    e.run(
+                        1,
+                        h,
+                        wd,
+                        Memory::Device { ptr: x.ptr, pitch: 0 },
+                        MemoryMut::Device { ptr: y.ptr, pitch: 0 },
+                        s,
+                    )
+                };
+                for _ in 0..3 {
+                    go()?;
+                }
+                let reps = 20;
+                let ms = driver::time_ms(s, || {
+                    for _ in 0..reps {
+                        go()?;
+                    }
+                    Ok(())
+                })? / reps as f32;
+                let tflops = 2.0 * net.macs_per_pixel() * (h * wd) as f64 / (ms as f64 * 1e-3) / 1e12;
+                cells += &format!(" {ms:.3} | {:.1} | {tflops:.0} |", 1000.0 / ms);
+            }
+            Ok(cells)
+        })();
+        match row {
+            Ok(r) => println!("{r}"),
+            Err(e) => println!("| {t} | failed: {e} |"),
+        }
+    }
+    Ok(())
+}

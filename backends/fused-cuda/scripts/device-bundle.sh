@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepares .devpack/fused/ (ignored) for one call on the GPU machine: the release GPU-test binary and the sweep,
+# the models the tests look for (x3/x4 from the shared models folder, x4plus-fp16 if .deps/models has it), real
+# frames (the device has no FFmpeg) and the kernel cache precompiled for sm_90 (the device then compiles nothing).
+# On the device, from the repository root, carry .devpack/fused and run: bash .devpack/fused/run.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$root"
+out=.devpack/fused
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/models"
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
+cargo build --release -p videoforge-backend-fused-cuda --example sweep --example precompile
+tests=$(cargo test --release -p videoforge-backend-fused-cuda --test gpu --no-run --message-format=json |
+  python3 -c 'import sys, json
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "gpu" and m.get("executable"):
+        print(m["executable"])')
+cp "$tests" "$out/bin/gpu-tests"
+cp target/release/examples/sweep "$out/bin/sweep"
+strip "$out/bin/"* || true
+for m in realesr-animevideov3-x3.onnx realesr-animevideov3-x4.onnx realesr-animevideov3-x4-fp16.onnx; do
+  [[ -f ../shared/models/$m ]] && cp "../shared/models/$m" "$out/models/"
+done
+[[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]] && cp .deps/models/realesrgan-x4plus-fp16.onnx "$out/models/"
+bash backends/fused-cuda/scripts/extract-frames.sh >/dev/null
+cp -r .deps/frames "$out/frames"
+target/release/examples/precompile "$out/kernels" 90
+cat > "$out/run.sh" <<'RUN'
+#!/usr/bin/env bash
+# On the GPU machine, from the repository root: the GPU tests, then the sweep; everything is logged under $OUT.
+set -uo pipefail
+here=.devpack/fused
+mkdir -p .deps/models target
+cp -n "$here"/models/*.onnx .deps/models/ 2>/dev/null
+rm -rf .deps/frames && cp -r "$here/frames" .deps/frames
+rm -rf target/fused-cuda-kernel-cache && cp -r "$here/kernels" target/fused-cuda-kernel-cache
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(ls /opt/torch/.venv/lib/python3.*/site-packages/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)}
+log=${OUT:-.}/fused-cuda.log
+nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$log"
+timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-threads=1 2>&1 | tee -a "$log"
+timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
+RUN
+du -sh "$out"

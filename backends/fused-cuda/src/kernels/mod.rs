@@ -1,0 +1,331 @@
+//! The CUDA C kernel sources (embedded) and their variants: tile configurations per SM, the sweep list for the
+//! benchmark, and the exact set of variants a network needs. Parameters are `#define`s prepended to the source, so
+//! a variant's source text (and its cache key) says everything about it.
+
+use std::fmt::Write as _;
+
+const COMMON: &str = include_str!("common.cu");
+const CONV_COMMON: &str = include_str!("conv_common.cu");
+const CONV: &str = include_str!("conv_mma.cu");
+const HALO: &str = include_str!("conv_halo.cu");
+const HEAD: &str = include_str!("head.cu");
+const DOWN: &str = include_str!("downscale.cu");
+
+/// Largest dynamic shared memory a CTA may ask for on any SM we target (sm_90's 227 KB).
+pub const MAX_SMEM: u32 = 227 * 1024;
+
+/// Largest dynamic shared memory a CTA may ask for on an SM (the opt-in limit).
+pub fn max_smem(sm: u32) -> u32 {
+    match sm {
+        80 | 87 => 163 * 1024,
+        90.. => MAX_SMEM,
+        _ => 99 * 1024,
+    }
+}
+
+/// A conv tile configuration: pixels per CTA (`bm`), warps along M and N, input channels per pipeline stage
+/// (`kc`), pipeline depth; `halo` prefers the resident-weight halo-tile kernel where its shared memory fits (then
+/// `kc` and `stages` are unused: it takes all input channels at once, double-buffered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tile {
+    /// Output pixels per CTA.
+    pub bm: u32,
+    /// Warps along the pixels.
+    pub warps_m: u32,
+    /// Warps along the output channels.
+    pub warps_n: u32,
+    /// Input channels per K step.
+    pub kc: u32,
+    /// cp.async pipeline stages.
+    pub stages: u32,
+    /// Prefer `conv_halo`.
+    pub halo: bool,
+}
+
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.halo {
+            true => write!(f, "halo_bm{}_w{}x{}", self.bm, self.warps_m, self.warps_n),
+            false => write!(f, "bm{}_w{}x{}_kc{}_s{}", self.bm, self.warps_m, self.warps_n, self.kc, self.stages),
+        }
+    }
+}
+
+/// The tuned configuration for an SM (8.0, 8.6, 8.9, 9.0; others take the nearest lower row).
+pub fn tile_for_sm(sm: u32) -> Tile {
+    match sm {
+        0..=85 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 4, halo: true },
+        86..=88 => Tile { bm: 64, warps_m: 2, warps_n: 2, kc: 32, stages: 3, halo: true },
+        89 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 3, halo: true },
+        _ => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true },
+    }
+}
+
+/// The configurations the sweep example times (each one valid for a 64 -> 64 conv).
+pub fn sweep_tiles() -> Vec<Tile> {
+    let mut v = Vec::new();
+    for bm in [64, 128, 256] {
+        for (warps_m, warps_n) in [(2, 2), (4, 2), (8, 1)] {
+            for kc in [32, 64] {
+                for stages in [3, 4] {
+                    let t = Tile { bm, warps_m, warps_n, kc, stages, halo: false };
+                    if t.bm % (16 * t.warps_m) == 0 && conv_smem(t, 64) <= MAX_SMEM && t.bm / t.warps_m <= 64 {
+                        v.push(t);
+                    }
+                }
+            }
+        }
+    }
+    for bm in [64, 128, 256] {
+        for (warps_m, warps_n) in [(2, 2), (4, 2), (8, 1)] {
+            let t = Tile { bm, warps_m, warps_n, kc: 64, stages: 2, halo: true };
+            if t.bm % (16 * t.warps_m) == 0 && halo_smem(t, 64, 64) <= MAX_SMEM && t.bm / t.warps_m <= 64 {
+                v.push(t);
+            }
+        }
+    }
+    v
+}
+
+/// Dynamic shared memory of a halo variant: resident weights and two input patches.
+pub fn halo_smem(t: Tile, cin: u32, bn: u32) -> u32 {
+    let patch = (t.bm / 16 + 2) * 18;
+    (9 * cin * (bn + 8) + 2 * patch * (cin + 8)) * 2
+}
+
+/// Dynamic shared memory of a conv variant.
+pub fn conv_smem(t: Tile, bn: u32) -> u32 {
+    t.stages * (t.bm * (t.kc + 8) + t.kc * (bn + 8)) * 2
+}
+
+/// One compiled unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// The tensor-core conv (`conv_mma.cu`).
+    Conv {
+        /// Tile configuration (warps_n already fitted to `bn`).
+        tile: Tile,
+        /// Output channels per CTA.
+        bn: u32,
+        /// Kernel size (1 or 3).
+        ksize: u32,
+        /// Tail epilogue (pixel shuffle, input add, clamp, planar store) instead of an NHWC slice store.
+        tail: bool,
+        /// The model's IO is f16 (matters for the tail's reads of the input and its final store).
+        io_f16: bool,
+    },
+    /// The resident-weight halo-tile conv (`conv_halo.cu`), 3x3 only, persistent CTAs.
+    Halo {
+        /// Tile configuration (`kc`, `stages` unused).
+        tile: Tile,
+        /// Output channels per CTA.
+        bn: u32,
+        /// Input channels (all resident).
+        cin: u32,
+        /// Tail epilogue.
+        tail: bool,
+        /// IO is f16 (tail only).
+        io_f16: bool,
+    },
+    /// The fused head (`head.cu`).
+    Head {
+        /// IO is f16.
+        io_f16: bool,
+    },
+    /// The final bicubic resize (`downscale.cu`).
+    Downscale {
+        /// IO is f16.
+        io_f16: bool,
+    },
+}
+
+impl Kernel {
+    /// The conv variant for a layer shape, or None when the shape does not fit the kernel (channels not a
+    /// multiple of 16).
+    pub fn conv(tile: Tile, cin: u32, cout_pad: u32, ksize: u32, tail: bool, io_f16: bool) -> Option<Kernel> {
+        if cin % 16 != 0 || cout_pad % 16 != 0 {
+            return None;
+        }
+        let kc = [tile.kc, 64, 32, 16].into_iter().find(|&kc| kc <= tile.kc && cin % kc == 0)?;
+        let bn = if cout_pad <= 64 { cout_pad } else { [64, 32, 16].into_iter().find(|b| cout_pad % b == 0)? };
+        let mut warps_n = tile.warps_n;
+        while warps_n > 1 && bn % (16 * warps_n) != 0 {
+            warps_n /= 2;
+        }
+        let tile = Tile { kc, warps_n, halo: false, ..tile };
+        // The IO type only matters to the tail's epilogue: one NHWC variant serves both.
+        Some(Kernel::Conv { tile, bn, ksize, tail, io_f16: io_f16 && tail })
+    }
+
+    /// The variant for a layer on an SM: the halo kernel when the tile asks for it and it fits the SM's shared
+    /// memory, else the streaming conv.
+    pub fn for_layer(
+        sm: u32,
+        tile: Tile,
+        cin: u32,
+        cout_pad: u32,
+        ksize: u32,
+        tail: bool,
+        io_f16: bool,
+    ) -> Option<Kernel> {
+        let Kernel::Conv { tile: t, bn, .. } = Kernel::conv(tile, cin, cout_pad, ksize, tail, io_f16)? else {
+            return None;
+        };
+        if tile.halo && ksize == 3 && halo_smem(tile, cin, bn) <= max_smem(sm) {
+            let tile = Tile { halo: true, kc: 0, stages: 2, ..t };
+            return Some(Kernel::Halo { tile, bn, cin, tail, io_f16: io_f16 && tail });
+        }
+        Kernel::conv(tile, cin, cout_pad, ksize, tail, io_f16)
+    }
+
+    /// Launch grid for a conv over `h × w` output pixels (`resident`: CTAs the device holds at once, for the
+    /// persistent halo kernel).
+    pub fn grid(&self, h: usize, w: usize, cout_pad: usize, resident: u32) -> (u32, u32) {
+        match self {
+            Kernel::Conv { tile, bn, .. } => ((h * w).div_ceil(tile.bm as usize) as u32, cout_pad as u32 / bn),
+            Kernel::Halo { tile, bn, .. } => {
+                let tiles = (w.div_ceil(16) * h.div_ceil(tile.bm as usize / 16)) as u32;
+                (tiles.min(resident.max(1)), cout_pad as u32 / bn)
+            }
+            Kernel::Head { .. } => ((h * w).div_ceil(128) as u32, 1),
+            Kernel::Downscale { .. } => ((h * w).div_ceil(256) as u32, 1),
+        }
+    }
+
+    /// The `extern "C"` entry point.
+    pub fn entry(&self) -> &'static str {
+        match self {
+            Kernel::Conv { .. } => "conv_mma",
+            Kernel::Halo { .. } => "conv_halo",
+            Kernel::Head { .. } => "head_conv",
+            Kernel::Downscale { .. } => "downscale_cubic",
+        }
+    }
+
+    /// A readable unique name (also the cache file's stem).
+    pub fn name(&self) -> String {
+        let io = |f: bool| if f { "f16" } else { "f32" };
+        match self {
+            Kernel::Conv { tile, bn, ksize, tail, io_f16 } => {
+                let epi = if *tail { format!("tail_{}", io(*io_f16)) } else { "nhwc".to_string() };
+                format!("conv{ksize}x{ksize}_{tile}_bn{bn}_{epi}")
+            }
+            Kernel::Halo { tile, bn, cin, tail, io_f16 } => {
+                let epi = if *tail { format!("tail_{}", io(*io_f16)) } else { "nhwc".to_string() };
+                format!("conv3x3_{tile}_cin{cin}_bn{bn}_{epi}")
+            }
+            Kernel::Head { io_f16 } => format!("head_{}", io(*io_f16)),
+            Kernel::Downscale { io_f16 } => format!("downscale_{}", io(*io_f16)),
+        }
+    }
+
+    /// Threads per CTA.
+    pub fn threads(&self) -> u32 {
+        match self {
+            Kernel::Conv { tile, .. } | Kernel::Halo { tile, .. } => tile.warps_m * tile.warps_n * 32,
+            Kernel::Head { .. } => 128,
+            Kernel::Downscale { .. } => 256,
+        }
+    }
+
+    /// Dynamic shared memory in bytes (`cout` for the head's weights).
+    pub fn smem(&self, cout: u32) -> u32 {
+        match self {
+            Kernel::Conv { tile, bn, .. } => conv_smem(*tile, *bn),
+            Kernel::Halo { tile, bn, cin, .. } => halo_smem(*tile, *cin, *bn),
+            Kernel::Head { .. } => (27 + 2) * cout * 4,
+            Kernel::Downscale { .. } => 0,
+        }
+    }
+
+    /// The full CUDA C source: defines, common helpers, the kernel.
+    pub fn source(&self) -> String {
+        let mut s = String::new();
+        let io_f16 = match self {
+            Kernel::Conv { io_f16, .. }
+            | Kernel::Halo { io_f16, .. }
+            | Kernel::Head { io_f16 }
+            | Kernel::Downscale { io_f16 } => *io_f16,
+        };
+        let _ = writeln!(s, "// videoforge fused-cuda kernel {}", self.name());
+        let _ = writeln!(s, "#define IO_F16 {}", io_f16 as u32);
+        let body = match self {
+            Kernel::Conv { tile, bn, ksize, tail, .. } => {
+                let _ = writeln!(
+                    s,
+                    "#define BM {}\n#define BN {bn}\n#define WARPS_M {}\n#define WARPS_N {}\n#define KC {}\n\
+                     #define STAGES {}\n#define KSIZE {ksize}\n#define EPI {}",
+                    tile.bm, tile.warps_m, tile.warps_n, tile.kc, tile.stages, *tail as u32
+                );
+                CONV
+            }
+            Kernel::Halo { tile, bn, cin, tail, .. } => {
+                let _ = writeln!(
+                    s,
+                    "#define BM {}\n#define BN {bn}\n#define WARPS_M {}\n#define WARPS_N {}\n#define CIN {cin}\n\
+                     #define EPI {}",
+                    tile.bm, tile.warps_m, tile.warps_n, *tail as u32
+                );
+                HALO
+            }
+            Kernel::Head { .. } => HEAD,
+            Kernel::Downscale { .. } => DOWN,
+        };
+        s.push_str(COMMON);
+        s.push('\n');
+        if matches!(self, Kernel::Conv { .. } | Kernel::Halo { .. }) {
+            s.push_str(CONV_COMMON);
+            s.push('\n');
+        }
+        s.push_str(body);
+        s
+    }
+}
+
+/// Every variant CI compiles for an SM: the SM's table configuration for each layer shape of the shipped models
+/// (64 -> 64, the dense block's 64..192 -> 32 and 192 -> 64, the tails to 48 and 3 channels), halo and streaming
+/// alike, 1x1 convs, the head and downscale for both IO types, and on sm_90 (where the sweep runs) the whole sweep
+/// list.
+pub fn ci_variants(sm: u32) -> Vec<Kernel> {
+    let mut v = table_variants(sm);
+    if sm >= 90 {
+        for s in sweep_tiles() {
+            if let Some(k) = Kernel::for_layer(sm, s, 64, 64, 3, false, false) {
+                if !v.contains(&k) {
+                    v.push(k);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The variants the shipped models' shapes need on an SM with its table configuration (see [`ci_variants`]).
+pub fn table_variants(sm: u32) -> Vec<Kernel> {
+    let t = tile_for_sm(sm);
+    let mut v = Vec::new();
+    let mut push = |k: Option<Kernel>| {
+        if let Some(k) = k {
+            if !v.contains(&k) {
+                v.push(k);
+            }
+        }
+    };
+    let no_halo = Tile { halo: false, ..t };
+    for cin in [64, 96, 128, 160, 192] {
+        for cout in [32, 64] {
+            push(Kernel::for_layer(sm, t, cin, cout, 3, false, false));
+            push(Kernel::conv(no_halo, cin, cout, 3, false, false));
+        }
+    }
+    push(Kernel::for_layer(sm, t, 64, 64, 1, false, false));
+    for io_f16 in [false, true] {
+        for cout in [48, 16] {
+            push(Kernel::for_layer(sm, t, 64, cout, 3, true, io_f16));
+            push(Kernel::conv(no_halo, 64, cout, 3, true, io_f16));
+        }
+        push(Some(Kernel::Head { io_f16 }));
+        push(Some(Kernel::Downscale { io_f16 }));
+    }
+    v
+}

@@ -1,0 +1,442 @@
+//! The tensor-core conv kernels' index arithmetic, emulated on the CPU: a line-by-line transcription of
+//! `conv_halo.cu` and `conv_mma.cu` (tile walk, shared-memory layout, cp.async zero fill, double buffering and
+//! pipeline stages, ldmatrix addresses) over an emulation of `ldmatrix` and `mma.sync.m16n8k16` written from the
+//! PTX ISA's fragment layouts, compared with the plain conv that reads the packed weights. It cannot find what only
+//! hardware shows (timing, races, alignment faults), but it does find a wrong offset, stride or fragment mapping
+//! without a GPU.
+
+// Loops over lanes and warps index by lane and warp on purpose: they mirror the CUDA code they transcribe.
+#![allow(clippy::needless_range_loop)]
+
+use half::f16;
+use videoforge_backend_fused_cuda::graph::{Act, Input, Layer, Output, Slice};
+use videoforge_backend_fused_cuda::pack::{conv_packed_cpu, pack_conv, PackedConv};
+
+/// Two halves in one 32-bit register: (low, high).
+type Reg = (f32, f32);
+
+fn h(v: u16) -> f32 {
+    f16::from_bits(v).to_f32()
+}
+
+/// `ldmatrix.x4` (optionally `.trans`): lane `8j + r` gives the address of row `r` of matrix `j`; lane `i` gets, in
+/// register `j`, row `i / 4`, columns `2 (i % 4)` and `+1` of matrix `j` (transposed: column `i / 4`, rows `2 (i % 4)`
+/// and `+1`).
+fn ldmatrix(smem: &[u16], addrs: &[usize; 32], trans: bool) -> [[Reg; 4]; 32] {
+    let mut out = [[(0.0, 0.0); 4]; 32];
+    for (i, regs) in out.iter_mut().enumerate() {
+        for (j, reg) in regs.iter_mut().enumerate() {
+            let at = |row: usize, col: usize| h(smem[addrs[8 * j + row] + col]);
+            *reg = if trans {
+                (at(2 * (i % 4), i / 4), at(2 * (i % 4) + 1, i / 4))
+            } else {
+                (at(i / 4, 2 * (i % 4)), at(i / 4, 2 * (i % 4) + 1))
+            };
+        }
+    }
+    out
+}
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32` over a warp's registers (PTX fragment layouts: group
+/// g = lane / 4, thread t = lane % 4).
+fn mma(acc: &mut [[f32; 4]; 32], a: &[[Reg; 4]; 32], b: &[[Reg; 2]; 32]) {
+    let mut am = [[0.0f32; 16]; 16];
+    let mut bm = [[0.0f32; 8]; 16];
+    for l in 0..32 {
+        let (g, t) = (l / 4, l % 4);
+        let put = |m: &mut [[f32; 16]; 16], r: usize, c: usize, v: Reg| {
+            m[r][c] = v.0;
+            m[r][c + 1] = v.1;
+        };
+        put(&mut am, g, 2 * t, a[l][0]);
+        put(&mut am, g + 8, 2 * t, a[l][1]);
+        put(&mut am, g, 2 * t + 8, a[l][2]);
+        put(&mut am, g + 8, 2 * t + 8, a[l][3]);
+        bm[2 * t][g] = b[l][0].0;
+        bm[2 * t + 1][g] = b[l][0].1;
+        bm[2 * t + 8][g] = b[l][1].0;
+        bm[2 * t + 9][g] = b[l][1].1;
+    }
+    for l in 0..32 {
+        let (g, t) = (l / 4, l % 4);
+        for (e, (r, c)) in [(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)].into_iter().enumerate() {
+            acc[l][e] += (0..16).map(|k| am[r][k] * bm[k][c]).sum::<f32>();
+        }
+    }
+}
+
+/// The layer the emulations run: a 3x3 conv with PReLU.
+fn layer(cin: usize, cout: usize) -> Layer {
+    let mut s = 7u64;
+    let mut r = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    };
+    let slice = Slice { buffer: 0, offset: 0, channels: cin };
+    Layer {
+        name: "emulated".into(),
+        k: 3,
+        cin,
+        cout,
+        weight: (0..cout * cin * 9).map(|_| r() * 0.3).collect(),
+        bias: (0..cout).map(|_| r()).collect(),
+        act: Act::Prelu((0..cout).map(|_| r()).collect()),
+        residuals: vec![],
+        input: Input::Act { slice, upsample: 1 },
+        output: Output::Act(Slice { channels: cout, ..slice }),
+        factor: 1,
+    }
+}
+
+/// What both kernels share: sizes, the input (NHWC f16 bits, `stride` channels, slice at `off`), packed weights.
+struct Problem {
+    h: usize,
+    w: usize,
+    up_shift: usize,
+    input: Vec<u16>,
+    stride: usize,
+    off: usize,
+    p: PackedConv,
+}
+
+impl Problem {
+    fn new(h: usize, w: usize, up_shift: usize, cin: usize, cout: usize) -> Problem {
+        let (stride, off) = (cin + 16, 8);
+        let (ih, iw) = (h >> up_shift, w >> up_shift);
+        let input =
+            (0..ih * iw * stride).map(|i| f16::from_f32(((i * 7919) % 211) as f32 / 211.0 - 0.4).to_bits()).collect();
+        Problem { h, w, up_shift, input, stride, off, p: pack_conv(&layer(cin, cout)) }
+    }
+
+    /// The expected output (NHWC, cout channels) from the plain packed-layout conv.
+    fn expected(&self) -> Vec<f32> {
+        let cin = self.p.cin;
+        let iw = self.w >> self.up_shift;
+        let mut x = vec![0.0; self.h * self.w * cin];
+        for y in 0..self.h {
+            for xx in 0..self.w {
+                let src = ((y >> self.up_shift) * iw + (xx >> self.up_shift)) * self.stride + self.off;
+                for c in 0..cin {
+                    x[(y * self.w + xx) * cin + c] = h(self.input[src + c]);
+                }
+            }
+        }
+        conv_packed_cpu(&self.p, &x, self.h, self.w)
+    }
+
+    /// `cp_async16`: 8 halves of the input at an output-space pixel, or zeros outside the image.
+    fn copy_pixel(&self, smem: &mut [u16], dst: usize, yy: isize, xx: isize, ch: usize) {
+        let ok = yy >= 0 && yy < self.h as isize && xx >= 0 && xx < self.w as isize;
+        for e in 0..8 {
+            smem[dst + e] = if ok {
+                let iw = self.w >> self.up_shift;
+                let px = ((yy as usize) >> self.up_shift) * iw + ((xx as usize) >> self.up_shift);
+                self.input[px * self.stride + self.off + ch + e]
+            } else {
+                0
+            };
+        }
+    }
+
+    /// `store_pair` for EPI 0 with bias and PReLU (the slope array).
+    fn store(&self, out: &mut [f32], acc: [f32; 2], m: usize, n: usize) {
+        for (e, v) in acc.into_iter().enumerate() {
+            let nn = n + e;
+            if nn < self.p.cout {
+                let v = v + self.p.bias[nn];
+                out[m * self.p.cout + nn] = if v < 0.0 { v * self.p.slope[nn] } else { v };
+            }
+        }
+    }
+}
+
+/// Loads a B fragment pair like the kernels: `ldmatrix.x4.trans` at rows `krow0 + (lane & 15)`, columns
+/// `ncol0 + (lane >> 4) * 8` of a `[rows][bs]` tile.
+fn load_b(smem: &[u16], base: usize, bs: usize, krow0: usize, ncol0: usize) -> ([[Reg; 2]; 32], [[Reg; 2]; 32]) {
+    let mut addrs = [0usize; 32];
+    for (lane, a) in addrs.iter_mut().enumerate() {
+        *a = base + (krow0 + (lane & 15)) * bs + ncol0 + (lane >> 4) * 8;
+    }
+    let r = ldmatrix(smem, &addrs, true);
+    let mut b0 = [[(0.0, 0.0); 2]; 32];
+    let mut b1 = [[(0.0, 0.0); 2]; 32];
+    for l in 0..32 {
+        b0[l] = [r[l][0], r[l][1]];
+        b1[l] = [r[l][2], r[l][3]];
+    }
+    (b0, b1)
+}
+
+/// `conv_halo.cu`, transcribed. BM = 16·TH, CIN = the layer's cin, persistent over `resident` CTAs.
+fn emulate_halo(pr: &Problem, bm: usize, warps_m: usize, warps_n: usize, bn: usize, resident: usize) -> Vec<f32> {
+    let (cin, cout_pad) = (pr.p.cin, pr.p.cout_pad);
+    let (tw, th) = (16, bm / 16);
+    let pw = tw + 2;
+    let ppix = (th + 2) * pw;
+    let (wm_sz, wn_sz) = (bm / warps_m, bn / warps_n);
+    let (mi_n, ni_n) = (wm_sz / 16, wn_sz / 8);
+    let (ps, bs) = (cin + 8, bn + 8);
+    let w_elems = 9 * cin * bs;
+    let p_elems = ppix * ps;
+    let tiles_x = pr.w.div_ceil(tw);
+    let ntiles = tiles_x * pr.h.div_ceil(th);
+    let mut out = vec![f32::NAN; pr.h * pr.w * pr.p.cout];
+    for by in 0..cout_pad / bn {
+        let n0 = by * bn;
+        for bx in 0..resident.min(ntiles) {
+            let mut smem = vec![0xffffu16; w_elems + 2 * p_elems];
+            for row in 0..9 * cin {
+                for col in (0..bn).step_by(8) {
+                    for e in 0..8 {
+                        smem[row * bs + col + e] = pr.p.weight[row * cout_pad + n0 + col + e].to_bits();
+                    }
+                }
+            }
+            let load_patch = |smem: &mut [u16], stage: usize, t: usize| {
+                let ty0 = (t / tiles_x) as isize * th as isize - 1;
+                let tx0 = (t % tiles_x) as isize * tw as isize - 1;
+                for c in 0..ppix * (cin / 8) {
+                    let (p, col) = (c / (cin / 8), (c % (cin / 8)) * 8);
+                    let (yy, xx) = (ty0 + (p / pw) as isize, tx0 + (p % pw) as isize);
+                    pr.copy_pixel(smem, w_elems + stage * p_elems + p * ps + col, yy, xx, col);
+                }
+            };
+            let mut t = bx;
+            load_patch(&mut smem, 0, t);
+            let mut it = 0;
+            while t < ntiles {
+                let next = t + resident;
+                if next < ntiles {
+                    load_patch(&mut smem, (it + 1) & 1, next);
+                }
+                let pbase = w_elems + (it & 1) * p_elems;
+                for warp in 0..warps_m * warps_n {
+                    let (wm, wn) = (warp % warps_m, warp / warps_m);
+                    let mut acc = vec![[[0.0f32; 4]; 32]; mi_n * ni_n];
+                    for tap in 0..9 {
+                        let toff = (tap / 3) * pw + tap % 3;
+                        for kk in (0..cin).step_by(16) {
+                            let mut af = Vec::new();
+                            for mi in 0..mi_n {
+                                let mut addrs = [0usize; 32];
+                                for (lane, a) in addrs.iter_mut().enumerate() {
+                                    let r = wm * wm_sz + mi * 16 + (lane & 15);
+                                    let prow = (r / tw) * pw + (r % tw);
+                                    *a = pbase + (prow + toff) * ps + kk + (lane >> 4) * 8;
+                                }
+                                af.push(ldmatrix(&smem, &addrs, false));
+                            }
+                            for ni in (0..ni_n).step_by(2) {
+                                let (b0, b1) = load_b(&smem, 0, bs, tap * cin + kk, wn * wn_sz + ni * 8);
+                                for mi in 0..mi_n {
+                                    mma(&mut acc[mi * ni_n + ni], &af[mi], &b0);
+                                    mma(&mut acc[mi * ni_n + ni + 1], &af[mi], &b1);
+                                }
+                            }
+                        }
+                    }
+                    let (ty0, tx0) = ((t / tiles_x) * th, (t % tiles_x) * tw);
+                    for mi in 0..mi_n {
+                        for ni in 0..ni_n {
+                            for lane in 0..32 {
+                                for hf in 0..2 {
+                                    let r = wm * wm_sz + mi * 16 + (lane >> 2) + hf * 8;
+                                    let (y, x) = (ty0 + r / tw, tx0 + r % tw);
+                                    if y >= pr.h || x >= pr.w {
+                                        continue;
+                                    }
+                                    let n = n0 + wn * wn_sz + ni * 8 + (lane & 3) * 2;
+                                    let a = acc[mi * ni_n + ni][lane];
+                                    pr.store(&mut out, [a[hf * 2], a[hf * 2 + 1]], y * pr.w + x, n);
+                                }
+                            }
+                        }
+                    }
+                }
+                t += resident;
+                it += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `conv_mma.cu`, transcribed (KSIZE 3), with its STAGES-deep stage ring.
+#[allow(clippy::too_many_arguments)]
+fn emulate_mma(
+    pr: &Problem,
+    bm: usize,
+    warps_m: usize,
+    warps_n: usize,
+    bn: usize,
+    kc: usize,
+    stages: usize,
+) -> Vec<f32> {
+    let (cin, cout_pad) = (pr.p.cin, pr.p.cout_pad);
+    let (wm_sz, wn_sz) = (bm / warps_m, bn / warps_n);
+    let (mi_n, ni_n) = (wm_sz / 16, wn_sz / 8);
+    let (a_s, bs) = (kc + 8, bn + 8);
+    let (a_stage, b_stage) = (bm * a_s, kc * bs);
+    let m_total = pr.h * pr.w;
+    let kchunks = cin / kc;
+    let kt_n = 9 * kchunks;
+    let mut out = vec![f32::NAN; pr.h * pr.w * pr.p.cout];
+    for by in 0..cout_pad / bn {
+        let n0 = by * bn;
+        for bx in 0..m_total.div_ceil(bm) {
+            let m0 = bx * bm;
+            let mut smem = vec![0xffffu16; stages * (a_stage + b_stage)];
+            let b_base = stages * a_stage;
+            let load_stage = |smem: &mut [u16], stage: usize, kt: usize| {
+                let tap = kt / kchunks;
+                let ci0 = (kt - tap * kchunks) * kc;
+                let (ky, kx) = (tap / 3, tap % 3);
+                for c in 0..bm * kc / 8 {
+                    let (row, col) = (c / (kc / 8), (c % (kc / 8)) * 8);
+                    let m = m0 + row;
+                    let dst = stage * a_stage + row * a_s + col;
+                    if m < m_total {
+                        let (y, x) = ((m / pr.w) as isize, (m % pr.w) as isize);
+                        pr.copy_pixel(smem, dst, y + ky as isize - 1, x + kx as isize - 1, ci0 + col);
+                    } else {
+                        smem[dst..dst + 8].fill(0);
+                    }
+                }
+                for c in 0..kc * bn / 8 {
+                    let (row, col) = (c / (bn / 8), (c % (bn / 8)) * 8);
+                    for e in 0..8 {
+                        smem[b_base + stage * b_stage + row * bs + col + e] =
+                            pr.p.weight[(tap * cin + ci0 + row) * cout_pad + n0 + col + e].to_bits();
+                    }
+                }
+            };
+            for s in 0..stages - 1 {
+                if s < kt_n {
+                    load_stage(&mut smem, s, s);
+                }
+            }
+            let mut acc = vec![vec![[[0.0f32; 4]; 32]; mi_n * ni_n]; warps_m * warps_n];
+            for kt in 0..kt_n {
+                let nk = kt + stages - 1;
+                if nk < kt_n {
+                    load_stage(&mut smem, nk % stages, nk);
+                }
+                let (ta, tb) = ((kt % stages) * a_stage, b_base + (kt % stages) * b_stage);
+                for warp in 0..warps_m * warps_n {
+                    let (wm, wn) = (warp % warps_m, warp / warps_m);
+                    for kk in (0..kc).step_by(16) {
+                        let mut af = Vec::new();
+                        for mi in 0..mi_n {
+                            let mut addrs = [0usize; 32];
+                            for (lane, a) in addrs.iter_mut().enumerate() {
+                                *a = ta + (wm * wm_sz + mi * 16 + (lane & 15)) * a_s + kk + (lane >> 4) * 8;
+                            }
+                            af.push(ldmatrix(&smem, &addrs, false));
+                        }
+                        for ni in (0..ni_n).step_by(2) {
+                            let (b0, b1) = load_b(&smem, tb, bs, kk, wn * wn_sz + ni * 8);
+                            for mi in 0..mi_n {
+                                mma(&mut acc[warp][mi * ni_n + ni], &af[mi], &b0);
+                                mma(&mut acc[warp][mi * ni_n + ni + 1], &af[mi], &b1);
+                            }
+                        }
+                    }
+                }
+            }
+            for warp in 0..warps_m * warps_n {
+                let (wm, wn) = (warp % warps_m, warp / warps_m);
+                for mi in 0..mi_n {
+                    for ni in 0..ni_n {
+                        for lane in 0..32 {
+                            for hf in 0..2 {
+                                let m = m0 + wm * wm_sz + mi * 16 + (lane >> 2) + hf * 8;
+                                let n = n0 + wn * wn_sz + ni * 8 + (lane & 3) * 2;
+                                if m >= m_total {
+                                    continue;
+                                }
+                                let a = acc[warp][mi * ni_n + ni][lane];
+                                pr.store(&mut out, [a[hf * 2], a[hf * 2 + 1]], m, n);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn max_err(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| if x.is_nan() { f32::INFINITY } else { (x - y).abs() }).fold(0.0, f32::max)
+}
+
+#[test]
+fn halo_kernel_indexing_reproduces_the_conv() {
+    // 13x21 (partial tiles both ways), 2 N-blocks, 3 persistent CTAs over 8 tiles (both patch buffers in use).
+    let pr = Problem::new(13, 21, 0, 32, 64);
+    let err = max_err(&emulate_halo(&pr, 64, 2, 2, 32, 3), &pr.expected());
+    assert!(err < 1e-4, "halo: max error {err}");
+    // Upsampled input (RRDB's upsampling convs) and one warp column.
+    let pr = Problem::new(10, 18, 1, 16, 32);
+    let err = max_err(&emulate_halo(&pr, 32, 2, 1, 32, 2), &pr.expected());
+    assert!(err < 1e-4, "halo, upsampled: max error {err}");
+}
+
+#[test]
+fn streaming_kernel_indexing_reproduces_the_conv() {
+    let pr = Problem::new(11, 13, 0, 32, 64);
+    let err = max_err(&emulate_mma(&pr, 64, 2, 2, 32, 16, 3), &pr.expected());
+    assert!(err < 1e-4, "mma: max error {err}");
+    let pr = Problem::new(6, 10, 1, 32, 16);
+    let err = max_err(&emulate_mma(&pr, 32, 2, 1, 16, 32, 2), &pr.expected());
+    assert!(err < 1e-4, "mma, upsampled: max error {err}");
+}
+
+/// `unshuffle` of `common.cu`, transcribed: channel → (colour, dy, dx).
+fn unshuffle(n: usize, r: usize, crd: bool) -> (usize, usize, usize) {
+    if crd {
+        let c = n / (r * r);
+        let s = n - c * r * r;
+        (c, s / r, s - (s / r) * r)
+    } else {
+        let s = n / 3;
+        (n - s * 3, s / r, s - (s / r) * r)
+    }
+}
+
+#[test]
+fn tail_unshuffle_inverts_the_reference_shuffle() {
+    use videoforge_backend_fused_cuda::graph::ShuffleMode;
+    use videoforge_backend_fused_cuda::reference::shuffle_channel;
+    for r in 1..=4 {
+        for (mode, crd) in [(ShuffleMode::Crd, true), (ShuffleMode::Dcr, false)] {
+            for n in 0..3 * r * r {
+                let (c, dy, dx) = unshuffle(n, r, crd);
+                assert_eq!(shuffle_channel(mode, r, c, dy, dx), n, "r {r} {mode:?} n {n}");
+            }
+        }
+    }
+}
+
+/// `cubic_w` of `downscale.cu`, transcribed.
+fn cubic_w(a: f32, t: f32) -> [f32; 4] {
+    let (x0, x1, x2, x3) = (t + 1.0, t, 1.0 - t, 2.0 - t);
+    [
+        ((a * x0 - 5.0 * a) * x0 + 8.0 * a) * x0 - 4.0 * a,
+        ((a + 2.0) * x1 - (a + 3.0)) * x1 * x1 + 1.0,
+        ((a + 2.0) * x2 - (a + 3.0)) * x2 * x2 + 1.0,
+        ((a * x3 - 5.0 * a) * x3 + 8.0 * a) * x3 - 4.0 * a,
+    ]
+}
+
+#[test]
+fn downscale_weights_match_the_reference() {
+    for i in 0..=16 {
+        let t = i as f32 / 16.0;
+        let (k, r) = (cubic_w(-0.75, t), videoforge_backend_fused_cuda::reference::cubic_weights(-0.75, t));
+        for j in 0..4 {
+            assert!((k[j] - r[j]).abs() < 1e-6, "t {t}: {k:?} vs {r:?}");
+        }
+        assert!((k.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+}
