@@ -73,6 +73,12 @@ fn init_logging(log: &LogArgs) {
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let out = Output { json: cli.log.log_format == LogFormat::Json, quiet: cli.log.quiet };
     let env = cli::env::environment();
+    if let Some(list) = cli::env::cuda_libraries() {
+        match cli::env::preload_cuda(&list.path) {
+            Ok(n) => tracing::debug!("{n} CUDA libraries preloaded from {}", list.path.display()),
+            Err(e) => tracing::warn!("a CUDA library did not load, so the CUDA provider may not start: {e}"),
+        }
+    }
     match cli.command {
         Some(Command::Run(a)) => {
             let spec = runner::load_job(&a.job)?;

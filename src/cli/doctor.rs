@@ -22,6 +22,8 @@ pub(crate) struct DoctorReport {
     pub(crate) kernels_hash: String,
     /// Where the ONNX Runtime library comes from, when found.
     pub(crate) onnxruntime: Option<Found>,
+    /// The list of CUDA libraries preloaded for it, when it came with one.
+    pub(crate) cuda_libraries: Option<Found>,
 }
 
 /// Probes the machine and the plugins.
@@ -29,9 +31,13 @@ pub(crate) fn doctor(env: &Environment) -> DoctorReport {
     let machine = videoforge::probe::detect(env.probe);
     let mut plugins = Vec::new();
     let mut has_cuda_ep = false;
+    let mut fused_ready = None;
     for path in discover_plugins(&env.plugin_dirs) {
         match Plugin::load_with(&path, env.runtime_library.as_deref()) {
             Ok(p) => {
+                if p.info().name == videoforge::plan::FUSED_CUDA {
+                    fused_ready = Some(p.info().library_error.clone());
+                }
                 has_cuda_ep |= p
                     .info()
                     .execution_providers
@@ -58,8 +64,20 @@ pub(crate) fn doctor(env: &Environment) -> DoctorReport {
         )
     } else {
         let nvenc = machine.gpus.iter().any(|g| g.nvenc.available);
+        let sm8 = machine
+            .gpus
+            .iter()
+            .all(|g| g.compute_capability.split('.').next().and_then(|m| m.parse::<u32>().ok()) >= Some(8));
+        let inference = match (&fused_ready, sm8) {
+            (Some(None), true) => {
+                "fused-cuda (NVRTC kernels) for the models it runs, ONNX Runtime's CUDA provider otherwise".to_string()
+            }
+            (Some(None), false) => "ONNX Runtime's CUDA provider (fused-cuda needs SM 8.0 or newer)".to_string(),
+            (Some(Some(why)), _) => format!("ONNX Runtime's CUDA provider (fused-cuda cannot run: {why})"),
+            (None, _) => "ONNX Runtime's CUDA provider (no fused-cuda plugin)".to_string(),
+        };
         format!(
-            "GPU: {} worker(s), CUDA inference, {} encode",
+            "GPU: {} worker(s), inference by {inference}, {} encode",
             machine.gpus.len(),
             if nvenc { "NVENC available, CPU" } else { "CPU (no NVENC)" }
         )
@@ -71,6 +89,7 @@ pub(crate) fn doctor(env: &Environment) -> DoctorReport {
         plan,
         kernels_hash: videoforge::KERNELS_HASH.into(),
         onnxruntime: super::env::onnxruntime(),
+        cuda_libraries: super::env::cuda_libraries(),
     }
 }
 
@@ -117,6 +136,9 @@ impl DoctorReport {
         match &self.onnxruntime {
             Some(f) => s += &format!("onnxruntime: {} (from {})\n", f.path.display(), f.from),
             None => s += "onnxruntime: not found by videoforge (the plugin searches the system)\n",
+        }
+        if let Some(f) = &self.cuda_libraries {
+            s += &format!("cuda libs:  listed in {} (from {}), preloaded\n", f.path.display(), f.from);
         }
         if self.plugins.is_empty() {
             s += "plugins:    none found (searched: VIDEOFORGE_PLUGIN_DIR, next to the executable)\n";

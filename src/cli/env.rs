@@ -4,6 +4,11 @@
 //! ONNX Runtime is looked up in this order: `ORT_DYLIB_PATH`; the release bundle's `lib/` beside the executable;
 //! the checkout's `.deps/` (found by walking up from the executable: `.deps/onnxruntime-gpu/` where an NVIDIA
 //! driver loads, then `.deps/onnxruntime/`); else the plugin's own search of the system.
+//!
+//! ONNX Runtime's CUDA provider opens the CUDA libraries (cudart, cuBLAS, cuDNN, ...) by name. Where the GPU build
+//! comes from the bundle or `.deps/`, the libraries that came with it are listed in load order in a `LIBS` file
+//! (`lib/LIBS`, `.deps/cuda/LIBS`; one path per line relative to the file's folder, `#` comments); [`preload_cuda`]
+//! opens each with `RTLD_GLOBAL` first, so the provider finds ours rather than whatever the system has.
 
 use std::path::{Path, PathBuf};
 use videoforge::plan::Overrides;
@@ -95,6 +100,51 @@ pub(crate) fn onnxruntime() -> Option<Found> {
     newest_soname(&deps.join("onnxruntime")).map(|p| Found { path: p, from: ".deps" })
 }
 
+/// The `LIBS` file listing the CUDA libraries that belong with the ONNX Runtime build [`onnxruntime`] found, when
+/// that build is the bundle's or `.deps/`'s GPU build and a driver is present (without one nothing would use them).
+pub(crate) fn cuda_libraries() -> Option<Found> {
+    let ort = onnxruntime()?;
+    let file = match ort.from {
+        "bundle" => ort.path.parent()?.join("LIBS"),
+        ".deps (GPU build)" => ort.path.parent()?.parent()?.join("cuda").join("LIBS"),
+        _ => return None,
+    };
+    (file.is_file() && driver_present()).then_some(Found { path: file, from: ort.from })
+}
+
+/// A library listed in a `LIBS` file that did not open.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason} (listed in {})", library.display(), list.display())]
+pub(crate) struct PreloadError {
+    /// The library.
+    pub(crate) library: PathBuf,
+    /// The `LIBS` file.
+    pub(crate) list: PathBuf,
+    /// The loader's message.
+    pub(crate) reason: String,
+}
+
+/// Opens every library listed in `list`, in order, with `RTLD_NOW | RTLD_GLOBAL`, and keeps them open for the life
+/// of the process. Returns how many opened; stops at the first that does not.
+pub(crate) fn preload_cuda(list: &Path) -> Result<usize, PreloadError> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    let fail = |library: PathBuf, reason: String| PreloadError { library, list: list.to_path_buf(), reason };
+    let text = std::fs::read_to_string(list).map_err(|e| fail(list.to_path_buf(), e.to_string()))?;
+    let dir = list.parent().unwrap_or(Path::new("."));
+    let mut n = 0;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let path = dir.join(line);
+        // SAFETY: these are the CUDA runtime libraries shipped with the ONNX Runtime build we load next; their
+        // initialisers are the ones that build would run when its CUDA provider opens them.
+        let lib = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) }
+            .map_err(|e| fail(path.clone(), e.to_string()))?;
+        // Kept open: the provider resolves them by name for as long as the process runs.
+        std::mem::forget(lib);
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// `libonnxruntime.so` in `dir`, or its highest versioned name.
 fn newest_soname(dir: &Path) -> Option<PathBuf> {
     let plain = dir.join("libonnxruntime.so");
@@ -115,4 +165,30 @@ fn newest_soname(dir: &Path) -> Option<PathBuf> {
 pub(crate) fn driver_present() -> bool {
     // SAFETY: loading the driver library runs its initialisers, which is what using the GPU does anyway.
     unsafe { libloading::Library::new("libcuda.so.1") }.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real library listed relative to the list's folder opens; a missing one is named in the error.
+    #[test]
+    fn preload_opens_the_listed_libraries_in_order_and_names_the_one_that_fails() {
+        let system = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .expect("zlib is installed (FFmpeg links it)");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("lib")).unwrap();
+        std::os::unix::fs::symlink(system, dir.path().join("lib/libz.so.1")).unwrap();
+        let list = dir.path().join("LIBS");
+        std::fs::write(&list, "# load order\nlib/libz.so.1\n\n").unwrap();
+        assert_eq!(preload_cuda(&list).unwrap(), 1);
+
+        std::fs::write(&list, "lib/libz.so.1\nlib/libmissing.so.9\nlib/libz.so.1\n").unwrap();
+        let e = preload_cuda(&list).unwrap_err();
+        assert!(e.library.ends_with("lib/libmissing.so.9"), "{e}");
+        assert!(e.to_string().contains("LIBS"), "{e}");
+    }
 }

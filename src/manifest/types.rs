@@ -39,7 +39,7 @@ pub struct Manifest {
 pub struct ModelSection {
     /// Path to the ONNX model; relative paths resolve against the manifest's folder.
     pub path: String,
-    /// Inference backend plugin.
+    /// Inference backend: `auto`, `onnxruntime`, `tensorrt` or `fused-cuda`.
     #[serde(default)]
     pub backend: BackendChoice,
     /// Numeric precision to run the model in.
@@ -58,7 +58,10 @@ pub enum BackendChoice {
     Onnxruntime,
     /// TensorRT (through ONNX Runtime's TensorRT execution provider).
     Tensorrt,
-    /// The best available for the device.
+    /// videoforge's own fused CUDA kernels (NVRTC, SM 8.0 and newer, SRVGGNetCompact and RRDBNet graphs, FP16).
+    #[serde(rename = "fused-cuda")]
+    FusedCuda,
+    /// The best available for the device: fused-cuda where it runs the model on this GPU, else ONNX Runtime.
     #[default]
     Auto,
 }

@@ -95,7 +95,9 @@ impl<'a> EngineBuilder<'a> {
             tile_overlap: plan.pipeline.tile_overlap,
             batch: plan.pipeline.batch as u32,
             runtime_library: plan.model.runtime_library.clone(),
-            cache_dir: (plan.model.execution_provider == ExecutionProvider::Tensorrt)
+            // Compiled TensorRT engines and fused-cuda kernels are cached; ONNX Runtime's CUDA provider has none.
+            cache_dir: (plan.model.execution_provider == ExecutionProvider::Tensorrt
+                || plan.model.backend == crate::plan::FUSED_CUDA)
                 .then(|| self.cache_dir.clone())
                 .flatten(),
             cuda_stream,

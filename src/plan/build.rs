@@ -24,6 +24,9 @@ pub fn infer_bytes(w: u32, h: u32, scale: u32, precision: Precision) -> u64 {
     e * (3 * px + 3 * out_px + 2 * ACTIVATION_CHANNELS * px)
 }
 
+/// The backend name of videoforge's own fused CUDA kernels.
+pub const FUSED_CUDA: &str = "fused-cuda";
+
 /// Settings that come from the environment rather than the job file (read once, at the CLI edge), for
 /// benchmarks and comparisons. The defaults are what a job gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +113,15 @@ pub fn build(
     let gpu = devices.iter().any(|d| matches!(d, Device::Cuda(_)));
 
     // Execution provider and precision.
+    let fused = facts.backend == FUSED_CUDA;
     let execution_provider = match (gpu, m.model.backend) {
+        (false, BackendChoice::FusedCuda) => {
+            problems.push(Problem::new(
+                "model.backend",
+                "fused-cuda runs on CUDA GPUs (SM 8.0 or newer), and this plan runs on the CPU",
+            ));
+            ExecutionProvider::Cpu
+        }
         (false, BackendChoice::Tensorrt) => {
             problems.push(Problem::new("model.backend", "tensorrt needs a GPU, and this plan runs on the CPU"));
             ExecutionProvider::Cpu
@@ -131,6 +142,15 @@ pub fn build(
         (true, _) => ExecutionProvider::Cuda,
     };
     let precision = match (m.model.precision, facts.io_precision) {
+        (PrecisionChoice::F32, _) if fused => {
+            problems.push(Problem::new(
+                "model.precision",
+                "fused-cuda computes in FP16; precision f32 needs backend = \"onnxruntime\"",
+            ));
+            Precision::F16
+        }
+        // The fused kernels compute in FP16 whatever the model file's IO type (it is kept at the edges).
+        (_, _) if fused => Precision::F16,
         (PrecisionChoice::Auto, p) => p,
         (PrecisionChoice::F32, Precision::F32) => Precision::F32,
         (PrecisionChoice::F16, Precision::F16) => Precision::F16,

@@ -12,7 +12,7 @@ mod inputs;
 mod problem;
 mod validate;
 
-pub use build::{build, infer_bytes, Overrides};
+pub use build::{build, infer_bytes, Overrides, FUSED_CUDA};
 pub use engine_plan::{
     DecodeRoute, Decoder, EncodePlan, EnginePlan, ModelFacts, ModelPlan, PipelinePlan, WorkItem, WorkerPlan,
 };

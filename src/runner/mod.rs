@@ -2,6 +2,7 @@
 //! [`workers`] (the worker slots per device), [`report`] (the run summary and its exit code). It plans through
 //! `crate::plan` and runs each file through `crate::pipeline`; it never touches CUDA itself.
 
+mod backend_choice;
 pub mod claim;
 pub mod html;
 mod report;
@@ -121,21 +122,35 @@ pub fn plan_job(spec: &JobSpec, env: &Environment) -> Result<Planned, EngineErro
         threads: 1,
         ..ModelOptions::cpu(spec.resolve(&spec.manifest.model.path))
     })?;
+    let (scale, io_precision) = (model.info().scale, model.info().dtype);
+    let warnings = model.info().warnings.clone();
+    drop(model); // the planning session is not needed by the run
+                 // The backend that runs it: fused-cuda where it can (or must), else ONNX Runtime.
+    let (plugin, why) = match backend_choice::fused(spec, &probe, &env.plugin_dirs) {
+        backend_choice::Fused::Chosen(fused, why) => (fused, format!("backend: {why}")),
+        backend_choice::Fused::Not(why) if spec.manifest.model.backend == crate::manifest::BackendChoice::FusedCuda => {
+            return Err(EngineError::Invalid(plan::locate(spec, vec![backend_choice::problem(&why)])));
+        }
+        backend_choice::Fused::Not(why) => {
+            (plugin, format!("backend: ONNX Runtime, because fused-cuda is not used: {why}"))
+        }
+    };
     let info = plugin.info();
+    let fused = info.name == plan::FUSED_CUDA;
     let facts = ModelFacts {
-        scale: model.info().scale,
-        io_precision: model.info().dtype,
+        scale,
+        io_precision,
         execution_providers: info.execution_providers.clone(),
         backend: info.name.clone(),
         plugin: info.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    let warnings = model.info().warnings.clone();
     let mut plan = plan::build(spec, &probe, &facts, &env.overrides)
         .map_err(|problems| EngineError::Invalid(plan::locate(spec, problems)))?;
-    plan.model.runtime_library = runtime;
+    // The fused plugin's runtime is NVRTC, which it finds itself; ONNX Runtime's library is not for it.
+    plan.model.runtime_library = if fused { None } else { runtime };
+    plan.reasons.insert(0, why);
     let fingerprint =
         EngineFingerprint::new(&plan, &probe, &format!("{} {}", info.name, info.version), &info.library_version);
-    drop(model); // the planning session is not needed by the run
     Ok(Planned { plan, fingerprint, probe, plugin, warnings })
 }
 

@@ -252,7 +252,15 @@ fn run_file(
     let settings = plan
         .file_settings(index, device)
         .ok_or_else(|| EngineError::Invariant(format!("work item {index} is not in the plan")))?;
-    let cache_dir = opts.env.cache_dir.as_ref().map(|d| d.join(fp.id()));
+    // TensorRT engines depend on everything in the fingerprint (one folder each); fused-cuda's kernels are keyed
+    // by their own source hash, SM and NVRTC version, so they share one folder.
+    let cache_dir = opts.env.cache_dir.as_ref().map(|d| {
+        if plan.model.backend == crate::plan::FUSED_CUDA {
+            d.join("kernels")
+        } else {
+            d.join(fp.id())
+        }
+    });
     // One engine builder (on a GPU: one context) per file; the audit reads device memory through it before the
     // model is loaded and after the stage is dropped.
     let builder = EngineBuilder::new(plan, shared.plugin, device, cache_dir)?;

@@ -1,35 +1,13 @@
 //! The on-disk cache of compiled kernels: one CUBIN file per (source + options, SM, NVRTC version), under the
-//! folder the host passes (`VfModelOptions.cache_dir`) or, when it passes none, `$XDG_CACHE_HOME/videoforge/kernels`
-//! (`~/.cache/videoforge/kernels`). Files are written to a temporary name and renamed, so concurrent processes
-//! never read half a file.
+//! folder the host passes (`VfModelOptions.cache_dir`); without one, kernels are compiled on every open (the plugin
+//! reads no environment: where caches live is the host's decision). Files are written to a temporary name and
+//! renamed, so concurrent processes never read half a file.
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result};
-use crate::kernels::Kernel;
+use crate::kernels::{source_hash, Kernel};
 use crate::nvrtc::{is_elf, Nvrtc};
-
-/// The default cache folder when the host gives none.
-pub fn default_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("videoforge").join("kernels"))
-}
-
-/// SHA-256 of a kernel's source and options, hex.
-pub fn source_hash(source: &str, options: &[String]) -> String {
-    let mut h = Sha256::new();
-    h.update(source.as_bytes());
-    for o in options {
-        h.update([0u8]);
-        h.update(o.as_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Compiles kernels through the cache.
 pub struct KernelCache<'a> {

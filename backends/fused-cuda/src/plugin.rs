@@ -137,7 +137,12 @@ unsafe extern "C" fn capabilities(
             out.precisions = VF_CAP_PRECISION_F16;
             out.execution_providers = VF_CAP_EP_CUDA;
             let (maj, min) = n.version();
-            let v = format!("NVRTC {maj}.{min} (CUDA driver {}.{})", drv / 1000, drv % 1000 / 10);
+            let v = format!(
+                "NVRTC {maj}.{min} (CUDA driver {}.{}), kernels {}",
+                drv / 1000,
+                drv % 1000 / 10,
+                crate::kernels::sources_hash()
+            );
             write_fixed(&mut out.library_version, &v);
             write_fixed(&mut out.library_path, &n.path().display().to_string());
             Ok(())
@@ -146,15 +151,8 @@ unsafe extern "C" fn capabilities(
 }
 
 fn create(o: &VfModelOptions, info: &mut VfModelInfo) -> Result<Engine, PluginFailure> {
-    if o.device_kind != VF_DEVICE_CUDA {
-        return Err(unsupported("fused-cuda runs on CUDA GPUs only"));
-    }
-    if o.precision == VF_PRECISION_F32 {
-        return Err(unsupported("fused-cuda computes in FP16; ask for precision f16 or auto"));
-    }
-    if o.execution_provider != VF_EP_AUTO && o.execution_provider != VF_EP_CUDA {
-        return Err(unsupported("fused-cuda is its own CUDA execution; ask for execution provider auto or cuda"));
-    }
+    // The graph is read first, so that a host without a GPU can still ask whether a model is one this backend
+    // runs: a CPU device then gets UNSUPPORTED for a graph it could run, MODEL_CONTRACT (node named) otherwise.
     let model_path = opt_path(o.model_path).ok_or_else(|| invalid("model_path is null"))?;
     if !model_path.is_file() {
         return Err(PluginFailure::new(VF_STATUS_NOT_FOUND, format!("model file {} not found", model_path.display())));
@@ -164,9 +162,21 @@ fn create(o: &VfModelOptions, info: &mut VfModelInfo) -> Result<Engine, PluginFa
         f.message = format!("{}: {}", model_path.display(), f.message);
         f
     })?;
+    if o.device_kind != VF_DEVICE_CUDA {
+        return Err(unsupported(format!(
+            "fused-cuda runs on CUDA GPUs only (the graph, {} x{}, is one it runs)",
+            net.family, net.scale
+        )));
+    }
+    if o.precision == VF_PRECISION_F32 {
+        return Err(unsupported("fused-cuda computes in FP16; ask for precision f16 or auto"));
+    }
+    if o.execution_provider != VF_EP_AUTO && o.execution_provider != VF_EP_CUDA {
+        return Err(unsupported("fused-cuda is its own CUDA execution; ask for execution provider auto or cuda"));
+    }
     driver::driver_version().map_err(failure)?;
     let nv = nvrtc(opt_path(o.runtime_path).as_deref())?;
-    let cache_dir = opt_path(o.cache_dir).or_else(crate::cache::default_dir);
+    let cache_dir = opt_path(o.cache_dir);
     let (family, scale, io) = (net.family.to_string(), net.scale, net.io);
     let (input_name, output_name) = (net.input_name.clone(), net.output_name.clone());
     let engine = Engine::new(net, o.device_index, nv, cache_dir, None).map_err(failure)?;
@@ -325,19 +335,31 @@ mod tests {
     }
 
     #[test]
-    fn cpu_device_is_refused_as_unsupported() {
-        let mut o = VfModelOptions::new_zeroed();
-        o.device_kind = VF_DEVICE_CPU;
-        let path = std::ffi::CString::new("models/x.onnx").expect("path");
-        o.model_path = path.as_ptr();
-        let mut info = VfModelInfo::new_zeroed();
-        let mut model = std::ptr::null_mut();
-        let mut buf = [0 as std::ffi::c_char; 256];
-        let mut e = err_buf(&mut buf);
-        // SAFETY: valid pointers.
-        let st = unsafe { entry().model_create.expect("fn")(&o, &mut model, &mut info, &mut e) };
+    fn cpu_device_is_refused_as_unsupported_after_the_graph_is_read() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let create = |model: &std::path::Path| {
+            let mut o = VfModelOptions::new_zeroed();
+            o.device_kind = VF_DEVICE_CPU;
+            let path = std::ffi::CString::new(model.to_string_lossy().into_owned()).expect("path");
+            o.model_path = path.as_ptr();
+            let mut info = VfModelInfo::new_zeroed();
+            let mut model = std::ptr::null_mut();
+            let mut buf = [0 as std::ffi::c_char; 512];
+            let mut e = err_buf(&mut buf);
+            // SAFETY: valid pointers.
+            let st = unsafe { entry().model_create.expect("fn")(&o, &mut model, &mut info, &mut e) };
+            (st, read_fixed(&buf))
+        };
+        // A graph it runs: the answer says so, and why not here.
+        let (st, msg) = create(&root.join("models/realesr-animevideov3-x2.onnx"));
         assert_eq!(st, VF_STATUS_UNSUPPORTED);
-        assert_eq!(read_fixed(&buf), "fused-cuda runs on CUDA GPUs only");
+        assert_eq!(msg, "fused-cuda runs on CUDA GPUs only (the graph, SRVGGNetCompact (64 features, 16 body convs) x2, is one it runs)");
+        // A graph it does not run: the node is named, whatever the device.
+        let (st, msg) = create(&root.join("tests/fixtures/models/nhwc.onnx"));
+        assert_eq!(st, VF_STATUS_MODEL_CONTRACT, "{msg}");
+        // A file that is not there.
+        let (st, _) = create(&root.join("models/x.onnx"));
+        assert_eq!(st, VF_STATUS_NOT_FOUND);
     }
 
     #[test]

@@ -115,8 +115,7 @@ fn timeline(files: &[&Value]) -> String {
         .collect();
     let Some(t0) = spans.iter().map(|s| s.1).reduce(f64::min) else { return String::new() };
     let t1 = spans.iter().map(|s| s.2).fold(t0, f64::max);
-    let rows: Vec<svg::Row<'_>> =
-        spans.iter().map(|(n, a, b, c)| (n.clone(), vec![(a - t0, b - t0, *c)])).collect();
+    let rows: Vec<svg::Row<'_>> = spans.iter().map(|(n, a, b, c)| (n.clone(), vec![(a - t0, b - t0, *c)])).collect();
     format!("<h2>Files over the run</h2>{}", svg::bars(&rows, t1 - t0))
 }
 
@@ -212,8 +211,7 @@ fn charts(p: &Value) -> String {
         }
     }
     let fps_max = fps.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
-    let stages: Vec<svg::Series<'_>> =
-        STAGE_COLOURS.iter().zip(use_).map(|((n, c), pts)| (*n, *c, pts)).collect();
+    let stages: Vec<svg::Series<'_>> = STAGE_COLOURS.iter().zip(use_).map(|((n, c), pts)| (*n, *c, pts)).collect();
     format!(
         "<div class=\"charts\"><div><h3>Frames per second</h3>{}</div><div><h3>Stage busy (% of the time)</h3>{}</div></div>",
         svg::lines(&[("frames per second", "#333", fps)], t_max, fps_max),

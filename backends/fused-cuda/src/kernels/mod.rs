@@ -4,12 +4,32 @@
 
 use std::fmt::Write as _;
 
+use sha2::{Digest, Sha256};
+
 const COMMON: &str = include_str!("common.cu");
 const CONV_COMMON: &str = include_str!("conv_common.cu");
 const CONV: &str = include_str!("conv_mma.cu");
 const HALO: &str = include_str!("conv_halo.cu");
 const HEAD: &str = include_str!("head.cu");
 const DOWN: &str = include_str!("downscale.cu");
+
+/// The first 16 hex digits of SHA-256 over every kernel source: part of the engine fingerprint, so changed kernels
+/// redo finished files.
+pub fn sources_hash() -> String {
+    let all = [COMMON, CONV_COMMON, CONV, HALO, HEAD, DOWN].join("\0");
+    source_hash(&all, &[])[..16].to_string()
+}
+
+/// SHA-256 of a kernel's source and compile options, hex: the cache key of its CUBIN.
+pub fn source_hash(source: &str, options: &[String]) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    for o in options {
+        h.update([0u8]);
+        h.update(o.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Largest dynamic shared memory a CTA may ask for on any SM we target (sm_90's 227 KB).
 pub const MAX_SMEM: u32 = 227 * 1024;

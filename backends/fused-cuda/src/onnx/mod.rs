@@ -1,6 +1,7 @@
 //! Reading an ONNX file: the protobuf message types (generated at build time from the vendored
 //! `proto/onnx.proto`), decoding a file, and turning tensors into plain numbers.
 
+pub mod proto;
 mod tensor;
 
 pub use tensor::{tensor_f32, tensor_i64, TensorError};
@@ -10,12 +11,6 @@ use std::path::Path;
 use prost::Message;
 
 use crate::error::{Error, Result};
-
-/// The ONNX message types.
-#[allow(clippy::all, missing_docs, rustdoc::all)]
-pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
-}
 
 /// Reads and decodes an ONNX model file. Weights stored in external files are refused.
 pub fn load(path: &Path) -> Result<proto::ModelProto> {

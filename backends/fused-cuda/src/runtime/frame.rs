@@ -4,7 +4,7 @@
 use super::args::{ConvArgs, DownArgs, HeadArgs};
 use super::driver::{DeviceBuffer, Graph};
 use super::plan::Step;
-use super::Engine;
+use super::program::Program;
 use crate::error::Result;
 use crate::graph::{BaseMode, Input, Output, ShuffleMode};
 
@@ -18,7 +18,7 @@ pub(crate) struct Frame {
 
 impl Frame {
     /// Allocates the buffers for `h × w` and captures the frame.
-    pub fn new(e: &Engine, h: usize, w: usize) -> Result<Frame> {
+    pub fn new(e: &Program, h: usize, w: usize) -> Result<Frame> {
         let net = &e.net;
         let bufs = net
             .buffers

@@ -7,19 +7,18 @@ pub mod args;
 pub mod driver;
 mod frame;
 pub mod plan;
+mod program;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::cache::KernelCache;
 use crate::error::{Error, Result};
 use crate::graph::{IoType, Network};
-use crate::kernels::{Kernel, Tile};
+use crate::kernels::Tile;
 use crate::nvrtc::Nvrtc;
-use crate::pack::{pack_conv, pack_head};
-use driver::{Context, DeviceBuffer, Function, Stream, StreamRef};
+use driver::{Context, StreamRef};
 use frame::Frame;
-use plan::Step;
+use program::Program;
 
 /// Input sizes whose buffers and graphs are kept at once.
 const MAX_SIZES: usize = 6;
@@ -51,27 +50,14 @@ pub enum MemoryMut<'a> {
     },
 }
 
-/// Device-resident weights of one step.
-pub(crate) struct StepWeights {
-    wt: DeviceBuffer,
-    bias: DeviceBuffer,
-    slope: DeviceBuffer,
-}
-
 /// A network ready to run on one device.
 pub struct Engine {
     // Dropped first: graphs and buffers of each input size.
     frames: HashMap<(usize, usize), Frame>,
     /// Input sizes in the order their frames were made (oldest first).
     frame_order: Vec<(usize, usize)>,
-    pub(crate) net: Network,
-    pub(crate) steps: Vec<Step>,
-    pub(crate) weights: Vec<Option<StepWeights>>,
-    pub(crate) funcs: HashMap<Kernel, Function>,
-    /// CTAs of each kernel the device holds at once (the persistent halo kernel's grid).
-    pub(crate) resident: HashMap<Kernel, u32>,
-    pub(crate) io_table: DeviceBuffer,
-    pub(crate) own: Stream,
+    /// The compiled kernels and uploaded weights (dropped after the frames that use them).
+    prog: Program,
     last_stream: Option<StreamRef>,
     /// Whether 64-bit stream memory operations work here (else the table goes by a small async copy).
     memops: bool,
@@ -90,65 +76,13 @@ impl Engine {
         tile: Option<Tile>,
     ) -> Result<Engine> {
         let ctx = Context::primary(device)?;
-        let steps = plan::plan(&net, ctx.sm, tile)?;
-        let cache = KernelCache::new(nvrtc, cache_dir);
-        let mut funcs = HashMap::new();
-        let max_cout = net.layers.iter().map(|l| l.cout).max().unwrap_or(0) as u32;
-        for s in &steps {
-            let k = s.kernel();
-            if let std::collections::hash_map::Entry::Vacant(e) = funcs.entry(k) {
-                let cubin = cache.cubin(&k, ctx.sm, false)?;
-                e.insert(Function::load(&cubin, k.entry(), k.smem(max_cout))?);
-            }
-        }
-        let mut resident = HashMap::new();
-        for (k, f) in &funcs {
-            resident.insert(*k, f.max_active_per_sm(k.threads(), k.smem(max_cout))? * ctx.sms);
-        }
-        let mut weights = Vec::new();
-        for s in &steps {
-            weights.push(match s {
-                Step::Head { .. } => {
-                    let p = pack_head(&net.layers[0]);
-                    Some(StepWeights {
-                        wt: DeviceBuffer::from_slice(&p.weight)?,
-                        bias: DeviceBuffer::from_slice(&p.bias)?,
-                        slope: DeviceBuffer::from_slice(&p.slope)?,
-                    })
-                }
-                Step::Conv { layer, .. } => {
-                    let p = pack_conv(&net.layers[*layer]);
-                    let bits: Vec<u16> = p.weight.iter().map(|h| h.to_bits()).collect();
-                    Some(StepWeights {
-                        wt: DeviceBuffer::from_slice(&bits)?,
-                        bias: DeviceBuffer::from_slice(&p.bias)?,
-                        slope: DeviceBuffer::from_slice(&p.slope)?,
-                    })
-                }
-                Step::Downscale { .. } => None,
-            });
-        }
-        let io_table = DeviceBuffer::new(std::mem::size_of::<args::IoTable>())?;
-        let own = Stream::new()?;
-        Ok(Engine {
-            frames: HashMap::new(),
-            frame_order: Vec::new(),
-            net,
-            steps,
-            weights,
-            funcs,
-            resident,
-            io_table,
-            own,
-            last_stream: None,
-            memops: true,
-            ctx,
-        })
+        let prog = Program::new(net, &ctx, nvrtc, cache_dir, tile)?;
+        Ok(Engine { frames: HashMap::new(), frame_order: Vec::new(), prog, last_stream: None, memops: true, ctx })
     }
 
     /// The network.
     pub fn network(&self) -> &Network {
-        &self.net
+        &self.prog.net
     }
 
     /// The device's SM (e.g. 90).
@@ -158,7 +92,7 @@ impl Engine {
 
     /// Bytes per IO element.
     pub fn io_bytes(&self) -> usize {
-        match self.net.io {
+        match self.prog.net.io {
             IoType::F32 => 4,
             IoType::F16 => 2,
         }
@@ -177,7 +111,7 @@ impl Engine {
     ) -> Result<()> {
         self.ctx.make_current()?;
         let eb = self.io_bytes();
-        let (oh, ow) = self.net.output_size(h, w);
+        let (oh, ow) = self.prog.net.output_size(h, w);
         let in_img = 3 * h * w * eb;
         let out_img = 3 * oh * ow * eb;
         let host_side = matches!(input, Memory::Host(_)) || matches!(output, MemoryMut::Host(_));
@@ -188,7 +122,7 @@ impl Engine {
             if !stream.is_null() {
                 driver::sync(stream)?;
             }
-            self.own.handle()
+            self.prog.own.handle()
         } else {
             stream
         };
@@ -204,7 +138,7 @@ impl Engine {
                 let old = self.frame_order.remove(0);
                 self.frames.remove(&old);
             }
-            let f = Frame::new(self, h, w)?;
+            let f = Frame::new(&self.prog, h, w)?;
             self.frames.insert((h, w), f);
             self.frame_order.push((h, w));
         }
@@ -244,7 +178,7 @@ impl Engine {
                 in_pitch: in_pitch as i64,
                 out_pitch: out_pitch as i64,
             };
-            write_table(&mut self.memops, self.io_table.ptr, stream, &table)?;
+            write_table(&mut self.memops, self.prog.io_table.ptr, stream, &table)?;
             frame.graph.launch(stream)?;
             if let MemoryMut::Host(dst) = &mut output {
                 let len = dst.len();
@@ -254,7 +188,7 @@ impl Engine {
                 driver::download(stream, d, out_ptr)?;
             }
         }
-        if stream == self.own.handle() {
+        if stream == self.prog.own.handle() {
             driver::sync(stream)?;
         }
         Ok(())
