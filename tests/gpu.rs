@@ -1,6 +1,8 @@
 //! GPU tests: run on a machine with an NVIDIA GPU with `cargo test --test gpu -- --ignored`.
-//! Each kernel is compared with its plain-Rust reference; tolerances are stated per test.
+//! Each kernel is compared with its plain-Rust reference (every chroma layout, 8 to 12 bits); tolerances are
+//! stated per test.
 
+use videoforge::codec::Chroma;
 use videoforge::gpu::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
 mod common;
 use common::root;
@@ -8,14 +10,14 @@ use videoforge::gpu::{DeviceAllocator, GpuContext, Pool};
 use videoforge::video::{rgb_planar_to_yuv, yuv_to_rgb_planar, Matrix, Plane, PlaneMut, Range, Subsampling, YuvFormat};
 use videoforge::EngineError;
 
-/// Random 4:2:0 planes of `bits`-bit codes (seeded).
-fn planes(w: usize, h: usize, bits: u8, seed: u32) -> (Vec<u16>, Vec<u16>, Vec<u16>) {
+/// Random planes of `bits`-bit codes (seeded) in a chroma layout.
+fn planes(w: usize, h: usize, bits: u8, chroma: Chroma, seed: u32) -> (Vec<u16>, Vec<u16>, Vec<u16>) {
     let mut s = seed;
     let mut next = move || {
         s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (s >> 8) % (1u32 << bits)
     };
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let (cw, ch) = Subsampling::from(chroma).chroma_size(w, h);
     let y = (0..w * h).map(|_| next() as u16).collect();
     let u = (0..cw * ch).map(|_| next() as u16).collect();
     let v = (0..cw * ch).map(|_| next() as u16).collect();
@@ -30,14 +32,14 @@ fn bytes(plane: &[u16], wide: bool) -> Vec<u8> {
     }
 }
 
-fn fmt(w: usize, h: usize, bits: u8, matrix: Matrix, range: Range) -> YuvFormat {
-    YuvFormat { width: w, height: h, subsampling: Subsampling::S420, bit_depth: bits, matrix, range }
+fn fmt(w: usize, h: usize, bits: u8, chroma: Chroma, matrix: Matrix, range: Range) -> YuvFormat {
+    YuvFormat { width: w, height: h, subsampling: chroma.into(), bit_depth: bits, matrix, range }
 }
 
 /// The CPU reference on u8 or u16 planes.
 fn reference_rgb(f: &YuvFormat, y: &[u16], u: &[u16], v: &[u16]) -> Vec<f32> {
     let mut out = vec![0f32; 3 * f.width * f.height];
-    let cw = f.width.div_ceil(2);
+    let (cw, _) = f.subsampling.chroma_size(f.width, f.height);
     if f.bit_depth > 8 {
         yuv_to_rgb_planar(
             f,
@@ -61,6 +63,7 @@ fn reference_rgb(f: &YuvFormat, y: &[u16], u: &[u16], v: &[u16]) -> Vec<f32> {
 }
 
 const MATRICES: [Matrix; 3] = [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020Ncl];
+const LAYOUTS: [Chroma; 3] = [Chroma::C420, Chroma::C422, Chroma::C444];
 
 #[test]
 #[ignore = "needs an NVIDIA GPU"]
@@ -68,16 +71,16 @@ fn yuv_to_rgb_kernels_match_the_reference() {
     let gpu = GpuContext::new(0).expect("GPU 0");
     let k = ColourKernels::compile(&gpu).expect("NVRTC compiles kernels/colour.cu");
     let s = &gpu.compute;
-    for (w, h) in [(64usize, 36usize), (33, 17)] {
-        for bits in [8u8, 10] {
+    for ((w, h), chroma) in [(64usize, 36usize), (33, 17)].into_iter().flat_map(|s| LAYOUTS.map(|c| (s, c))) {
+        for bits in [8u8, 10, 12] {
             for m in MATRICES {
                 for range in [Range::Limited, Range::Full] {
-                    let f = fmt(w, h, bits, m, range);
-                    let (py, pu, pv) = planes(w, h, bits, (w * 31 + usize::from(bits)) as u32);
+                    let f = fmt(w, h, bits, chroma, m, range);
+                    let (py, pu, pv) = planes(w, h, bits, chroma, (w * 31 + usize::from(bits)) as u32);
                     let want = reference_rgb(&f, &py, &pu, &pv);
                     let wide = bits > 8;
                     let e = if wide { 2 } else { 1 };
-                    let cw = w.div_ceil(2);
+                    let (cw, _) = f.subsampling.chroma_size(w, h);
                     let (y, u, v) = (
                         s.clone_htod(&bytes(&py, wide)).unwrap(),
                         s.clone_htod(&bytes(&pu, wide)).unwrap(),
@@ -91,6 +94,7 @@ fn yuv_to_rgb_kernels_match_the_reference() {
                         v: &v,
                         v_pitch: cw * e,
                         semi_planar: false,
+                        chroma,
                         wide,
                         shift: 0,
                     };
@@ -110,7 +114,7 @@ fn yuv_to_rgb_kernels_match_the_reference() {
                         // f32: the same arithmetic up to FMA contraction (1e-5); f16: half-precision rounding (1e-3).
                         let tol = if ty == RgbType::F32 { 1e-5 } else { 1e-3 };
                         let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                        assert!(worst <= tol, "{w}x{h} {bits}-bit {m:?} {range:?} {ty:?}: off by {worst}");
+                        assert!(worst <= tol, "{w}x{h} {chroma:?} {bits}-bit {m:?} {range:?} {ty:?}: off by {worst}");
                     }
                 }
             }
@@ -124,14 +128,14 @@ fn rgb_to_yuv_kernels_match_the_reference() {
     let gpu = GpuContext::new(0).expect("GPU 0");
     let k = ColourKernels::compile(&gpu).expect("NVRTC compiles kernels/colour.cu");
     let s = &gpu.compute;
-    for (w, h) in [(64usize, 36usize), (33, 17)] {
+    for ((w, h), chroma) in [(64usize, 36usize), (33, 17)].into_iter().flat_map(|s| LAYOUTS.map(|c| (s, c))) {
         // Slightly outside [0, 1] on purpose: models overshoot and both sides must clamp.
         let rgb: Vec<f32> = (0..3 * w * h).map(|i| ((i * 7919) % 1000) as f32 / 900.0 - 0.05).collect();
-        for bits in [8u8, 10] {
+        for bits in [8u8, 10, 12] {
             for m in MATRICES {
                 for range in [Range::Limited, Range::Full] {
-                    let f = fmt(w, h, bits, m, range);
-                    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+                    let f = fmt(w, h, bits, chroma, m, range);
+                    let (cw, ch) = f.subsampling.chroma_size(w, h);
                     let (mut ry, mut ru, mut rv) = (vec![0u16; w * h], vec![0u16; cw * ch], vec![0u16; cw * ch]);
                     if bits > 8 {
                         rgb_planar_to_yuv(
@@ -166,6 +170,7 @@ fn rgb_to_yuv_kernels_match_the_reference() {
                         RgbType::F32,
                         w as u32,
                         h as u32,
+                        chroma,
                         Colour::new(m, range, bits),
                         wide,
                         [(&mut y, w * e), (&mut u, cw * e), (&mut v, cw * e)],
@@ -186,7 +191,7 @@ fn rgb_to_yuv_kernels_match_the_reference() {
                         let off = a.iter().zip(&b).filter(|(p, q)| p != q).count();
                         assert!(
                             worst <= 1 && off * 100 <= a.len(),
-                            "{name} {w}x{h} {bits}-bit {m:?} {range:?}: {off} codes off, worst {worst}"
+                            "{name} {w}x{h} {chroma:?} {bits}-bit {m:?} {range:?}: {off} codes off, worst {worst}"
                         );
                     }
                 }
@@ -246,7 +251,8 @@ fn cpu_frames(path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
 fn nvdec_frames(gpu: &std::sync::Arc<GpuContext>, path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
     let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
     let info = src.info().clone();
-    let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info).expect("NVDEC takes it");
+    let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, videoforge::plan::FilterKind::None)
+        .expect("NVDEC takes it");
     let mut feed = videoforge::video::DecoderFeed::new(&src).expect("bitstream filter");
     src.hand_out_video_packets();
     let mut out = Vec::new();

@@ -2,12 +2,14 @@
 //! raw-frame comparison (PSNR), test-local models and the real ONNX plugin.
 #![allow(dead_code)]
 
+pub mod media;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use videoforge::backend::{BackendError, FrameModel};
-use videoforge::codec::{Codec, Container, Device};
-use videoforge::pipeline::{self, Cancel, Engine, FileJob, FileProgress, FileReport};
-use videoforge::plan::{EncodePlan, FileSettings, PipelinePlan};
+use videoforge::codec::{Codec, Container};
+use videoforge::pipeline::{Cancel, FileReport};
+use videoforge::plan::{EncodePlan, PipelinePlan};
 use videoforge::EngineError;
 
 /// The repository root (models, fixtures, .deps). `VIDEOFORGE_ROOT` overrides it: a test binary carried to a GPU
@@ -181,6 +183,7 @@ pub fn ffv1() -> EncodePlan {
         preset: None,
         profile: None,
         bit_depth: None,
+        chroma: None,
         threads: 0,
         copy_audio: true,
         copy_subtitles: true,
@@ -236,26 +239,7 @@ pub fn run_with(
     model: Box<dyn FrameModel>,
     cancel: &Cancel,
 ) -> Result<FileReport, EngineError> {
-    let scale = model.scale();
-    pipeline::upscale_file(FileJob {
-        settings: FileSettings {
-            input,
-            output,
-            device: Device::Cpu,
-            container,
-            encode,
-            pipeline,
-            decode: &[],
-            scale,
-            frame_pool_budget: None,
-        },
-        engine: Engine::Host(model),
-        cancel,
-        progress: FileProgress::none(),
-        metadata: vec![("videoforge_fingerprint".into(), "test-fp".into())],
-        audit: Some(0),
-        digest_frames: false,
-    })
+    media::run_settings(input, output, container, encode, pipeline, videoforge::codec::Deinterlace::Auto, model, cancel)
 }
 
 /// `videoforge bench --synthetic -d DEVICE --size SIZE --frames N -m MODEL`, as a user runs it (the binary
