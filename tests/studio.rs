@@ -711,3 +711,115 @@ fn plan_shows_the_filter_chain_and_pixel_format_per_file() {
         "{text}"
     );
 }
+
+/// Runs a job on `gpus` (`"cpu"` or `[0]`) with the exact nearest-x2 model: FFV1 out; the file's report.
+fn run_job_on(
+    dir: &Path,
+    input: &Path,
+    gpus: &str,
+    extra: &str,
+    name: &str,
+) -> (std::path::PathBuf, serde_json::Value) {
+    let model = root().join("tests/fixtures/models/nearest2x.onnx");
+    let text = format!(
+        "version = 1\n[model]\npath = {model:?}\n[device]\ngpus = {gpus}\n[[input]]\npath = {input:?}\n[output]\n\
+         dir = {dir:?}\nname = \"{name}\"\ncontainer = \"mkv\"\n[encode]\ncodec = \"ffv1\"\n{extra}\n"
+    );
+    let spec = videoforge::manifest::JobSpec {
+        source: "studio-gpu.toml".into(),
+        base_dir: dir.to_path_buf(),
+        manifest: videoforge::manifest::parse(&text, Path::new("studio-gpu.toml")).unwrap(),
+    };
+    let opts = videoforge::runner::RunOptions { force: true, env: env(), ..Default::default() };
+    let summary = videoforge::runner::run_job(&spec, &opts).unwrap();
+    assert_eq!(summary.done, 1, "{}", summary.table());
+    (dir.join(name), summary.files[0].pipeline.clone().expect("a report"))
+}
+
+/// On the lent GPU: NVDEC's adaptive deinterlacer on an interlaced H.264 clip against the CPU path (libavfilter's
+/// bwdif), one frame per frame and one per field: the same frame counts and timestamps, the report naming what
+/// ran, and pictures close (two deinterlacers, not one: above 30 dB).
+#[test]
+#[ignore = "needs an NVIDIA GPU and ONNX Runtime's CUDA build (ORT_DYLIB_PATH)"]
+fn nvdec_deinterlacing_matches_the_cpu_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("interlaced.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=60000/1001",
+        "-frames:v",
+        "40",
+        "-vf",
+        "hue=s=0.6,tinterlace=mode=interleave_top",
+        "-colorspace",
+        "smpte170m",
+        "-color_range",
+        "tv",
+        "-c:v",
+        "libx264",
+        "-flags",
+        "+ildct+ilme",
+        "-x264-params",
+        "tff=1",
+        "-crf",
+        "12",
+        s(&input),
+    ]);
+    for (choice, per_frame) in [("bwdif", 1usize), ("bwdif-double", 2)] {
+        let extra = format!("[filter]\ndeinterlace = \"{choice}\"");
+        let (cpu, cpu_report) = run_job_on(dir.path(), &input, "\"cpu\"", &extra, &format!("cpu-{choice}.mkv"));
+        let (gpu, gpu_report) = run_job_on(dir.path(), &input, "[0]", &extra, &format!("gpu-{choice}.mkv"));
+        assert_eq!(gpu_report["decoder"], "nvdec", "{gpu_report}");
+        let kind = if per_frame == 1 { "nvdec_adaptive" } else { "nvdec_adaptive_double" };
+        assert_eq!(gpu_report["filter"]["kind"], kind);
+        assert_eq!(cpu_report["filter"]["kind"], if per_frame == 1 { "bwdif" } else { "bwdif_double" });
+        assert_eq!(gpu_report["frames_encoded"], (20 * per_frame) as u64);
+        assert_eq!(gpu_report["frames_encoded"], cpu_report["frames_encoded"]);
+        assert_eq!(times(&gpu), times(&cpu), "{choice}: timestamps");
+        let l = Layout::new(640, 480, "420", 8);
+        let [y, u, v] = plane_psnr(&samples(&cpu, &l), &samples(&gpu, &l), &l);
+        eprintln!("{choice}: NVDEC adaptive vs bwdif: Y {y:.1} dB, Cb {u:.1} dB, Cr {v:.1} dB");
+        assert!(y > 30.0 && u > 30.0 && v > 30.0, "{choice}: {y:.1}/{u:.1}/{v:.1} dB");
+    }
+}
+
+/// On the lent GPU: ProRes 422 HQ (4:2:2 10-bit, which NVDEC does not decode) takes the CPU-decode-and-upload
+/// path, through the 4:2:2 colour kernels, and agrees with the CPU path.
+#[test]
+#[ignore = "needs an NVIDIA GPU and ONNX Runtime's CUDA build (ORT_DYLIB_PATH)"]
+fn prores_422_takes_the_upload_path_on_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mov");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25",
+        "-frames:v",
+        "10",
+        "-vf",
+        "hue=s=0.6",
+        "-colorspace",
+        "smpte170m",
+        "-color_range",
+        "tv",
+        "-c:v",
+        "prores_ks",
+        "-profile:v",
+        "hq",
+        "-pix_fmt",
+        "yuv422p10le",
+        s(&input),
+    ]);
+    let (cpu, _) = run_job_on(dir.path(), &input, "\"cpu\"", "", "cpu.mkv");
+    let (gpu, report) = run_job_on(dir.path(), &input, "[0]", "", "gpu.mkv");
+    assert_eq!((report["frame_path"].as_str(), report["decoder"].as_str()), (Some("upload"), Some("cpu")), "{report}");
+    assert!(report["frame_path_reason"].as_str().unwrap().contains("4:2:2"), "{report}");
+    assert_eq!(video_field(&gpu, "pix_fmt"), "yuv422p10le");
+    let l = Layout::new(640, 360, "422", 10);
+    let [y, u, v] = plane_psnr(&samples(&cpu, &l), &samples(&gpu, &l), &l);
+    eprintln!("ProRes 4:2:2 GPU upload path vs CPU: Y {y:.1} dB, Cb {u:.1} dB, Cr {v:.1} dB");
+    assert!(y > 50.0 && u > 50.0 && v > 50.0, "{y:.1}/{u:.1}/{v:.1} dB");
+}

@@ -197,3 +197,147 @@ pub(super) fn plan_filter(
         retime: kind == FilterKind::Ivtc,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Chroma, Codec, Container, Device};
+    use crate::plan::Interlacing;
+    use crate::plan::{plan_file, DecodeRoute, Decoder, EncodePlan, FilePlan, FileSettings, FramePath, PipelinePlan};
+    use std::path::Path;
+
+    fn input(codec: &str, pix: &str, chroma: Chroma, field_order: &str, flagged: u32, top: u32) -> InputFacts {
+        InputFacts {
+            codec: codec.into(),
+            width: 720,
+            height: 480,
+            bit_depth: if pix.contains("10") { 10 } else { 8 },
+            pixel_format: pix.into(),
+            chroma,
+            planar_yuv: true,
+            alpha: false,
+            needs_swscale: false,
+            frame_rate: Some((30000, 1001)),
+            time_base: (1, 90000),
+            container: "mpegts".into(),
+            interlacing: Interlacing {
+                field_order: field_order.into(),
+                frames_checked: 8,
+                frames_interlaced: flagged,
+                frames_top_first: top,
+            },
+        }
+    }
+
+    fn plan(device: Device, deinterlace: Deinterlace, facts: &InputFacts) -> FilePlan {
+        let encode = EncodePlan {
+            codec: Codec::H264,
+            encoder: "libx264".into(),
+            crf: Some(18),
+            preset: None,
+            profile: None,
+            bit_depth: None,
+            chroma: None,
+            threads: 0,
+            copy_audio: true,
+            copy_subtitles: true,
+            segments: 1,
+            segment_frames: 0,
+            segment_queue: 0,
+        };
+        let pipeline = PipelinePlan {
+            depth: 2,
+            batch: 1,
+            tile: 0,
+            tile_overlap: 0,
+            cpu_threads: 4,
+            inference_threads: 0,
+            pin_host_frames: true,
+        };
+        let routes = [DecodeRoute {
+            codec: "h264".into(),
+            bit_depth: 8,
+            decoder: Decoder::Nvdec,
+            reason: "NVDEC".into(),
+            limits: Some([48, 16, 4096, 4096]),
+        }];
+        let settings = FileSettings {
+            input: Path::new("in.ts"),
+            output: Path::new("out.mp4"),
+            device,
+            container: Container::Mp4,
+            encode: &encode,
+            pipeline: &pipeline,
+            decode: &routes,
+            scale: 2,
+            frame_pool_budget: None,
+            deinterlace,
+        };
+        plan_file(&settings, facts)
+    }
+
+    #[test]
+    fn auto_deinterlaces_flagged_streams_with_the_field_order_the_frames_give() {
+        let p = plan(Device::Cpu, Deinterlace::Auto, &input("mpeg2video", "yuv420p", Chroma::C420, "bb", 8, 0));
+        assert_eq!(p.filter.kind, FilterKind::Bwdif);
+        assert_eq!(p.filter.chain.as_deref(), Some("bwdif=mode=send_frame:parity=bff:deint=interlaced"));
+        assert_eq!((p.filter.time_base, p.filter.frame_rate), ((1, 180000), Some((30000, 1001))));
+        assert!(p.filter.summary.contains("field order bff from frame flags (8 of 8"), "{}", p.filter.summary);
+        let flagged_only =
+            plan(Device::Cpu, Deinterlace::Auto, &input("mpeg2video", "yuv420p", Chroma::C420, "tb", 0, 0));
+        assert_eq!(flagged_only.filter.chain.as_deref(), Some("bwdif=mode=send_frame:parity=bff:deint=all"));
+        assert!(flagged_only.filter.summary.contains("codec parameters (field order tb)"));
+        let progressive =
+            plan(Device::Cpu, Deinterlace::Auto, &input("h264", "yuv420p", Chroma::C420, "progressive", 0, 0));
+        assert_eq!((progressive.filter.kind, progressive.filter.time_base), (FilterKind::None, (1, 90000)));
+        assert!(progressive.warnings.is_empty(), "{:?}", progressive.warnings);
+    }
+
+    #[test]
+    fn nvdec_deinterlaces_where_it_decodes_and_ivtc_goes_to_the_cpu() {
+        let tff = input("h264", "yuv420p", Chroma::C420, "tt", 8, 8);
+        let p = plan(Device::Cuda(0), Deinterlace::Bwdif, &tff);
+        assert_eq!(
+            (p.frames, p.filter.kind, p.filter.chain.clone()),
+            (FramePath::Nvdec, FilterKind::NvdecAdaptive, None)
+        );
+        assert_eq!(p.filter.time_base, (1, 90000), "NVDEC keeps the time base at one frame per frame");
+        let p = plan(Device::Cuda(0), Deinterlace::BwdifDouble, &tff);
+        assert_eq!((p.frames, p.filter.kind), (FramePath::Nvdec, FilterKind::NvdecAdaptiveDouble));
+        assert_eq!(
+            (p.filter.time_base, p.filter.frame_rate, p.filter.rate),
+            ((1, 180000), Some((60000, 1001)), (2, 1))
+        );
+        let p = plan(Device::Cuda(0), Deinterlace::Ivtc, &tff);
+        assert_eq!((p.frames, p.filter.kind), (FramePath::Upload, FilterKind::Ivtc));
+        assert_eq!(p.frames_reason, "decoded on the CPU and uploaded: inverse telecine runs on the CPU (libavfilter)");
+        assert_eq!((p.filter.frame_rate, p.filter.rate), (Some((24000, 1001)), (4, 5)));
+        assert_eq!(p.filter.frames_out(30), 24);
+    }
+
+    #[test]
+    fn four_two_two_takes_the_upload_path_and_keeps_its_chroma() {
+        let prores = input("prores", "yuv422p10le", Chroma::C422, "progressive", 0, 0);
+        let p = plan(Device::Cuda(0), Deinterlace::Auto, &prores);
+        assert_eq!(p.frames, FramePath::Upload);
+        assert_eq!(
+            p.frames_reason,
+            "decoded on the CPU and uploaded: NVDEC decodes 4:2:0 only here, and yuv422p10le is 4:2:2"
+        );
+        assert_eq!(
+            (p.chroma, p.pixel_format.as_str(), p.encode.profile.as_deref()),
+            (Chroma::C422, "yuv422p10le", Some("high422"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_order_is_assumed_top_first_and_said() {
+        let unflagged = input("ffv1", "yuv420p", Chroma::C420, "unknown", 0, 0);
+        let p = plan(Device::Cpu, Deinterlace::Ivtc, &unflagged);
+        assert_eq!(p.filter.field_order, Some(FieldOrder::Tff));
+        assert!(p.warnings.iter().any(|w| w.contains("field order unknown")), "{:?}", p.warnings);
+        let off = plan(Device::Cpu, Deinterlace::Off, &input("mpeg2video", "yuv420p", Chroma::C420, "tt", 8, 8));
+        assert_eq!(off.filter.kind, FilterKind::None);
+        assert!(off.warnings.iter().any(|w| w.contains("upscaled as progressive frames: deinterlace = \"off\"")));
+    }
+}

@@ -92,12 +92,15 @@ impl Sink {
         let color = info.color.clone();
         let tags = color.output_tags();
         let pix = recipe.pix;
-        // A QuickTime timecode track's reel name lives on the track: the muxer writes it from the video stream's
-        // metadata, so it moves there.
-        let reel = input
-            .streams()
-            .filter(|s| s.parameters().medium() == ff::media::Type::Data)
-            .find_map(|s| s.metadata().get("reel_name").map(str::to_string));
+        // A QuickTime timecode track is not copied: the MOV/MP4 muxers write a new one from the video stream's
+        // `timecode` tag (and its `reel_name`, which the demuxer leaves on the track), Matroska keeps the tag.
+        let track_tag = |key: &str| {
+            input
+                .streams()
+                .filter(|s| s.parameters().medium() == ff::media::Type::Data && is_timecode_track(s))
+                .find_map(|s| s.metadata().get(key).map(str::to_string))
+        };
+        let (timecode, reel) = (track_tag("timecode"), track_tag("reel_name"));
 
         // Streams in input order: the upscaled video where the input's was, copies of the others.
         let mut copies = HashMap::new();
@@ -115,8 +118,10 @@ impl Sink {
                     ost.set_avg_frame_rate(ff::Rational::new(n, d));
                 }
                 let mut md = video_metadata(&ist);
-                if let Some(reel) = reel.as_deref().filter(|_| md.get("reel_name").is_none()) {
-                    md.set("reel_name", reel);
+                for (key, value) in [("timecode", &timecode), ("reel_name", &reel)] {
+                    if let Some(v) = value.as_deref().filter(|_| md.get(key).is_none()) {
+                        md.set(key, v);
+                    }
                 }
                 ost.set_metadata(md);
                 // SAFETY: the new stream is live; side data copied byte for byte; SAR set on stream and codecpar.
@@ -151,16 +156,7 @@ impl Sink {
                     warnings.push(format!("stream {idx}: extra video stream (or cover art) not copied"));
                     continue;
                 }
-                _ if ist.parameters().id() == ff::codec::Id::None && is_timecode_track(&ist) => {
-                    if format != "mov" {
-                        let tc = ist.metadata().get("timecode").unwrap_or("").to_string();
-                        warnings.push(format!(
-                            "stream {idx}: timecode track {tc} not written: {format} has no timecode track (the \
-                             video stream's timecode tag is kept)"
-                        ));
-                    }
-                    continue;
-                }
+                _ if is_timecode_track(&ist) => continue,
                 _ => {
                     warnings.push(format!("stream {idx}: data stream not copied"));
                     continue;
