@@ -17,7 +17,7 @@ fn s(p: &Path) -> &str {
 }
 
 fn codec(codec: Codec) -> EncodePlan {
-    EncodePlan { codec, encoder: codec.encoder().into(), crf: codec.default_crf(), ..ffv1() }
+    EncodePlan { segments: 1, ..EncodePlan::with_defaults(codec) }
 }
 
 fn stream<'a>(probe: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {

@@ -117,6 +117,7 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         output_pixel_format: plan.pixel_format.clone(),
         filter: plan.filter.clone(),
         encoder: plan.encode.encoder.clone(),
+        encoder_profile: plan.encode.profile.clone(),
         encoder_instances: plan.encode.segments.max(1),
         segment_frames: (plan.encode.segments > 1).then_some(plan.encode.segment_frames),
         decoder: decoder.into(),

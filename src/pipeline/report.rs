@@ -57,6 +57,9 @@ pub struct FileReport {
     pub filter: FilterPlan,
     /// FFmpeg encoder.
     pub encoder: String,
+    /// The encoder profile written (the job's, or the smallest that carries the output's format).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder_profile: Option<String>,
     /// Encoder instances that worked on consecutive segments at once (1: one instance for the whole file).
     pub encoder_instances: u32,
     /// Frames per segment when `encoder_instances` > 1.

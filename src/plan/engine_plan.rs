@@ -44,6 +44,28 @@ pub struct EncodePlan {
     pub segment_queue: u32,
 }
 
+impl EncodePlan {
+    /// What a job that names only `codec` gets: the codec's encoder, default CRF and preset, everything else
+    /// following the input.
+    pub fn with_defaults(codec: Codec) -> EncodePlan {
+        EncodePlan {
+            codec,
+            encoder: codec.encoder().into(),
+            crf: codec.default_crf(),
+            preset: codec.default_preset().map(str::to_string),
+            profile: None,
+            bit_depth: None,
+            chroma: None,
+            threads: 0,
+            copy_audio: true,
+            copy_subtitles: true,
+            segments: 0,
+            segment_frames: 0,
+            segment_queue: 0,
+        }
+    }
+}
+
 /// Sizes the pipeline stages use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelinePlan {

@@ -272,21 +272,7 @@ mod tests {
     use super::*;
 
     fn x264() -> EncodePlan {
-        EncodePlan {
-            codec: Codec::H264,
-            encoder: "libx264".into(),
-            crf: Some(18),
-            preset: Some("medium".into()),
-            profile: None,
-            bit_depth: None,
-            chroma: None,
-            threads: 0,
-            copy_audio: true,
-            copy_subtitles: true,
-            segments: 0,
-            segment_frames: 0,
-            segment_queue: 0,
-        }
+        EncodePlan { segments: 0, ..EncodePlan::with_defaults(Codec::H264) }
     }
 
     #[test]

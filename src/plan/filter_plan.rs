@@ -230,21 +230,7 @@ mod tests {
     }
 
     fn plan(device: Device, deinterlace: Deinterlace, facts: &InputFacts) -> FilePlan {
-        let encode = EncodePlan {
-            codec: Codec::H264,
-            encoder: "libx264".into(),
-            crf: Some(18),
-            preset: None,
-            profile: None,
-            bit_depth: None,
-            chroma: None,
-            threads: 0,
-            copy_audio: true,
-            copy_subtitles: true,
-            segments: 1,
-            segment_frames: 0,
-            segment_queue: 0,
-        };
+        let encode = EncodePlan { segments: 1, ..EncodePlan::with_defaults(Codec::H264) };
         let pipeline = PipelinePlan {
             depth: 2,
             batch: 1,

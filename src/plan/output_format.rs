@@ -116,21 +116,7 @@ mod tests {
     }
 
     fn plan(codec: Codec) -> EncodePlan {
-        EncodePlan {
-            codec,
-            encoder: codec.encoder().into(),
-            crf: codec.default_crf(),
-            preset: None,
-            profile: None,
-            bit_depth: None,
-            chroma: None,
-            threads: 0,
-            copy_audio: true,
-            copy_subtitles: true,
-            segments: 1,
-            segment_frames: 0,
-            segment_queue: 0,
-        }
+        EncodePlan { preset: None, segments: 1, ..EncodePlan::with_defaults(codec) }
     }
 
     fn decide(e: &EncodePlan, input: &InputFacts) -> (String, Option<String>, Vec<String>) {

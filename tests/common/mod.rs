@@ -176,21 +176,7 @@ pub fn onnx_model(model: &Path) -> Box<dyn FrameModel> {
 
 /// Lossless FFV1 encoding, streams copied.
 pub fn ffv1() -> EncodePlan {
-    EncodePlan {
-        codec: Codec::Ffv1,
-        encoder: "ffv1".into(),
-        crf: None,
-        preset: None,
-        profile: None,
-        bit_depth: None,
-        chroma: None,
-        threads: 0,
-        copy_audio: true,
-        copy_subtitles: true,
-        segments: 1,
-        segment_frames: 0,
-        segment_queue: 0,
-    }
+    EncodePlan { segments: 1, ..EncodePlan::with_defaults(Codec::Ffv1) }
 }
 
 /// x264 at a given crf, fast preset.

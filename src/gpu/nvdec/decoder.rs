@@ -402,9 +402,11 @@ impl NvDecoder {
             let duration = ts.and_then(|t| self.durations.remove(&t)).filter(|d| *d > 0).unwrap_or(self.frame_ticks);
             if self.double {
                 // Half the time base: the first field at the picture's time, the second half a frame later.
+                // A progressive picture is mapped twice as it is (its second field is no other picture).
                 for field in 0..2 {
                     let pts = ts.map(|t| 2 * t + i64::from(field) * duration);
-                    self.copy_out(d, field, pts, duration)?;
+                    let second = if d.progressive_frame != 0 { 0 } else { field };
+                    self.copy_out(d, second, pts, duration)?;
                 }
             } else {
                 self.copy_out(d, 0, ts, duration)?;
