@@ -47,7 +47,8 @@ pub(super) struct DecodeCounts {
 /// Runs the stage to the end of the stream; returns its result, its counters and the frames decoded and filtered.
 pub(super) fn run(mut d: Decode<'_>) -> (Result<(), StageFail>, Counters, DecodeCounts) {
     let mut c = Counters::new(STAGE);
-    let mut warned_interlaced = false;
+    // A stream the plan saw as interlaced is filtered, or its plan already says why not.
+    let mut warned_interlaced = d.info.interlacing.is_interlaced();
     let r = match d.nvdec.take() {
         Some((mut nv, mut feed)) => {
             let r = on_device(&mut d, &mut nv, &mut feed, &mut c, &mut warned_interlaced);
