@@ -383,3 +383,148 @@ fn synthetic_stress_test_on_gpu() {
     assert!(r["busy_sum_s"].as_f64() > r["wall_s"].as_f64(), "stages did not overlap: {r}");
     assert_eq!(r["passed"], true, "{}", r["checks"]);
 }
+
+/// An interlaced H.264 clip (MBAFF, top field first, 320x240, 20 frames): made with the `ffmpeg` CLI where there
+/// is one, else the file `VIDEOFORGE_INTERLACED_CLIP` names (the lent GPU machine has no ffmpeg CLI).
+fn interlaced_h264(dir: &std::path::Path) -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("VIDEOFORGE_INTERLACED_CLIP") {
+        return p.into();
+    }
+    let path = dir.join("interlaced.mkv");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=60000/1001",
+        "-frames:v",
+        "40",
+        "-vf",
+        "tinterlace=mode=interleave_top",
+        "-colorspace",
+        "smpte170m",
+        "-color_range",
+        "tv",
+        "-c:v",
+        "libx264",
+        "-flags",
+        "+ildct+ilme",
+        "-x264-params",
+        "tff=1",
+        "-crf",
+        "12",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
+/// Frames with their timestamps, as planar samples.
+type Frames = Vec<(Option<i64>, Vec<u8>)>;
+
+/// Frames of `path` through libavfilter's bwdif on the CPU as the file plan builds it: (pts in the filter's time
+/// base, planar samples).
+fn cpu_bwdif(path: &std::path::Path, choice: videoforge::codec::Deinterlace) -> (Frames, (i32, i32)) {
+    use videoforge::plan::{plan_file, EncodePlan, FileSettings, PipelinePlan};
+    let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
+    let info = src.info().clone();
+    let encode = EncodePlan::with_defaults(videoforge::codec::Codec::Ffv1);
+    let pipeline = PipelinePlan {
+        depth: 2,
+        batch: 1,
+        tile: 0,
+        tile_overlap: 0,
+        cpu_threads: 4,
+        inference_threads: 1,
+        pin_host_frames: false,
+    };
+    let settings = FileSettings {
+        input: path,
+        output: std::path::Path::new("unused.mkv"),
+        device: videoforge::codec::Device::Cpu,
+        container: videoforge::codec::Container::Mkv,
+        encode: &encode,
+        pipeline: &pipeline,
+        decode: &[],
+        scale: 1,
+        frame_pool_budget: None,
+        deinterlace: choice,
+    };
+    let plan = plan_file(&settings, &videoforge::pipeline::input_facts(&src));
+    let mut filter = videoforge::video::FrameFilter::new(&plan.filter, &info).expect("bwdif configures");
+    let mut out = Vec::new();
+    let take = |f: &mut videoforge::video::FrameFilter, out: &mut Frames| {
+        while let Some(g) = f.pull().unwrap() {
+            let mut y = videoforge::video::YuvFrame::new(0, 0, 8, info.color.matrix, info.color.range);
+            y.read_from(&g, info.color.matrix, info.color.range).unwrap();
+            out.push((g.pts(), y.data));
+        }
+    };
+    while let Some(item) = src.next_item().unwrap() {
+        if let videoforge::video::Item::Frame(f) = item {
+            filter.push(f).unwrap();
+            take(&mut filter, &mut out);
+        }
+    }
+    filter.flush().unwrap();
+    take(&mut filter, &mut out);
+    (out, plan.filter.time_base)
+}
+
+/// NVDEC's adaptive deinterlacer (one frame per picture, and one per field) against libavfilter's bwdif on the CPU
+/// on an interlaced H.264 clip: the same frame counts, the same timestamps (in seconds: bwdif halves the time base
+/// at either rate, NVDEC only at one frame per field), and pictures close (two deinterlacers: luma above 30 dB).
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn nvdec_deinterlacing_matches_libavfilter_s_bwdif() {
+    use videoforge::codec::Deinterlace;
+    use videoforge::plan::FilterKind;
+    let gpu = std::sync::Arc::new(GpuContext::new(0).expect("GPU 0"));
+    let dir = tempfile::tempdir().unwrap();
+    let clip = interlaced_h264(dir.path());
+    for (choice, kind) in
+        [(Deinterlace::Bwdif, FilterKind::NvdecAdaptive), (Deinterlace::BwdifDouble, FilterKind::NvdecAdaptiveDouble)]
+    {
+        let (cpu, cpu_tb) = cpu_bwdif(&clip, choice);
+        let mut src = videoforge::video::Source::open(&clip, 4).expect("decodable");
+        let info = src.info().clone();
+        assert!(info.interlacing.is_interlaced(), "{:?}", info.interlacing);
+        let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, kind).expect("NVDEC takes it");
+        let mut feed = videoforge::video::DecoderFeed::new(&src).expect("bitstream filter");
+        src.hand_out_video_packets();
+        let mut nv = Vec::new();
+        loop {
+            let item = src.next_item().unwrap();
+            let end = item.is_none();
+            match item {
+                Some(videoforge::video::Item::VideoPacket(p)) => {
+                    feed.push(Some(p), |d, pts, dur| dec.send(d, pts, dur).map_err(EngineError::from)).unwrap()
+                }
+                None => {
+                    feed.push(None, |d, pts, dur| dec.send(d, pts, dur).map_err(EngineError::from)).unwrap();
+                    dec.finish().unwrap()
+                }
+                _ => {}
+            }
+            while let Some((f, _)) = dec.receive() {
+                nv.push((f.pts, f.to_host_planar(&gpu.decode).unwrap()));
+                f.recycle();
+            }
+            if end {
+                break;
+            }
+        }
+        let nv_tb =
+            if kind == FilterKind::NvdecAdaptive { info.time_base } else { (info.time_base.0, 2 * info.time_base.1) };
+        assert_eq!(nv.len(), cpu.len(), "{choice:?}: frame counts");
+        assert_eq!(nv.len() as u64, dec.frames_out());
+        let secs = |p: Option<i64>, (n, d): (i32, i32)| p.map(|p| p as f64 * f64::from(n) / f64::from(d));
+        let mut worst = f64::INFINITY;
+        for (i, (a, b)) in cpu.iter().zip(&nv).enumerate() {
+            let (ta, tb) = (secs(a.0, cpu_tb), secs(b.0, nv_tb));
+            assert!(ta.zip(tb).is_some_and(|(x, y)| (x - y).abs() < 1e-6), "{choice:?} frame {i}: {ta:?} vs {tb:?}");
+            let n = 320 * 240;
+            worst = worst.min(psnr(&a.1[..n], &b.1[..n]));
+        }
+        eprintln!("{choice:?}: {} frames; NVDEC adaptive vs bwdif, worst luma PSNR {worst:.1} dB", nv.len());
+        assert!(worst > 30.0, "{choice:?}: {worst:.1} dB");
+    }
+}
