@@ -1,6 +1,8 @@
 //! GPU tests: run on a machine with an NVIDIA GPU with `cargo test --test gpu -- --ignored`.
-//! Each kernel is compared with its plain-Rust reference; tolerances are stated per test.
+//! Each kernel is compared with its plain-Rust reference (every chroma layout, 8 to 12 bits); tolerances are
+//! stated per test.
 
+use videoforge::codec::Chroma;
 use videoforge::gpu::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
 mod common;
 use common::root;
@@ -8,14 +10,14 @@ use videoforge::gpu::{DeviceAllocator, GpuContext, Pool};
 use videoforge::video::{rgb_planar_to_yuv, yuv_to_rgb_planar, Matrix, Plane, PlaneMut, Range, Subsampling, YuvFormat};
 use videoforge::EngineError;
 
-/// Random 4:2:0 planes of `bits`-bit codes (seeded).
-fn planes(w: usize, h: usize, bits: u8, seed: u32) -> (Vec<u16>, Vec<u16>, Vec<u16>) {
+/// Random planes of `bits`-bit codes (seeded) in a chroma layout.
+fn planes(w: usize, h: usize, bits: u8, chroma: Chroma, seed: u32) -> (Vec<u16>, Vec<u16>, Vec<u16>) {
     let mut s = seed;
     let mut next = move || {
         s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (s >> 8) % (1u32 << bits)
     };
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let (cw, ch) = Subsampling::from(chroma).chroma_size(w, h);
     let y = (0..w * h).map(|_| next() as u16).collect();
     let u = (0..cw * ch).map(|_| next() as u16).collect();
     let v = (0..cw * ch).map(|_| next() as u16).collect();
@@ -30,14 +32,14 @@ fn bytes(plane: &[u16], wide: bool) -> Vec<u8> {
     }
 }
 
-fn fmt(w: usize, h: usize, bits: u8, matrix: Matrix, range: Range) -> YuvFormat {
-    YuvFormat { width: w, height: h, subsampling: Subsampling::S420, bit_depth: bits, matrix, range }
+fn fmt(w: usize, h: usize, bits: u8, chroma: Chroma, matrix: Matrix, range: Range) -> YuvFormat {
+    YuvFormat { width: w, height: h, subsampling: chroma.into(), bit_depth: bits, matrix, range }
 }
 
 /// The CPU reference on u8 or u16 planes.
 fn reference_rgb(f: &YuvFormat, y: &[u16], u: &[u16], v: &[u16]) -> Vec<f32> {
     let mut out = vec![0f32; 3 * f.width * f.height];
-    let cw = f.width.div_ceil(2);
+    let (cw, _) = f.subsampling.chroma_size(f.width, f.height);
     if f.bit_depth > 8 {
         yuv_to_rgb_planar(
             f,
@@ -61,6 +63,7 @@ fn reference_rgb(f: &YuvFormat, y: &[u16], u: &[u16], v: &[u16]) -> Vec<f32> {
 }
 
 const MATRICES: [Matrix; 3] = [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020Ncl];
+const LAYOUTS: [Chroma; 3] = [Chroma::C420, Chroma::C422, Chroma::C444];
 
 #[test]
 #[ignore = "needs an NVIDIA GPU"]
@@ -68,16 +71,16 @@ fn yuv_to_rgb_kernels_match_the_reference() {
     let gpu = GpuContext::new(0).expect("GPU 0");
     let k = ColourKernels::compile(&gpu).expect("NVRTC compiles kernels/colour.cu");
     let s = &gpu.compute;
-    for (w, h) in [(64usize, 36usize), (33, 17)] {
-        for bits in [8u8, 10] {
+    for ((w, h), chroma) in [(64usize, 36usize), (33, 17)].into_iter().flat_map(|s| LAYOUTS.map(|c| (s, c))) {
+        for bits in [8u8, 10, 12] {
             for m in MATRICES {
                 for range in [Range::Limited, Range::Full] {
-                    let f = fmt(w, h, bits, m, range);
-                    let (py, pu, pv) = planes(w, h, bits, (w * 31 + usize::from(bits)) as u32);
+                    let f = fmt(w, h, bits, chroma, m, range);
+                    let (py, pu, pv) = planes(w, h, bits, chroma, (w * 31 + usize::from(bits)) as u32);
                     let want = reference_rgb(&f, &py, &pu, &pv);
                     let wide = bits > 8;
                     let e = if wide { 2 } else { 1 };
-                    let cw = w.div_ceil(2);
+                    let (cw, _) = f.subsampling.chroma_size(w, h);
                     let (y, u, v) = (
                         s.clone_htod(&bytes(&py, wide)).unwrap(),
                         s.clone_htod(&bytes(&pu, wide)).unwrap(),
@@ -91,6 +94,7 @@ fn yuv_to_rgb_kernels_match_the_reference() {
                         v: &v,
                         v_pitch: cw * e,
                         semi_planar: false,
+                        chroma,
                         wide,
                         shift: 0,
                     };
@@ -110,7 +114,7 @@ fn yuv_to_rgb_kernels_match_the_reference() {
                         // f32: the same arithmetic up to FMA contraction (1e-5); f16: half-precision rounding (1e-3).
                         let tol = if ty == RgbType::F32 { 1e-5 } else { 1e-3 };
                         let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                        assert!(worst <= tol, "{w}x{h} {bits}-bit {m:?} {range:?} {ty:?}: off by {worst}");
+                        assert!(worst <= tol, "{w}x{h} {chroma:?} {bits}-bit {m:?} {range:?} {ty:?}: off by {worst}");
                     }
                 }
             }
@@ -124,14 +128,14 @@ fn rgb_to_yuv_kernels_match_the_reference() {
     let gpu = GpuContext::new(0).expect("GPU 0");
     let k = ColourKernels::compile(&gpu).expect("NVRTC compiles kernels/colour.cu");
     let s = &gpu.compute;
-    for (w, h) in [(64usize, 36usize), (33, 17)] {
+    for ((w, h), chroma) in [(64usize, 36usize), (33, 17)].into_iter().flat_map(|s| LAYOUTS.map(|c| (s, c))) {
         // Slightly outside [0, 1] on purpose: models overshoot and both sides must clamp.
         let rgb: Vec<f32> = (0..3 * w * h).map(|i| ((i * 7919) % 1000) as f32 / 900.0 - 0.05).collect();
-        for bits in [8u8, 10] {
+        for bits in [8u8, 10, 12] {
             for m in MATRICES {
                 for range in [Range::Limited, Range::Full] {
-                    let f = fmt(w, h, bits, m, range);
-                    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+                    let f = fmt(w, h, bits, chroma, m, range);
+                    let (cw, ch) = f.subsampling.chroma_size(w, h);
                     let (mut ry, mut ru, mut rv) = (vec![0u16; w * h], vec![0u16; cw * ch], vec![0u16; cw * ch]);
                     if bits > 8 {
                         rgb_planar_to_yuv(
@@ -166,6 +170,7 @@ fn rgb_to_yuv_kernels_match_the_reference() {
                         RgbType::F32,
                         w as u32,
                         h as u32,
+                        chroma,
                         Colour::new(m, range, bits),
                         wide,
                         [(&mut y, w * e), (&mut u, cw * e), (&mut v, cw * e)],
@@ -186,7 +191,7 @@ fn rgb_to_yuv_kernels_match_the_reference() {
                         let off = a.iter().zip(&b).filter(|(p, q)| p != q).count();
                         assert!(
                             worst <= 1 && off * 100 <= a.len(),
-                            "{name} {w}x{h} {bits}-bit {m:?} {range:?}: {off} codes off, worst {worst}"
+                            "{name} {w}x{h} {chroma:?} {bits}-bit {m:?} {range:?}: {off} codes off, worst {worst}"
                         );
                     }
                 }
@@ -246,7 +251,8 @@ fn cpu_frames(path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
 fn nvdec_frames(gpu: &std::sync::Arc<GpuContext>, path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
     let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
     let info = src.info().clone();
-    let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info).expect("NVDEC takes it");
+    let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, videoforge::plan::FilterKind::None)
+        .expect("NVDEC takes it");
     let mut feed = videoforge::video::DecoderFeed::new(&src).expect("bitstream filter");
     src.hand_out_video_packets();
     let mut out = Vec::new();
@@ -376,4 +382,150 @@ fn synthetic_stress_test_on_gpu() {
     assert!(r["vram_delta_bytes"].as_i64().is_some_and(|d| d.abs() <= tolerance), "{}", r["vram_delta_bytes"]);
     assert!(r["busy_sum_s"].as_f64() > r["wall_s"].as_f64(), "stages did not overlap: {r}");
     assert_eq!(r["passed"], true, "{}", r["checks"]);
+}
+
+/// An interlaced H.264 clip (MBAFF, top field first, 320x240, 20 frames): made with the `ffmpeg` CLI where there
+/// is one, else the file `VIDEOFORGE_INTERLACED_CLIP` names (the lent GPU machine has no ffmpeg CLI).
+fn interlaced_h264(dir: &std::path::Path) -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("VIDEOFORGE_INTERLACED_CLIP") {
+        return p.into();
+    }
+    let path = dir.join("interlaced.mkv");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=60000/1001",
+        "-frames:v",
+        "40",
+        "-vf",
+        "tinterlace=mode=interleave_top",
+        "-colorspace",
+        "smpte170m",
+        "-color_range",
+        "tv",
+        "-c:v",
+        "libx264",
+        "-flags",
+        "+ildct+ilme",
+        "-x264-params",
+        "tff=1",
+        "-crf",
+        "12",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
+/// Frames with their timestamps, as planar samples.
+type Frames = Vec<(Option<i64>, Vec<u8>)>;
+
+/// Frames of `path` through libavfilter's bwdif on the CPU as the file plan builds it: (pts in the filter's time
+/// base, planar samples).
+fn cpu_bwdif(path: &std::path::Path, choice: videoforge::codec::Deinterlace) -> (Frames, (i32, i32)) {
+    use videoforge::plan::{plan_file, EncodePlan, FileSettings, PipelinePlan};
+    let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
+    let info = src.info().clone();
+    let encode = EncodePlan::with_defaults(videoforge::codec::Codec::Ffv1);
+    let pipeline = PipelinePlan {
+        depth: 2,
+        batch: 1,
+        tile: 0,
+        tile_overlap: 0,
+        cpu_threads: 4,
+        inference_threads: 1,
+        pin_host_frames: false,
+    };
+    let settings = FileSettings {
+        input: path,
+        output: std::path::Path::new("unused.mkv"),
+        device: videoforge::codec::Device::Cpu,
+        container: videoforge::codec::Container::Mkv,
+        encode: &encode,
+        pipeline: &pipeline,
+        decode: &[],
+        scale: 1,
+        frame_pool_budget: None,
+        quality: &Default::default(),
+        deinterlace: choice,
+    };
+    let plan = plan_file(&settings, &videoforge::pipeline::input_facts(&src));
+    let mut filter = videoforge::video::FrameFilter::new(&plan.filter, &info).expect("bwdif configures");
+    let mut out = Vec::new();
+    let take = |f: &mut videoforge::video::FrameFilter, out: &mut Frames| {
+        while let Some(g) = f.pull().unwrap() {
+            let mut y = videoforge::video::YuvFrame::new(0, 0, 8, info.color.matrix, info.color.range);
+            y.read_from(&g, info.color.matrix, info.color.range).unwrap();
+            out.push((g.pts(), y.data));
+        }
+    };
+    while let Some(item) = src.next_item().unwrap() {
+        if let videoforge::video::Item::Frame(f) = item {
+            filter.push(f).unwrap();
+            take(&mut filter, &mut out);
+        }
+    }
+    filter.flush().unwrap();
+    take(&mut filter, &mut out);
+    (out, plan.filter.time_base)
+}
+
+/// NVDEC's adaptive deinterlacer (one frame per picture, and one per field) against libavfilter's bwdif on the CPU
+/// on an interlaced H.264 clip: the same frame counts, the same timestamps (in seconds: bwdif halves the time base
+/// at either rate, NVDEC only at one frame per field), and pictures close (two deinterlacers: luma above 30 dB).
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn nvdec_deinterlacing_matches_libavfilter_s_bwdif() {
+    use videoforge::codec::Deinterlace;
+    use videoforge::plan::FilterKind;
+    let gpu = std::sync::Arc::new(GpuContext::new(0).expect("GPU 0"));
+    let dir = tempfile::tempdir().unwrap();
+    let clip = interlaced_h264(dir.path());
+    for (choice, kind) in
+        [(Deinterlace::Bwdif, FilterKind::NvdecAdaptive), (Deinterlace::BwdifDouble, FilterKind::NvdecAdaptiveDouble)]
+    {
+        let (cpu, cpu_tb) = cpu_bwdif(&clip, choice);
+        let mut src = videoforge::video::Source::open(&clip, 4).expect("decodable");
+        let info = src.info().clone();
+        assert!(info.interlacing.is_interlaced(), "{:?}", info.interlacing);
+        let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, kind).expect("NVDEC takes it");
+        let mut feed = videoforge::video::DecoderFeed::new(&src).expect("bitstream filter");
+        src.hand_out_video_packets();
+        let mut nv = Vec::new();
+        loop {
+            let item = src.next_item().unwrap();
+            let end = item.is_none();
+            match item {
+                Some(videoforge::video::Item::VideoPacket(p)) => {
+                    feed.push(Some(p), |d, pts, dur| dec.send(d, pts, dur).map_err(EngineError::from)).unwrap()
+                }
+                None => {
+                    feed.push(None, |d, pts, dur| dec.send(d, pts, dur).map_err(EngineError::from)).unwrap();
+                    dec.finish().unwrap()
+                }
+                _ => {}
+            }
+            while let Some((f, _)) = dec.receive() {
+                nv.push((f.pts, f.to_host_planar(&gpu.decode).unwrap()));
+                f.recycle();
+            }
+            if end {
+                break;
+            }
+        }
+        let nv_tb =
+            if kind == FilterKind::NvdecAdaptive { info.time_base } else { (info.time_base.0, 2 * info.time_base.1) };
+        assert_eq!(nv.len(), cpu.len(), "{choice:?}: frame counts");
+        assert_eq!(nv.len() as u64, dec.frames_out());
+        let secs = |p: Option<i64>, (n, d): (i32, i32)| p.map(|p| p as f64 * f64::from(n) / f64::from(d));
+        let mut worst = f64::INFINITY;
+        for (i, (a, b)) in cpu.iter().zip(&nv).enumerate() {
+            let (ta, tb) = (secs(a.0, cpu_tb), secs(b.0, nv_tb));
+            assert!(ta.zip(tb).is_some_and(|(x, y)| (x - y).abs() < 1e-6), "{choice:?} frame {i}: {ta:?} vs {tb:?}");
+            let n = 320 * 240;
+            worst = worst.min(psnr(&a.1[..n], &b.1[..n]));
+        }
+        eprintln!("{choice:?}: {} frames; NVDEC adaptive vs bwdif, worst luma PSNR {worst:.1} dB", nv.len());
+        assert!(worst > 30.0, "{choice:?}: {worst:.1} dB");
+    }
 }

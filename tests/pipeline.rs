@@ -210,10 +210,16 @@ fn odd_sizes_are_kept_or_cropped_to_even_with_a_warning() {
     let r = run(&input, &out2, Container::Mkv, &ffv1(), Box::new(Nearest(2)), &Cancel::new()).unwrap();
     assert_eq!(video_field(&out2, "width,height"), "198,150");
     assert_eq!(r.frames_encoded, 3);
+    // 4:4:4 in, 4:4:4 out: an odd size is kept; forced to 4:2:0, it is cropped to even.
     let out3 = dir.path().join("x3.mkv");
     let r = run(&input, &out3, Container::Mkv, &ffv1(), Box::new(Nearest(3)), &Cancel::new()).unwrap();
-    assert_eq!(video_field(&out3, "width,height"), "296,224");
-    assert!(r.warnings.iter().any(|w| w.contains("cropped to 296x224")), "{:?}", r.warnings);
+    assert_eq!(video_field(&out3, "width,height,pix_fmt"), "297,225,yuv444p");
+    assert!(r.warnings.iter().all(|w| !w.contains("cropped")), "{:?}", r.warnings);
+    let out420 = dir.path().join("x3_420.mkv");
+    let as420 = EncodePlan { chroma: Some(videoforge::codec::Chroma::C420), ..ffv1() };
+    let r = run(&input, &out420, Container::Mkv, &as420, Box::new(Nearest(3)), &Cancel::new()).unwrap();
+    assert_eq!(video_field(&out420, "width,height,pix_fmt"), "296,224,yuv420p");
+    assert!(r.warnings.iter().any(|w| w.contains("which 4:2:0 cannot encode: cropped to 296x224")), "{:?}", r.warnings);
 }
 
 #[test]
@@ -399,6 +405,7 @@ fn cancel_from_another_thread_leaves_no_output() {
             scale: 2,
             frame_pool_budget: None,
             quality: &Default::default(),
+            deinterlace: videoforge::codec::Deinterlace::Auto,
         },
         engine: videoforge::pipeline::Engine::Host(Box::new(Slow(Nearest(2)))),
         cancel: &cancel,

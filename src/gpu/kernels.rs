@@ -1,7 +1,10 @@
 //! The colour kernels of `kernels/colour.cu`, compiled with NVRTC for the device's architecture the first time a
-//! context needs them, and launched on a stream. Their plain-Rust twins are `yuv_to_rgb_planar` and `rgb_planar_to_yuv` in `crate::video`.
+//! context needs them, and launched on a stream: planar 4:2:0, 4:2:2 and 4:4:4 (and NVDEC's semi-planar 4:2:0) at
+//! 8 to 12 bits, both directions. Their plain-Rust twins are `yuv_to_rgb_planar` and `rgb_planar_to_yuv` in
+//! `crate::video`.
 
 use super::{GpuContext, GpuError};
+use crate::codec::Chroma;
 use crate::video::{Matrix, Quant, Range};
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig};
 use std::ffi::c_void;
@@ -103,7 +106,8 @@ pub enum RgbType {
     F16,
 }
 
-/// A YUV 4:2:0 frame on the device: planes with pitches, 8-bit or 16-bit samples.
+/// A Y'CbCr frame on the device: planes with pitches, 8-bit or 16-bit samples, any chroma layout (semi-planar only
+/// for 4:2:0).
 pub struct DeviceYuv<'a> {
     /// Luma plane.
     pub y: &'a CudaSlice<u8>,
@@ -119,6 +123,8 @@ pub struct DeviceYuv<'a> {
     pub v_pitch: usize,
     /// NV12/P010/P016 layout.
     pub semi_planar: bool,
+    /// Chroma layout.
+    pub chroma: Chroma,
     /// 16-bit samples.
     pub wide: bool,
     /// Right shift that brings a sample to its code value (6 for P010, 0 for yuv420p10le).
@@ -135,18 +141,18 @@ impl ColourKernels {
         let module = ctx.load_module(ptx).map_err(|e| err(format!("loading the colour kernels: {e:?}")))?;
         let f = |name: &str| module.load_function(name).map_err(|e| err(format!("kernel {name}: {e:?}")));
         Ok(ColourKernels {
-            yuv_u8_f32: f("yuv420_u8_to_rgb_f32")?,
-            yuv_u16_f32: f("yuv420_u16_to_rgb_f32")?,
-            yuv_u8_f16: f("yuv420_u8_to_rgb_f16")?,
-            yuv_u16_f16: f("yuv420_u16_to_rgb_f16")?,
-            rgb_f32_u8: f("rgb_f32_to_yuv420_u8")?,
-            rgb_f32_u16: f("rgb_f32_to_yuv420_u16")?,
-            rgb_f16_u8: f("rgb_f16_to_yuv420_u8")?,
-            rgb_f16_u16: f("rgb_f16_to_yuv420_u16")?,
+            yuv_u8_f32: f("yuv_u8_to_rgb_f32")?,
+            yuv_u16_f32: f("yuv_u16_to_rgb_f32")?,
+            yuv_u8_f16: f("yuv_u8_to_rgb_f16")?,
+            yuv_u16_f16: f("yuv_u16_to_rgb_f16")?,
+            rgb_f32_u8: f("rgb_f32_to_yuv_u8")?,
+            rgb_f32_u16: f("rgb_f32_to_yuv_u16")?,
+            rgb_f16_u8: f("rgb_f16_to_yuv_u8")?,
+            rgb_f16_u16: f("rgb_f16_to_yuv_u16")?,
         })
     }
 
-    /// YUV 4:2:0 → planar RGB (`out` holds 3 × w × h elements of `ty`, as raw bytes).
+    /// Y'CbCr → planar RGB (`out` holds 3 × w × h elements of `ty`, as raw bytes).
     #[allow(clippy::too_many_arguments)]
     pub fn yuv_to_rgb(
         &self,
@@ -171,6 +177,8 @@ impl ColourKernels {
         };
         let semi = i32::from(src.semi_planar);
         let (w, h) = (width as i32, height as i32);
+        let (sx, sy) = src.chroma.shifts();
+        let (mut sx, mut sy) = (sx as i32, sy as i32);
         // The guards order the launch after the buffers' last writes and record its reads/writes on drop.
         let (y, _gy) = src.y.device_ptr(stream);
         let (u, _gu) = src.u.device_ptr(stream);
@@ -188,6 +196,8 @@ impl ColourKernels {
             arg(&mut vp),
             arg(&mut semi),
             arg(&mut shift),
+            arg(&mut sx),
+            arg(&mut sy),
             arg(&mut c),
             arg(&mut o),
             arg(&mut w),
@@ -198,7 +208,7 @@ impl ColourKernels {
         unsafe { launch(stream, f, cfg, &mut args) }
     }
 
-    /// Planar RGB → planar YUV 4:2:0 (8-bit or 16-bit codes).
+    /// Planar RGB → planar Y'CbCr of `chroma` (8-bit or 16-bit codes).
     #[allow(clippy::too_many_arguments)]
     pub fn rgb_to_yuv(
         &self,
@@ -207,6 +217,7 @@ impl ColourKernels {
         ty: RgbType,
         width: u32,
         height: u32,
+        chroma: Chroma,
         c: Colour,
         wide: bool,
         planes: [(&mut CudaSlice<u8>, usize); 3],
@@ -217,11 +228,13 @@ impl ColourKernels {
             (RgbType::F16, false) => &self.rgb_f16_u8,
             (RgbType::F16, true) => &self.rgb_f16_u16,
         };
+        let (sx, sy) = chroma.shifts();
         let cfg = LaunchConfig {
-            grid_dim: (width.div_ceil(2).div_ceil(32), height.div_ceil(2).div_ceil(8), 1),
+            grid_dim: (width.div_ceil(1 << sx).div_ceil(32), height.div_ceil(1 << sy).div_ceil(8), 1),
             block_dim: (32, 8, 1),
             shared_mem_bytes: 0,
         };
+        let (mut sx, mut sy) = (sx as i32, sy as i32);
         let [(y, yp), (u, up), (v, vp)] = planes;
         let (i, _gi) = src.device_ptr(stream);
         let (y, _gy) = y.device_ptr_mut(stream);
@@ -233,6 +246,8 @@ impl ColourKernels {
             arg(&mut i),
             arg(&mut w),
             arg(&mut h),
+            arg(&mut sx),
+            arg(&mut sy),
             arg(&mut c),
             arg(&mut y),
             arg(&mut yp),

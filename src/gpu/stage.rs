@@ -1,8 +1,9 @@
-//! The GPU middle of the pipeline: take a 4:2:0 frame (uploaded from the host, or decoded by NVDEC and still on
-//! the device), convert it to planar RGB in the model's type with the colour kernels, run the model on device
-//! buffers on the same stream, convert back to the encoder's 4:2:0 format, and download only that, into
-//! page-locked host memory. Every device buffer comes from a budgeted [`Pool`]. The stage also runs the model on
-//! host RGB frames (tiled plans, formats that are not 4:2:0), as a [`FrameModel`].
+//! The GPU middle of the pipeline: take a planar Y'CbCr frame (4:2:0, 4:2:2 or 4:4:4 at 8 to 12 bits, uploaded from
+//! the host; or 4:2:0 decoded by NVDEC and still on the device), convert it to planar RGB in the model's type with
+//! the colour kernels, run the model on device buffers on the same stream, convert back to the encoder's format,
+//! and download only that, into page-locked host memory. Every device buffer comes from a budgeted [`Pool`]. The
+//! stage also runs the model on host RGB frames (tiled plans, formats that are not planar Y'CbCr), as a
+//! [`FrameModel`].
 
 use super::kernels::{Colour, ColourKernels, DeviceYuv, RgbType};
 use super::nvdec::{DeviceFrame, NvDecoder, NvdecError};
@@ -220,7 +221,7 @@ impl GpuStage {
         self.quality
             .count_non_finite(&s, rgb_out.get(), ty, (3 * ow * oh) as u64, self.scratch.get_mut())
             .map_err(|source| StageError::Gpu { step: "quality", source })?;
-        // RGB -> the encoder's 4:2:0.
+        // RGB -> the encoder's format.
         let oe = output.sample_bytes();
         let op = output.planes();
         let (ocw, _) = output.chroma_size();
@@ -235,6 +236,7 @@ impl GpuStage {
                     ty,
                     ow as u32,
                     oh as u32,
+                    output.chroma,
                     Colour::new(output.matrix, output.range, output.bit_depth),
                     oe == 2,
                     [(y.get_mut(), ow * oe), (u.get_mut(), ocw * oe), (v.get_mut(), ocw * oe)],
@@ -254,7 +256,7 @@ impl GpuStage {
 }
 
 impl GpuStage {
-    /// Runs one 4:2:0 host frame: upload, colour conversion, model, conversion, download into `output`.
+    /// Runs one planar host frame: upload, colour conversion, model, conversion, download into `output`.
     pub fn upscale_yuv(&mut self, input: &YuvFrame, output: &mut YuvFrame) -> Result<DeviceStats, StageError> {
         let s = self.gpu.compute.clone();
         let device = self.device;
@@ -278,6 +280,7 @@ impl GpuStage {
             v: planes_in[2].get(),
             v_pitch: icw * ie,
             semi_planar: false,
+            chroma: input.chroma,
             wide: ie == 2,
             shift: 0,
         };
@@ -296,6 +299,7 @@ impl GpuStage {
             v: &input.uv,
             v_pitch: input.width * e,
             semi_planar: true,
+            chroma: crate::codec::Chroma::C420,
             wide: e == 2,
             shift: input.shift(),
         };
@@ -306,8 +310,9 @@ impl GpuStage {
 
     /// An NVDEC decoder for the stream `info` describes, on this stage's device, so decoded frames never leave
     /// it; an error says why this stream cannot use one.
-    pub fn decoder(&self, info: &VideoInfo) -> Result<NvDecoder, NvdecError> {
-        NvDecoder::new(self.gpu.clone(), info)
+    /// `filter` says whether NVDEC deinterlaces (the file plan's filter kind).
+    pub fn decoder(&self, info: &VideoInfo, filter: crate::plan::FilterKind) -> Result<NvDecoder, NvdecError> {
+        NvDecoder::new(self.gpu.clone(), info, filter)
     }
 
     /// The device the stage runs on.

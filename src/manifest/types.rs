@@ -2,7 +2,7 @@
 //! doc comments are the JSON Schema's descriptions.
 
 use super::values::{ByteSize, Gpus};
-use crate::codec::{Codec, Container};
+use crate::codec::{Chroma, Codec, Container, Deinterlace};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,9 @@ pub struct Manifest {
     /// The gates every output passes before it is published.
     #[serde(default)]
     pub quality: super::quality::QualitySection,
+    /// What decoded frames go through before the model (deinterlacing, inverse telecine).
+    #[serde(default)]
+    pub filter: FilterSection,
 }
 
 /// `[model]`.
@@ -157,12 +160,19 @@ pub struct EncodeSection {
     /// Encoder preset (x264/x265 names like `medium`; 0–13 for av1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
-    /// Encoder profile (e.g. `high`, `main10`).
+    /// Encoder profile (h264 `high`, `high10`, `high422`, `high444`; hevc `main10`, `main422-10`, `main444-12`...;
+    /// prores `proxy`, `lt`, `standard`, `hq`, `4444`, `4444xq`; dnxhr `lb`, `sq`, `hq`, `hqx`, `444`). Default:
+    /// the smallest that carries the output's chroma and bit depth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    /// Output bit depth, 8 or 10; default: the input's.
+    /// Output bit depth, 8, 10 or 12 (as the codec and profile can carry: prores 10, dnxhr 8 or 10, h264 and av1
+    /// 8 or 10, hevc and ffv1 up to 12); default: the input's, where the codec can carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bit_depth: Option<u8>,
+    /// Chroma subsampling of the output: `"420"`, `"422"`, `"444"`, or `"same"` (default): the input's where the
+    /// codec and profile can carry it, else the closest they can (the report names what was lost).
+    #[serde(default, skip_serializing_if = "ChromaChoice::is_same")]
+    pub chroma: ChromaChoice,
     /// Copy audio streams unchanged.
     #[serde(default = "yes")]
     pub copy_audio: bool,
@@ -178,6 +188,51 @@ pub struct EncodeSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 8))]
     pub segments: Option<u32>,
+}
+
+/// `encode.chroma`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ChromaChoice {
+    /// 4:2:0.
+    #[serde(rename = "420")]
+    C420,
+    /// 4:2:2.
+    #[serde(rename = "422")]
+    C422,
+    /// 4:4:4.
+    #[serde(rename = "444")]
+    C444,
+    /// The input's.
+    #[default]
+    #[serde(rename = "same")]
+    Same,
+}
+
+impl ChromaChoice {
+    /// The chroma asked for; `None` for "same".
+    pub fn fixed(self) -> Option<Chroma> {
+        match self {
+            ChromaChoice::C420 => Some(Chroma::C420),
+            ChromaChoice::C422 => Some(Chroma::C422),
+            ChromaChoice::C444 => Some(Chroma::C444),
+            ChromaChoice::Same => None,
+        }
+    }
+
+    fn is_same(&self) -> bool {
+        *self == ChromaChoice::Same
+    }
+}
+
+/// `[filter]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    /// Deinterlacing: `"auto"` (default: only streams flagged or detected as interlaced, one frame per frame),
+    /// `"off"`, `"bwdif"` (always, one frame per frame), `"bwdif-double"` (always, one frame per field: twice the
+    /// frame rate), `"ivtc"` (inverse telecine of 3:2-pulldown film: 29.97i to 23.976p, on the CPU).
+    #[serde(default)]
+    pub deinterlace: Deinterlace,
 }
 
 fn default_codec() -> Codec {
@@ -196,6 +251,7 @@ impl Default for EncodeSection {
             preset: None,
             profile: None,
             bit_depth: None,
+            chroma: ChromaChoice::Same,
             copy_audio: true,
             copy_subtitles: true,
             threads: 0,

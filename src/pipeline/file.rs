@@ -11,7 +11,7 @@ use super::Cancel;
 use crate::audit::{AllocWindow, AuditReport};
 use crate::error::EngineError;
 use crate::plan::{plan_file, FilePlan, FileSettings, FramePath, InputFacts};
-use crate::video::{DecoderFeed, Sink, Source, VideoError, VideoInfo, VideoOut, YuvFrame};
+use crate::video::{DecoderFeed, FrameFilter, Sink, Source, VideoError, VideoInfo, VideoOut, YuvFrame};
 use std::path::Path;
 use std::time::Instant;
 
@@ -45,11 +45,21 @@ pub fn input_facts(source: &Source) -> InputFacts {
         height: info.height,
         bit_depth: info.bit_depth,
         pixel_format: info.pixel_format.clone(),
-        yuv420: source.yuv420(),
+        chroma: info.chroma,
+        planar_yuv: source.planar_yuv(),
+        alpha: info.alpha,
         needs_swscale: source.needs_swscale(),
         frame_rate: info.frame_rate,
+        time_base: info.time_base,
         container: info.container.clone(),
+        interlacing: info.interlacing.clone(),
     }
+}
+
+/// Opens an input and plans it: what `videoforge plan` shows per file before anything runs.
+pub fn plan_input(settings: &FileSettings<'_>) -> Result<FilePlan, EngineError> {
+    let source = Source::open(settings.input, settings.pipeline.cpu_threads.max(1))?;
+    Ok(plan_file(settings, &input_facts(&source)))
 }
 
 /// Upscale one file: plan it, run decode → infer → encode on three threads, publish the output atomically.
@@ -107,14 +117,18 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         output_width: plan.output_size.0,
         output_height: plan.output_size.1,
         output_bit_depth: plan.bit_depth,
+        output_chroma: plan.chroma,
+        output_pixel_format: plan.pixel_format.clone(),
+        filter: plan.filter.clone(),
         encoder: plan.encode.encoder.clone(),
+        encoder_profile: plan.encode.profile.clone(),
         encoder_instances: plan.encode.segments.max(1),
         segment_frames: (plan.encode.segments > 1).then_some(plan.encode.segment_frames),
         decoder: decoder.into(),
         frame_path: path,
         frame_path_reason: plan.frames_reason.clone(),
         container: plan.muxer.clone(),
-        frames_decoded: run.frames,
+        frames_decoded: run.decoded,
         frames_encoded: run.frames,
         packets_copied: run.packets,
         wall_s,
@@ -133,6 +147,9 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
 
 /// A finished run of the stages, with what the report needs from its set-up.
 struct Ran {
+    /// Frames decoded.
+    decoded: u64,
+    /// Frames encoded (the filtered ones where a filter ran).
     frames: u64,
     pipeline_wall_s: f64,
     packets: u64,
@@ -165,7 +182,17 @@ fn run(
     warnings.extend(plan.warnings.iter().cloned());
     let (sw, sh) = plan.upscaled;
     let (ow, oh) = plan.output_size;
-    let vout = VideoOut { width: ow, height: oh, src_width: sw, src_height: sh, bit_depth: plan.bit_depth };
+    let vout = VideoOut {
+        width: ow,
+        height: oh,
+        src_width: sw,
+        src_height: sh,
+        bit_depth: plan.bit_depth,
+        chroma: plan.chroma,
+        pixel_format: plan.pixel_format.clone(),
+        time_base: plan.filter.time_base,
+        frame_rate: plan.filter.frame_rate,
+    };
     let (mut sink, w) = Sink::create(tmp, &plan.muxer, &source, vout, &plan.encode, metadata)
         .map_err(|e| EngineError::in_stage("encode", e))?;
     warnings.extend(w);
@@ -174,13 +201,13 @@ fn run(
     }
     // The encoder-format frame the GPU stage fills, in the output's colour.
     let c = sink.color();
-    let out_template = YuvFrame::new(sw as usize, sh as usize, plan.bit_depth, c.matrix, c.range);
+    let out_template = YuvFrame::planar(sw as usize, sh as usize, plan.bit_depth, plan.chroma, c.matrix, c.range);
     let (mut path, mut nvdec, mut decoder) = (plan.frames, None, "cpu");
     if plan.frames == FramePath::Nvdec {
         let opened = engine
             .gpu()
             .ok_or_else(|| EngineError::Invariant("the plan says NVDEC but the engine has no GPU stage".into()))?
-            .decoder(&info);
+            .decoder(&info, plan.filter.kind);
         match opened {
             Ok(d) => {
                 let feed = DecoderFeed::new(&source).map_err(|e| EngineError::in_stage("decode", e))?;
@@ -195,6 +222,12 @@ fn run(
             }
         }
     }
+    // The CPU filter: the plan's chain, or bwdif in place of NVDEC's deinterlacer when NVDEC could not be opened.
+    let fallback = (nvdec.is_none()).then(|| cpu_fallback(&plan.filter)).flatten();
+    let filter = match plan.filter.chain.as_ref().map(|_| &plan.filter).or(fallback.as_ref()) {
+        Some(f) => Some(FrameFilter::new(f, &info).map_err(|e| EngineError::in_stage("decode", e))?),
+        None => None,
+    };
     let window = audit.map(|traces| AllocWindow::for_clip(info.estimated_frames, traces));
     let done = stages::run(Stages {
         input: plan.input.as_path(),
@@ -205,6 +238,7 @@ fn run(
         plan,
         path,
         nvdec,
+        filter,
         out_template,
         cancel,
         progress,
@@ -216,6 +250,7 @@ fn run(
         );
     }
     let ran = Ran {
+        decoded: done.decoded,
         frames: done.frames,
         pipeline_wall_s: done.pipeline_wall_s,
         packets: done.packets,
@@ -228,6 +263,24 @@ fn run(
         window,
     };
     Ok((ran, info, warnings, decoder, path))
+}
+
+/// The CPU filter that stands in for NVDEC's deinterlacer (same rate, same field order) when NVDEC was planned but
+/// could not be opened.
+fn cpu_fallback(f: &crate::plan::FilterPlan) -> Option<crate::plan::FilterPlan> {
+    use crate::plan::FilterKind;
+    let (kind, mode) = match f.kind {
+        FilterKind::NvdecAdaptive => (FilterKind::Bwdif, "send_frame"),
+        FilterKind::NvdecAdaptiveDouble => (FilterKind::BwdifDouble, "send_field"),
+        _ => return None,
+    };
+    let order = f.field_order.map_or("tff", |o| o.as_str());
+    Some(crate::plan::FilterPlan {
+        kind,
+        chain: Some(format!("bwdif=mode={mode}:parity={order}:deint=all")),
+        summary: format!("{} (bwdif on the CPU: NVDEC could not be opened)", f.summary),
+        ..f.clone()
+    })
 }
 
 /// A full disk gets the room the file still needed, estimated from what was written so far. Write errors from

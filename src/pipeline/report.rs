@@ -1,7 +1,8 @@
 //! What a file's run reports: per-stage timing, queue depths, frames, memory and CPU time, warnings, and the
 //! audit when asked for. Written into `<output>.report.json` by the runner.
 
-use crate::plan::FramePath;
+use crate::codec::Chroma;
+use crate::plan::{FilterPlan, FramePath};
 use crate::video::VideoInfo;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -63,8 +64,18 @@ pub struct FileReport {
     pub output_height: u32,
     /// Encoded bit depth.
     pub output_bit_depth: u8,
+    /// Encoded chroma subsampling.
+    pub output_chroma: Chroma,
+    /// The encoder's pixel format.
+    pub output_pixel_format: String,
+    /// What the decoded frames went through before the model (deinterlacing, inverse telecine): what was done,
+    /// the field order read and where, and the output's time base and frame rate.
+    pub filter: FilterPlan,
     /// FFmpeg encoder.
     pub encoder: String,
+    /// The encoder profile written (the job's, or the smallest that carries the output's format).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder_profile: Option<String>,
     /// Encoder instances that worked on consecutive segments at once (1: one instance for the whole file).
     pub encoder_instances: u32,
     /// Frames per segment when `encoder_instances` > 1.
@@ -80,7 +91,8 @@ pub struct FileReport {
     pub container: String,
     /// Frames decoded.
     pub frames_decoded: u64,
-    /// Frames encoded (always equal to `frames_decoded` in a report; a mismatch fails the file).
+    /// Frames encoded: equal to `frames_decoded`, or to the frames the filter made of them (one per field, four in
+    /// five after inverse telecine); a mismatch fails the file.
     pub frames_encoded: u64,
     /// Packets of other streams copied.
     pub packets_copied: u64,

@@ -1,7 +1,7 @@
 //! The plan's data: what will run, as an immutable, serialisable value. `videoforge plan job.toml --json` prints
 //! it; its canonical JSON is hashed into every fingerprint.
 
-use crate::codec::{Codec, Container, Device, ExecutionProvider, Precision};
+use crate::codec::{Chroma, Codec, Container, Deinterlace, Device, ExecutionProvider, Precision};
 use crate::digest::sha256_hex;
 use crate::manifest::QualitySection;
 use serde::{Deserialize, Serialize};
@@ -13,16 +13,20 @@ use std::path::PathBuf;
 pub struct EncodePlan {
     /// The output codec.
     pub codec: Codec,
-    /// FFmpeg encoder name (`libx264`, `libx265`, `libsvtav1`, `libaom-av1`, `ffv1`).
+    /// FFmpeg encoder name (`libx264`, `libx265`, `libsvtav1`, `libaom-av1`, `ffv1`, `prores_ks`, `dnxhd`).
     pub encoder: String,
     /// Constant rate factor; `None` for lossless codecs.
     pub crf: Option<u32>,
     /// Encoder preset (`medium`, or a number for SVT-AV1); `None` = encoder default.
     pub preset: Option<String>,
-    /// Encoder profile; `None` = chosen from the bit depth.
+    /// Encoder profile as the job names it; `None` = chosen per file from the output's chroma and bit depth (a
+    /// file plan's is always resolved).
     pub profile: Option<String>,
-    /// Output bit depth; `None` = the same as the input (8 or 10).
+    /// Output bit depth; `None` = the input's, where the codec carries it.
     pub bit_depth: Option<u8>,
+    /// Output chroma subsampling; `None` = the input's, where the codec and profile carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chroma: Option<Chroma>,
     /// Threads the encoder may use (0 = FFmpeg's choice).
     pub threads: u32,
     /// Copy audio streams unchanged.
@@ -39,6 +43,28 @@ pub struct EncodePlan {
     /// Frames in flight per segment encoder (0 = the default of 8).
     #[serde(default)]
     pub segment_queue: u32,
+}
+
+impl EncodePlan {
+    /// What a job that names only `codec` gets: the codec's encoder, default CRF and preset, everything else
+    /// following the input.
+    pub fn with_defaults(codec: Codec) -> EncodePlan {
+        EncodePlan {
+            codec,
+            encoder: codec.encoder().into(),
+            crf: codec.default_crf(),
+            preset: codec.default_preset().map(str::to_string),
+            profile: None,
+            bit_depth: None,
+            chroma: None,
+            threads: 0,
+            copy_audio: true,
+            copy_subtitles: true,
+            segments: 0,
+            segment_frames: 0,
+            segment_queue: 0,
+        }
+    }
 }
 
 /// Sizes the pipeline stages use.
@@ -175,6 +201,9 @@ pub struct EnginePlan {
     pub encode_overrides: BTreeMap<usize, EncodePlan>,
     /// Output container.
     pub container: Container,
+    /// Deinterlacing asked for (each file's plan says what it does with it).
+    #[serde(default)]
+    pub deinterlace: Deinterlace,
     /// Stage sizes.
     pub pipeline: PipelinePlan,
     /// The files, sorted, with their outputs.

@@ -1,36 +1,16 @@
 //! One file's plan: what the pipeline does with this input on this worker, decided before a frame moves — the
-//! frame path (host RGB, 4:2:0 uploaded to the GPU, or NVDEC), the output size and bit depth, the muxer, the
-//! encoder and its segments, and the warnings about what is lost or adapted. The pipeline executes it and decides
-//! nothing again.
+//! frame path (host RGB, planar Y'CbCr uploaded to the GPU, or NVDEC), the filter (deinterlacing, inverse
+//! telecine), the output size, chroma, bit depth and pixel format, the muxer, the encoder and its segments, and the
+//! warnings about what is lost or adapted. The pipeline executes it and decides nothing again.
 
+use super::facts::InputFacts;
+use super::filter_plan::{plan_filter, wanted, FilterPlan, Wanted};
+use super::output_format::{encodable_size, output_format};
 use super::{DecodeRoute, Decoder, EncodePlan, EnginePlan, PipelinePlan};
-use crate::codec::{Codec, Container, Device};
+use crate::codec::{Chroma, Codec, Container, Deinterlace, Device};
 use crate::manifest::QualitySection;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// What the plan needs to know about an input, read by opening it (`crate::video::Source`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputFacts {
-    /// Decoder name (`h264`, `hevc`...).
-    pub codec: String,
-    /// Coded width.
-    pub width: u32,
-    /// Coded height.
-    pub height: u32,
-    /// Bits per sample.
-    pub bit_depth: u8,
-    /// Decoded pixel format name (`yuv420p10le`...).
-    pub pixel_format: String,
-    /// Decoded frames are planar 4:2:0 at 8 or 10 bits: what the GPU stage takes as is.
-    pub yuv420: bool,
-    /// Decoded frames go through swscale before the RGB conversion (NV12, packed RGB, 12-bit...).
-    pub needs_swscale: bool,
-    /// Average frame rate, if the container knows it.
-    pub frame_rate: Option<(i32, i32)>,
-    /// The input's container as libavformat names it (`mov,mp4,m4a,3gp,3g2,mj2`, `matroska,webm`...).
-    pub container: String,
-}
 
 /// How frames travel from the decoder to the model and on to the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,10 +19,10 @@ pub enum FramePath {
     /// Decoded and converted to planar RGB on the CPU; the model runs on host frames (on the CPU, or on the GPU
     /// through the runtime's own copies).
     HostRgb,
-    /// 4:2:0 frames decoded on the CPU, uploaded to the GPU stage, converted there; only the encoder's 4:2:0 frame
-    /// comes back.
+    /// Planar Y'CbCr frames (4:2:0, 4:2:2 or 4:4:4, 8 to 12 bits) decoded on the CPU, uploaded to the GPU stage,
+    /// converted there; only the encoder's frame comes back.
     Upload,
-    /// Decoded by NVDEC: frames stay on the GPU until the encoder's 4:2:0 frame is downloaded.
+    /// Decoded by NVDEC: frames stay on the GPU until the encoder's frame is downloaded.
     Nvdec,
 }
 
@@ -63,10 +43,16 @@ pub struct FilePlan {
     pub scale: u32,
     /// The model's output size (input × scale).
     pub upscaled: (u32, u32),
-    /// The encoded size: the upscaled size cropped to even for 4:2:0.
+    /// The encoded size: the upscaled size, cropped to even where the output's chroma is subsampled.
     pub output_size: (u32, u32),
-    /// Encoded bit depth, 8 or 10.
+    /// Encoded bit depth: 8, 10 or 12.
     pub bit_depth: u8,
+    /// Encoded chroma subsampling.
+    pub chroma: Chroma,
+    /// The encoder's pixel format (`yuv422p10le`...).
+    pub pixel_format: String,
+    /// What decoded frames go through before the model, and the output's time base and frame rate.
+    pub filter: FilterPlan,
     /// How frames travel.
     pub frames: FramePath,
     /// Why that path.
@@ -104,6 +90,8 @@ pub struct FileSettings<'a> {
     pub frame_pool_budget: Option<u64>,
     /// The quality gates.
     pub quality: &'a QualitySection,
+    /// Deinterlacing asked for.
+    pub deinterlace: Deinterlace,
 }
 
 impl EnginePlan {
@@ -121,6 +109,7 @@ impl EnginePlan {
             scale: self.model.scale,
             frame_pool_budget: self.worker_on(device).and_then(|w| w.frame_pool_budget),
             quality: &self.quality,
+            deinterlace: self.deinterlace,
         })
     }
 }
@@ -130,30 +119,33 @@ pub fn plan_file(settings: &FileSettings<'_>, input: &InputFacts) -> FilePlan {
     let mut warnings = Vec::new();
     let scale = settings.scale.max(1);
     let upscaled = (input.width * scale, input.height * scale);
-    let output_size = (upscaled.0 & !1, upscaled.1 & !1);
+    let mut encode = settings.encode.clone();
+    let format = output_format(&encode, input, &mut warnings);
+    encode.profile = format.profile.clone();
+    let output_size = encodable_size(upscaled, format.chroma);
     if output_size != upscaled {
         let ((sw, sh), (ow, oh)) = (upscaled, output_size);
         warnings.push(format!(
-            "output {sw}x{sh} has an odd dimension, which 4:2:0 cannot encode: cropped to {ow}x{oh} (last column/row \
-             dropped)"
+            "output {sw}x{sh} has an odd dimension, which {} cannot encode: cropped to {ow}x{oh} (last column/row \
+             dropped)",
+            format.chroma.label()
         ));
     }
-    let mut encode = settings.encode.clone();
-    let bit_depth = match encode.bit_depth.unwrap_or(if input.bit_depth > 8 { 10 } else { 8 }) {
-        d if d <= 8 => 8,
-        10 => 10,
-        d => {
-            warnings.push(format!("{d}-bit output is not supported: encoding 10-bit"));
-            10
-        }
-    };
     if input.needs_swscale {
         warnings.push(format!("pixel format {} converted with swscale before the RGB conversion", input.pixel_format));
     }
+    if input.alpha {
+        warnings.push(format!(
+            "the alpha plane of {} is dropped (the model and the encoder take none)",
+            input.pixel_format
+        ));
+    }
+    let want = wanted(settings.deinterlace, input);
+    let (frames, frames_reason) = frame_path(settings, input, want.0, &mut warnings);
+    let filter = plan_filter(settings.deinterlace, want, input, frames == FramePath::Nvdec, &mut warnings);
     // Segment-parallel encoding where one encoder instance cannot use the machine.
     (encode.segments, encode.segment_frames) =
-        segments_for(&encode, output_size.0, output_size.1, input.frame_rate, settings.pipeline.cpu_threads);
-    let (frames, frames_reason) = frame_path(settings, input, &mut warnings);
+        segments_for(&encode, output_size.0, output_size.1, filter.frame_rate, settings.pipeline.cpu_threads);
     FilePlan {
         input: settings.input.to_path_buf(),
         output: settings.output.to_path_buf(),
@@ -163,7 +155,10 @@ pub fn plan_file(settings: &FileSettings<'_>, input: &InputFacts) -> FilePlan {
         scale,
         upscaled,
         output_size,
-        bit_depth,
+        bit_depth: format.bit_depth,
+        chroma: format.chroma,
+        pixel_format: format.pixel_format,
+        filter,
         frames,
         frames_reason,
         pipeline: settings.pipeline.clone(),
@@ -174,40 +169,53 @@ pub fn plan_file(settings: &FileSettings<'_>, input: &InputFacts) -> FilePlan {
 }
 
 /// The frame path for this input on this device, and why.
-fn frame_path(s: &FileSettings<'_>, input: &InputFacts, warnings: &mut Vec<String>) -> (FramePath, String) {
+fn frame_path(
+    s: &FileSettings<'_>,
+    input: &InputFacts,
+    want: Wanted,
+    warnings: &mut Vec<String>,
+) -> (FramePath, String) {
     if s.device == Device::Cpu {
         return (FramePath::HostRgb, "CPU worker".into());
     }
-    if !input.yuv420 {
+    if !input.planar_yuv {
         warnings.push(format!(
-            "pixel format {} is not 4:2:0 8/10-bit: colour conversion on the CPU, inference on the GPU",
+            "pixel format {} is not planar 4:2:0, 4:2:2 or 4:4:4 at 8 to 12 bits: colour conversion on the CPU, \
+             inference on the GPU",
             input.pixel_format
         ));
-        return (FramePath::HostRgb, format!("{} is not 4:2:0 at 8 or 10 bits", input.pixel_format));
+        return (FramePath::HostRgb, format!("{} is not planar Y'CbCr at 8 to 12 bits", input.pixel_format));
     }
     if s.pipeline.tile > 0 {
         warnings.push("tiled plan: colour conversion on the CPU, tiles inferred on the GPU".into());
         return (FramePath::HostRgb, format!("tiles of {} px are cut on the host", s.pipeline.tile));
     }
+    let upload = |why: String| (FramePath::Upload, format!("decoded on the CPU and uploaded: {why}"));
+    if input.chroma != Chroma::C420 {
+        return upload(format!(
+            "NVDEC decodes 4:2:0 only here, and {} is {}",
+            input.pixel_format,
+            input.chroma.label()
+        ));
+    }
+    if want == Wanted::Ivtc {
+        return upload("inverse telecine runs on the CPU (libavfilter)".into());
+    }
     let route = s.decode.iter().find(|r| r.codec == input.codec && r.bit_depth == input.bit_depth);
     let Some(route) = route.filter(|r| r.decoder == Decoder::Nvdec) else {
         let why = route.map_or_else(|| format!("{} is not decoded by NVDEC here", input.codec), |r| r.reason.clone());
-        return (FramePath::Upload, format!("decoded on the CPU and uploaded: {why}"));
+        return upload(why);
     };
     let (w, h) = (input.width, input.height);
     if w % 2 != 0 || h % 2 != 0 {
-        return (FramePath::Upload, format!("decoded on the CPU and uploaded: {w}x{h} has an odd dimension"));
+        return upload(format!("{w}x{h} has an odd dimension"));
     }
     if let Some([min_w, min_h, max_w, max_h]) = route.limits {
         if w < min_w || h < min_h || w > max_w || h > max_h {
-            return (
-                FramePath::Upload,
-                format!(
-                    "decoded on the CPU and uploaded: {w}x{h} is outside what NVDEC decodes for {} ({min_w}x{min_h} \
-                     to {max_w}x{max_h})",
-                    input.codec
-                ),
-            );
+            return upload(format!(
+                "{w}x{h} is outside what NVDEC decodes for {} ({min_w}x{min_h} to {max_w}x{max_h})",
+                input.codec
+            ));
         }
     }
     (FramePath::Nvdec, format!("NVDEC decodes {} {}-bit {w}x{h}", input.codec, input.bit_depth))
@@ -271,20 +279,7 @@ mod tests {
     use super::*;
 
     fn x264() -> EncodePlan {
-        EncodePlan {
-            codec: Codec::H264,
-            encoder: "libx264".into(),
-            crf: Some(18),
-            preset: Some("medium".into()),
-            profile: None,
-            bit_depth: None,
-            threads: 0,
-            copy_audio: true,
-            copy_subtitles: true,
-            segments: 0,
-            segment_frames: 0,
-            segment_queue: 0,
-        }
+        EncodePlan { segments: 0, ..EncodePlan::with_defaults(Codec::H264) }
     }
 
     #[test]

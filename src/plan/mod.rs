@@ -7,8 +7,11 @@
 
 mod build;
 mod engine_plan;
+mod facts;
 mod file_plan;
+mod filter_plan;
 mod inputs;
+mod output_format;
 mod problem;
 mod validate;
 
@@ -16,6 +19,8 @@ pub use build::{build, infer_bytes, Overrides, FUSED_CUDA};
 pub use engine_plan::{
     DecodeRoute, Decoder, EncodePlan, EnginePlan, ModelFacts, ModelPlan, PipelinePlan, WorkItem, WorkerPlan,
 };
-pub use file_plan::{muxer, plan_file, segments_for, FilePlan, FileSettings, FramePath, InputFacts};
+pub use facts::{FieldOrder, InputFacts, Interlacing};
+pub use file_plan::{muxer, plan_file, segments_for, FilePlan, FileSettings, FramePath};
+pub use filter_plan::{FilterKind, FilterPlan};
 pub use problem::{format_problems, locate, Problem};
 pub use validate::validate;

@@ -100,13 +100,18 @@ pub fn validate(spec: &JobSpec) -> Vec<Problem> {
 }
 
 pub(super) fn validate_encode(e: &EncodeSection, container: Container, key: &str, p: &mut Vec<Problem>) {
+    let codec = e.codec.as_str();
     match (e.codec.crf_range(), e.crf) {
-        (None, Some(_)) => {
-            p.push(Problem::new(format!("{key}.crf"), format!("{} is lossless and takes no crf", e.codec.as_str())))
+        (None, Some(_)) if e.codec == Codec::Ffv1 => {
+            p.push(Problem::new(format!("{key}.crf"), format!("{codec} is lossless and takes no crf")))
         }
+        (None, Some(_)) => p.push(Problem::new(
+            format!("{key}.crf"),
+            format!("{codec} takes no crf (its profile sets the quality: {})", e.codec.profiles().join(", ")),
+        )),
         (Some((lo, hi)), Some(c)) if c < lo || c > hi => p.push(Problem::new(
             format!("{key}.crf"),
-            format!("crf {c} is out of range for {} (expected {lo}..={hi})", e.codec.as_str()),
+            format!("crf {c} is out of range for {codec} (expected {lo}..={hi})"),
         )),
         _ => {}
     }
@@ -114,50 +119,102 @@ pub(super) fn validate_encode(e: &EncodeSection, container: Container, key: &str
         let ok = match e.codec {
             Codec::H264 | Codec::Hevc => X26X_PRESETS.contains(&preset.as_str()),
             Codec::Av1 => preset.parse::<u32>().is_ok_and(|n| n <= 13),
-            Codec::Ffv1 => false,
+            Codec::Ffv1 | Codec::Prores | Codec::Dnxhr => false,
         };
         if !ok {
             let expected = match e.codec {
                 Codec::H264 | Codec::Hevc => format!("one of {}", X26X_PRESETS.join(", ")),
                 Codec::Av1 => "a number 0..=13".into(),
-                Codec::Ffv1 => "none: ffv1 has no presets".into(),
+                Codec::Ffv1 | Codec::Prores | Codec::Dnxhr => format!("none: {codec} has no presets"),
             };
             p.push(Problem::new(
                 format!("{key}.preset"),
-                format!("unknown preset {preset:?} for {} (expected {expected})", e.codec.as_str()),
+                format!("unknown preset {preset:?} for {codec} (expected {expected})"),
             ));
         }
     }
-    if let Some(d) = e.bit_depth {
-        if d != 8 && d != 10 {
-            p.push(Problem::new(format!("{key}.bit_depth"), format!("bit depth {d} is not supported (8 or 10)")));
+    let depth_ok = match e.bit_depth {
+        Some(d) if ![8, 10, 12].contains(&d) => {
+            p.push(Problem::new(format!("{key}.bit_depth"), format!("bit depth {d} is not supported (8, 10 or 12)")));
+            false
         }
-    }
-    if let Some(profile) = &e.profile {
-        let list = e.codec.profiles();
-        if !list.contains(&profile.as_str()) {
+        _ => true,
+    };
+    let profile = e.profile.as_deref();
+    let profile_ok = match profile {
+        Some(profile) if !e.codec.profiles().contains(&profile) => {
+            let list = e.codec.profiles();
+            let expected = if list.is_empty() { "none: it has no profiles".into() } else { list.join(", ") };
             p.push(Problem::new(
                 format!("{key}.profile"),
-                format!("unknown profile {profile:?} for {} (expected one of {})", e.codec.as_str(), list.join(", ")),
+                format!("unknown profile {profile:?} for {codec} (expected one of {expected})"),
             ));
-        } else if e.bit_depth == Some(10)
-            && matches!(profile.as_str(), "baseline" | "main" | "high")
-            && e.codec == Codec::H264
-        {
-            p.push(Problem::new(
-                format!("{key}.profile"),
-                format!("profile {profile:?} cannot carry 10-bit video (use high10)"),
-            ));
-        } else if e.bit_depth == Some(10) && profile == "main" && e.codec == Codec::Hevc {
-            p.push(Problem::new(format!("{key}.profile"), "profile \"main\" cannot carry 10-bit video (use main10)"));
+            false
         }
+        _ => true,
+    };
+    if depth_ok && profile_ok {
+        check_carried(e, key, p);
     }
-    if e.codec == Codec::Ffv1 && container == Container::Mp4 {
+    if e.codec.refuses(container) {
+        let what = match container.extension() {
+            Some(ext) => format!("cannot be stored in {ext}"),
+            None => "is written to .mov only, and container \"same\" follows each input's".into(),
+        };
+        let fix = match e.codec.only_in() {
+            Some(only) => format!("use container = \"{}\"", only.extension().unwrap_or("mov")),
+            None => "use container = \"mkv\" or \"mov\"".into(),
+        };
+        p.push(Problem::new(format!("{key}.codec"), format!("{codec} {what} ({fix})")));
+    }
+}
+
+/// The chroma and bit depth the job fixes must be ones the codec, and the profile it names, can carry; the
+/// message says what would.
+fn check_carried(e: &EncodeSection, key: &str, p: &mut Vec<Problem>) {
+    let codec = e.codec.as_str();
+    let all = e.codec.carries(None);
+    let chroma = e.chroma.fixed();
+    let quote = |v: Vec<String>| match v.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    };
+    if let Some(c) = chroma.filter(|c| !all.chroma.contains(c)) {
+        let ok = quote(all.chroma.iter().map(|c| format!("\"{}\"", c.digits())).collect());
         p.push(Problem::new(
-            format!("{key}.codec"),
-            "ffv1 cannot be stored in mp4 (use container = \"mkv\" or \"mov\")",
+            format!("{key}.chroma"),
+            format!("{codec} cannot carry {} video (use chroma = {ok} or \"same\")", c.label()),
         ));
+        return;
     }
+    if let Some(d) = e.bit_depth.filter(|d| !all.depths.contains(d)) {
+        let ok = quote(all.depths.iter().map(u8::to_string).collect());
+        let leave = if all.depths.len() == 1 { ", or leave it out" } else { "" };
+        p.push(Problem::new(
+            format!("{key}.bit_depth"),
+            format!("{codec} cannot carry {d}-bit video (use bit_depth = {ok}{leave})"),
+        ));
+        return;
+    }
+    let Some(profile) = e.profile.as_deref() else { return };
+    let carried = e.codec.carries(Some(profile));
+    // What the job fixes; the smallest depth or chroma of the codec stands in for what it leaves to the input.
+    let want_chroma = chroma.unwrap_or(carried.chroma[0]);
+    let want_depth = e.bit_depth.unwrap_or(carried.depths[0]);
+    if carried.fits(want_chroma, want_depth) {
+        return;
+    }
+    let what = match (chroma.filter(|c| !carried.chroma.contains(c)), e.bit_depth) {
+        (Some(c), _) => format!("{} video", c.label()),
+        (None, Some(d)) => format!("{d}-bit video"),
+        (None, None) => return,
+    };
+    let fix = match e.codec.smallest_profile_for(want_chroma, want_depth) {
+        Some(q) => format!("use {q}"),
+        None => format!("no {codec} profile can"),
+    };
+    p.push(Problem::new(format!("{key}.profile"), format!("profile {profile:?} cannot carry {what} ({fix})")));
 }
 
 /// Checks the output name template's placeholders.

@@ -193,8 +193,8 @@ pub fn describe_plan(p: &Planned) -> String {
     }
     s += &format!("fingerprint {}\n", p.fingerprint.id());
     s += &format!("files:      {}\n", plan.work.len());
-    for w in &plan.work {
-        s += &format!("  {} -> {}\n", w.input.display(), w.output.display());
+    for index in 0..plan.work.len() {
+        s += &crate::pipeline::describe_file(plan, index);
     }
     s
 }

@@ -60,6 +60,16 @@ pub enum Subsampling {
     S444,
 }
 
+impl From<crate::codec::Chroma> for Subsampling {
+    fn from(c: crate::codec::Chroma) -> Subsampling {
+        match c {
+            crate::codec::Chroma::C420 => Subsampling::S420,
+            crate::codec::Chroma::C422 => Subsampling::S422,
+            crate::codec::Chroma::C444 => Subsampling::S444,
+        }
+    }
+}
+
 impl Subsampling {
     /// log2 of the horizontal and vertical chroma divisors.
     pub fn shifts(self) -> (u32, u32) {
@@ -274,6 +284,27 @@ pub fn rgb_planar_to_yuv<T: Sample>(
     });
 }
 
+/// Planar GBR (FFmpeg's `gbrp`, `gbrp10le`...: planes G, B, R, codes `0..=2^bit_depth - 1`) → planar RGB `f32`.
+pub fn gbr_to_rgb_planar<T: Sample>(
+    width: usize,
+    height: usize,
+    bit_depth: u8,
+    g: Plane<'_, T>,
+    b: Plane<'_, T>,
+    r: Plane<'_, T>,
+    out: &mut [f32],
+) {
+    let n = width * height;
+    let max = ((1u32 << bit_depth.clamp(8, 16)) - 1) as f32;
+    for (dst, src) in out[..3 * n].chunks_mut(n).zip([r, g, b]) {
+        dst.par_chunks_mut(width).enumerate().for_each(|(row, d)| {
+            for (x, o) in d.iter_mut().enumerate() {
+                *o = src.data[row * src.stride + x].to_f32() / max;
+            }
+        });
+    }
+}
+
 /// Planar 8-bit GBR (FFmpeg's `gbrp`: planes G, B, R) → planar RGB `f32`.
 pub fn gbr8_to_rgb_planar(
     width: usize,
@@ -283,31 +314,7 @@ pub fn gbr8_to_rgb_planar(
     r: Plane<'_, u8>,
     out: &mut [f32],
 ) {
-    let n = width * height;
-    for (dst, src) in out[..3 * n].chunks_mut(n).zip([r, g, b]) {
-        dst.par_chunks_mut(width).enumerate().for_each(|(row, d)| {
-            for (x, o) in d.iter_mut().enumerate() {
-                *o = f32::from(src.data[row * src.stride + x]) / 255.0;
-            }
-        });
-    }
-}
-
-/// The colour description of a stream, resolved: what the conversion uses and what the output is tagged with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ColorInfo {
-    /// Matrix used (from the stream, or assumed).
-    pub matrix: Matrix,
-    /// Range used (from the stream, or assumed limited).
-    pub range: Range,
-    /// Primaries as FFmpeg names them (`bt709`, `unknown`...), copied unchanged.
-    pub primaries: String,
-    /// Transfer characteristic as FFmpeg names it, copied unchanged.
-    pub transfer: String,
-    /// Whether the matrix was assumed because the stream did not say.
-    pub matrix_assumed: bool,
-    /// Whether the range was assumed because the stream did not say.
-    pub range_assumed: bool,
+    gbr_to_rgb_planar(width, height, 8, g, b, r, out);
 }
 
 /// What players assume for an untagged stream: BT.601 for SD (width <= 1024 and height <= 576), else BT.709.
@@ -334,15 +341,21 @@ pub fn resolve(
         (Some(m), _) => m,
         (None, other) => {
             let m = assumed_matrix(width, height);
-            let why = match other {
-                Some(name) => format!("matrix {name} is not supported"),
-                None => "colour matrix unspecified".to_string(),
-            };
-            warnings.push(format!(
-                "{why}: assumed {} for {width}x{height} (as players do); the output is tagged {} explicitly",
-                if m == Matrix::Bt601 { "BT.601" } else { "BT.709" },
-                if m == Matrix::Bt601 { "BT.601" } else { "BT.709" },
-            ));
+            let label = if m == Matrix::Bt601 { "BT.601" } else { "BT.709" };
+            warnings.push(match other {
+                Some(name) if name != "rgb" => format!(
+                    "matrix {name} has no conversion here: converted as {label} both ways (as players do for \
+                     {width}x{height}); the output keeps the {name} tag"
+                ),
+                Some(name) => format!(
+                    "matrix {name} is not supported: assumed {label} for {width}x{height} (as players do); the output is \
+                     tagged {label} explicitly"
+                ),
+                None => format!(
+                    "colour matrix unspecified: assumed {label} for {width}x{height} (as players do; an upscaled output \
+                     may cross the SD/HD line, where players guess differently); the output is tagged {label} explicitly"
+                ),
+            });
             m
         }
     };
@@ -385,40 +398,134 @@ mod tests {
         assert_eq!((y[0], u[0], v[0]), (63, 102, 240));
     }
 
+    /// Every layout (4:2:0, 4:2:2, 4:4:4) at every depth (8, 10, 12), both directions, every matrix and range:
+    /// in-gamut samples come back exactly.
     #[test]
-    fn round_trip_is_exact_for_in_gamut_444_and_box_chroma() {
-        for (sub, depth) in
-            [(Subsampling::S444, 8u8), (Subsampling::S420, 8), (Subsampling::S422, 10), (Subsampling::S420, 10)]
-        {
-            for matrix in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020Ncl] {
-                for range in [Range::Limited, Range::Full] {
-                    let f = fmt(sub, depth, matrix, range);
-                    let (cw, ch) = sub.chroma_size(f.width, f.height);
-                    // Grey-ish values are in gamut for any chroma, so the round trip must be exact.
-                    let mid = 1u32 << (depth - 1);
-                    let yv: Vec<u16> = (0..15).map(|i| (mid - 40 + i * 5) as u16).collect();
-                    let uv: Vec<u16> = (0..cw * ch).map(|i| (mid - 3 + i as u32 % 7) as u16).collect();
-                    let vv: Vec<u16> = (0..cw * ch).map(|i| (mid + 2 - i as u32 % 5) as u16).collect();
-                    let mut rgb = vec![0.0; 45];
-                    yuv_to_rgb_planar(
-                        &f,
-                        Plane { data: &yv, stride: 5 },
-                        Plane { data: &uv, stride: cw },
-                        Plane { data: &vv, stride: cw },
-                        &mut rgb,
-                    );
-                    let (mut y2, mut u2, mut v2) = (vec![0u16; 15], vec![0u16; cw * ch], vec![0u16; cw * ch]);
-                    rgb_planar_to_yuv(
-                        &f,
-                        &rgb,
-                        PlaneMut { data: &mut y2, stride: 5 },
-                        PlaneMut { data: &mut u2, stride: cw },
-                        PlaneMut { data: &mut v2, stride: cw },
-                    );
-                    assert_eq!((&y2, &u2, &v2), (&yv, &uv, &vv), "{sub:?} {depth} {matrix:?} {range:?}");
+    fn round_trip_is_exact_for_every_layout_and_depth() {
+        for sub in [Subsampling::S420, Subsampling::S422, Subsampling::S444] {
+            for depth in [8u8, 10, 12] {
+                for matrix in [Matrix::Bt601, Matrix::Bt709, Matrix::Bt2020Ncl] {
+                    for range in [Range::Limited, Range::Full] {
+                        let f = fmt(sub, depth, matrix, range);
+                        let (cw, ch) = sub.chroma_size(f.width, f.height);
+                        // Grey-ish values are in gamut for any chroma, so the round trip must be exact.
+                        let mid = 1u32 << (depth - 1);
+                        let k = 1u32 << (depth - 8);
+                        let yv: Vec<u16> = (0..15).map(|i| (mid - 40 * k + i * 5 * k) as u16).collect();
+                        let uv: Vec<u16> = (0..cw * ch).map(|i| (mid - 3 * k + (i as u32 % 7) * k) as u16).collect();
+                        let vv: Vec<u16> = (0..cw * ch).map(|i| (mid + 2 * k - (i as u32 % 5) * k) as u16).collect();
+                        let mut rgb = vec![0.0; 45];
+                        yuv_to_rgb_planar(
+                            &f,
+                            Plane { data: &yv, stride: 5 },
+                            Plane { data: &uv, stride: cw },
+                            Plane { data: &vv, stride: cw },
+                            &mut rgb,
+                        );
+                        let (mut y2, mut u2, mut v2) = (vec![0u16; 15], vec![0u16; cw * ch], vec![0u16; cw * ch]);
+                        rgb_planar_to_yuv(
+                            &f,
+                            &rgb,
+                            PlaneMut { data: &mut y2, stride: 5 },
+                            PlaneMut { data: &mut u2, stride: cw },
+                            PlaneMut { data: &mut v2, stride: cw },
+                        );
+                        assert_eq!((&y2, &u2, &v2), (&yv, &uv, &vv), "{sub:?} {depth} {matrix:?} {range:?}");
+                        if depth == 8 {
+                            // The u8 path gives the same codes.
+                            let b = |v: &[u16]| v.iter().map(|x| *x as u8).collect::<Vec<u8>>();
+                            let mut rgb8 = vec![0.0; 45];
+                            let (y8, u8_, v8) = (b(&yv), b(&uv), b(&vv));
+                            yuv_to_rgb_planar(
+                                &f,
+                                Plane { data: &y8, stride: 5 },
+                                Plane { data: &u8_, stride: cw },
+                                Plane { data: &v8, stride: cw },
+                                &mut rgb8,
+                            );
+                            assert_eq!(rgb8, rgb, "{sub:?} u8 and u16 agree");
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Known codes: BT.709 red in limited range at 8, 10 and 12 bits, and white, for each layout.
+    #[test]
+    fn red_and_white_codes_at_every_depth() {
+        for sub in [Subsampling::S420, Subsampling::S422, Subsampling::S444] {
+            for (depth, red) in [(8u8, (63u16, 102u16, 240u16)), (10, (250, 409, 960)), (12, (1001, 1637, 3840))] {
+                let f = YuvFormat { width: 2, height: 2, ..fmt(sub, depth, Matrix::Bt709, Range::Limited) };
+                let (cw, ch) = sub.chroma_size(2, 2);
+                let rgb = [[1.0f32; 4], [0.0; 4], [0.0; 4]].concat();
+                let (mut y, mut u, mut v) = (vec![0u16; 4], vec![0u16; cw * ch], vec![0u16; cw * ch]);
+                rgb_planar_to_yuv(
+                    &f,
+                    &rgb,
+                    PlaneMut { data: &mut y, stride: 2 },
+                    PlaneMut { data: &mut u, stride: cw },
+                    PlaneMut { data: &mut v, stride: cw },
+                );
+                assert!(y.iter().all(|c| *c == red.0) && u.iter().all(|c| *c == red.1), "{sub:?} {depth}: {y:?} {u:?}");
+                assert!(v.iter().all(|c| *c == red.2), "{sub:?} {depth}: {v:?}");
+                let k = 1u16 << (depth - 8);
+                let white = (vec![235 * k; 4], vec![128 * k; cw * ch]);
+                let mut out = vec![0.0; 12];
+                let (y, c) = (Plane { data: &white.0[..], stride: 2 }, Plane { data: &white.1[..], stride: cw });
+                yuv_to_rgb_planar(&f, y, c, c, &mut out);
+                assert_eq!(out, vec![1.0; 12], "{sub:?} {depth}");
+            }
+        }
+    }
+
+    /// 4:2:2 averages chroma over horizontal pairs only and replicates it over the pair; 4:4:4 keeps every sample.
+    #[test]
+    fn chroma_is_box_sited_per_layout() {
+        // A 2x2 picture: left column red, right column blue.
+        let rgb = [[1.0f32, 0.0, 1.0, 0.0], [0.0; 4], [0.0, 1.0, 0.0, 1.0]].concat();
+        let cb = |sub: Subsampling| {
+            let f = YuvFormat { width: 2, height: 2, ..fmt(sub, 8, Matrix::Bt709, Range::Full) };
+            let (cw, ch) = sub.chroma_size(2, 2);
+            let (mut y, mut u, mut v) = (vec![0u8; 4], vec![0u8; cw * ch], vec![0u8; cw * ch]);
+            rgb_planar_to_yuv(
+                &f,
+                &rgb,
+                PlaneMut { data: &mut y, stride: 2 },
+                PlaneMut { data: &mut u, stride: cw },
+                PlaneMut { data: &mut v, stride: cw },
+            );
+            let mut back = vec![0.0; 12];
+            yuv_to_rgb_planar(
+                &f,
+                Plane { data: &y, stride: 2 },
+                Plane { data: &u, stride: cw },
+                Plane { data: &v, stride: cw },
+                &mut back,
+            );
+            (u, back)
+        };
+        let (u444, back444) = cb(Subsampling::S444);
+        assert_eq!(u444.len(), 4);
+        assert!((back444[0] - 1.0).abs() < 0.01 && back444[8..].iter().step_by(2).all(|b| *b < 0.01));
+        let (u422, back422) = cb(Subsampling::S422);
+        assert_eq!(u422.len(), 2, "one chroma sample per row");
+        assert_eq!(u422[0], u422[1], "both rows have the same pair");
+        assert!((f32::from(u422[0]) - (f32::from(u444[0]) + f32::from(u444[1])) / 2.0).abs() <= 0.5);
+        assert!(back422[0] < 0.9 && back422[8] > 0.1, "the pair shares one chroma: red and blue bleed into each other");
+        assert_eq!((back422[0], back422[9]), (back422[2], back422[11]), "rows alike");
+        let (u420, _) = cb(Subsampling::S420);
+        assert_eq!(u420, vec![u422[0]], "the 2x2 block's average");
+    }
+
+    #[test]
+    fn gbr_at_ten_bits() {
+        let (g, b, r) = ([0u16, 1023], [512u16, 0], [1023u16, 0]);
+        let mut out = vec![0.0; 6];
+        let (g, b, r) =
+            (Plane { data: &g[..], stride: 2 }, Plane { data: &b[..], stride: 2 }, Plane { data: &r[..], stride: 2 });
+        gbr_to_rgb_planar(2, 1, 10, g, b, r, &mut out);
+        assert_eq!(out, vec![1.0, 0.0, 0.0, 1.0, 512.0 / 1023.0, 0.0]);
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! The planned video encoder, resolved once into an [`EncoderRecipe`] that opens identical encoder instances: the
 //! sink opens one, segment-parallel encoding opens one per segment (same parameters, so the same stream headers).
 
-use super::color::{ColorInfo, Matrix, Range};
 use super::error::VideoError;
 use super::source::VideoInfo;
-use crate::codec::Codec;
+use super::tags::{ColorInfo, ColorTags};
+use crate::codec::{Chroma, Codec};
 use crate::plan::EncodePlan;
 use ffmpeg_next as ff;
 
-/// What the sink writes the video as.
+/// What the sink writes the video as (from the file plan).
 #[derive(Debug, Clone)]
 pub struct VideoOut {
-    /// Encoded width (input × scale, cropped to even for 4:2:0).
+    /// Encoded width (input × scale, cropped to even where chroma is subsampled).
     pub width: u32,
     /// Encoded height.
     pub height: u32,
@@ -19,8 +19,16 @@ pub struct VideoOut {
     pub src_width: u32,
     /// Height of the RGB frames handed to the sink.
     pub src_height: u32,
-    /// 8 or 10.
+    /// 8, 10 or 12.
     pub bit_depth: u8,
+    /// Chroma subsampling.
+    pub chroma: Chroma,
+    /// The encoder's pixel format (`yuv422p10le`).
+    pub pixel_format: String,
+    /// Time base of the frames handed to the sink (the input's, or the filter's).
+    pub time_base: (i32, i32),
+    /// Frame rate of the frames handed to the sink, if known.
+    pub frame_rate: Option<(i32, i32)>,
 }
 
 /// Everything needed to open the planned video encoder, resolved once: [`EncoderRecipe::open`] then gives a fresh,
@@ -36,7 +44,7 @@ pub(crate) struct EncoderRecipe {
     pub(crate) time_base: ff::Rational,
     frame_rate: Option<ff::Rational>,
     pub(crate) sar: ff::Rational,
-    color: ColorInfo,
+    tags: ColorTags,
     global_header: bool,
     options: ff::Dictionary<'static>,
 }
@@ -59,7 +67,7 @@ impl EncoderRecipe {
             VideoError::Unsupported(format!("encoder {} is not available in this FFmpeg", encode.encoder))
         })?;
         let mut opts = ff::Dictionary::new();
-        let ten = out.bit_depth > 8;
+        let profile = encode.profile.as_deref();
         match encode.codec {
             Codec::H264 | Codec::Hevc => {
                 if let Some(crf) = encode.crf {
@@ -68,15 +76,12 @@ impl EncoderRecipe {
                 if let Some(p) = &encode.preset {
                     opts.set("preset", p);
                 }
-                let default_profile = match (encode.codec, ten) {
-                    (Codec::H264, false) => "high",
-                    (Codec::H264, true) => "high10",
-                    (_, false) => "main",
-                    (_, true) => "main10",
-                };
-                opts.set("profile", encode.profile.as_deref().unwrap_or(default_profile));
+                let fallback = encode.codec.default_profile(out.chroma, out.bit_depth);
+                if let Some(p) = profile.or(fallback) {
+                    opts.set("profile", p);
+                }
                 if encode.codec == Codec::Hevc {
-                    opts.set("x265-params", "log-level=error");
+                    opts.set("x265-params", &x265_params(&info.color));
                 }
             }
             Codec::Av1 => {
@@ -94,18 +99,34 @@ impl EncoderRecipe {
                 opts.set("level", "3");
                 opts.set("slicecrc", "1");
             }
+            Codec::Prores => {
+                opts.set("profile", profile.unwrap_or("hq"));
+            }
+            Codec::Dnxhr => {
+                opts.set("profile", &format!("dnxhr_{}", profile.unwrap_or("hq")));
+                if out.width < 256 || out.height < 120 {
+                    return Err(VideoError::Unsupported(format!(
+                        "dnxhr needs a picture of at least 256x120; this output is {}x{}",
+                        out.width, out.height
+                    )));
+                }
+            }
         }
+        let pix: ff::format::Pixel = out
+            .pixel_format
+            .parse()
+            .map_err(|_| VideoError::Unsupported(format!("pixel format {} unknown to FFmpeg", out.pixel_format)))?;
         Ok(EncoderRecipe {
             codec,
             name: encode.encoder.clone(),
             threads: encode.threads,
             width: out.width,
             height: out.height,
-            pix: if ten { ff::format::Pixel::YUV420P10LE } else { ff::format::Pixel::YUV420P },
-            time_base: ff::Rational::new(info.time_base.0, info.time_base.1),
-            frame_rate: info.frame_rate.map(|(n, d)| ff::Rational::new(n, d)),
+            pix,
+            time_base: ff::Rational::new(out.time_base.0, out.time_base.1),
+            frame_rate: out.frame_rate.map(|(n, d)| ff::Rational::new(n, d)),
             sar: ff::Rational::new(info.sample_aspect_ratio.0, info.sample_aspect_ratio.1),
-            color: info.color.clone(),
+            tags: info.color.output_tags(),
             global_header,
             options: opts,
         })
@@ -130,17 +151,7 @@ impl EncoderRecipe {
         if self.sar.numerator() > 0 {
             enc.set_aspect_ratio(self.sar);
         }
-        enc.set_colorspace(space_of(self.color.matrix));
-        enc.set_color_range(match self.color.range {
-            Range::Limited => ff::color::Range::MPEG,
-            Range::Full => ff::color::Range::JPEG,
-        });
-        // SAFETY: setting the primaries/transfer tags on the unopened encoder context.
-        unsafe {
-            let c = enc.as_mut_ptr();
-            (*c).color_primaries = primaries_of(&self.color.primaries);
-            (*c).color_trc = transfer_of(&self.color.transfer);
-        }
+        self.tags.apply_to_encoder(&mut enc);
         if self.global_header {
             enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
         }
@@ -149,46 +160,15 @@ impl EncoderRecipe {
     }
 }
 
-/// The `AVColorSpace` tag of a matrix.
-pub(crate) fn space_of(m: Matrix) -> ff::color::Space {
-    match m {
-        Matrix::Bt601 => ff::color::Space::SMPTE170M,
-        Matrix::Bt709 => ff::color::Space::BT709,
-        Matrix::Bt2020Ncl => ff::color::Space::BT2020NCL,
+/// x265's parameters: quiet, and the input's HDR mastering display and content light level as SEI messages (the
+/// wrapper in FFmpeg 5.1 does not write them from side data).
+fn x265_params(c: &ColorInfo) -> String {
+    let mut p = String::from("log-level=error");
+    if let Some(m) = c.mastering_display.and_then(|m| m.x265_param()) {
+        p.push_str(&format!(":master-display={m}"));
     }
-}
-
-pub(crate) fn primaries_of(name: &str) -> ff::ffi::AVColorPrimaries {
-    use ff::ffi::AVColorPrimaries::*;
-    match name {
-        "bt709" => AVCOL_PRI_BT709,
-        "bt470m" => AVCOL_PRI_BT470M,
-        "bt470bg" => AVCOL_PRI_BT470BG,
-        "smpte170m" => AVCOL_PRI_SMPTE170M,
-        "smpte240m" => AVCOL_PRI_SMPTE240M,
-        "film" => AVCOL_PRI_FILM,
-        "bt2020" => AVCOL_PRI_BT2020,
-        "smpte428" => AVCOL_PRI_SMPTE428,
-        "smpte431" => AVCOL_PRI_SMPTE431,
-        "smpte432" => AVCOL_PRI_SMPTE432,
-        _ => AVCOL_PRI_UNSPECIFIED,
+    if let Some(l) = c.content_light {
+        p.push_str(&format!(":max-cll={},{}", l.max_cll, l.max_fall));
     }
-}
-
-pub(crate) fn transfer_of(name: &str) -> ff::ffi::AVColorTransferCharacteristic {
-    use ff::ffi::AVColorTransferCharacteristic::*;
-    match name {
-        "bt709" => AVCOL_TRC_BT709,
-        "gamma22" => AVCOL_TRC_GAMMA22,
-        "gamma28" => AVCOL_TRC_GAMMA28,
-        "smpte170m" => AVCOL_TRC_SMPTE170M,
-        "smpte240m" => AVCOL_TRC_SMPTE240M,
-        "linear" => AVCOL_TRC_LINEAR,
-        "iec61966_2_1" => AVCOL_TRC_IEC61966_2_1,
-        "bt2020_10" => AVCOL_TRC_BT2020_10,
-        "bt2020_12" => AVCOL_TRC_BT2020_12,
-        "smpte2084" => AVCOL_TRC_SMPTE2084,
-        "arib_std_b67" => AVCOL_TRC_ARIB_STD_B67,
-        _ => AVCOL_TRC_UNSPECIFIED,
-    }
+    p
 }

@@ -10,28 +10,33 @@ mod convert;
 mod encoder;
 mod error;
 mod ffmpeg;
+mod filter;
 mod frame;
+mod peek;
 mod segments;
 mod sink;
 mod source;
 mod still;
 mod synthetic;
+mod tags;
 mod yuv;
 
 pub use annexb::DecoderFeed;
 pub use color::{
-    assumed_matrix, gbr8_to_rgb_planar, resolve as resolve_color, rgb_planar_to_yuv, yuv_to_rgb_planar, ColorInfo,
-    Matrix, Plane, PlaneMut, Quant, Range, Sample, Subsampling, YuvFormat,
+    assumed_matrix, gbr8_to_rgb_planar, gbr_to_rgb_planar, resolve as resolve_color, rgb_planar_to_yuv,
+    yuv_to_rgb_planar, Matrix, Plane, PlaneMut, Quant, Range, Sample, Subsampling, YuvFormat,
 };
 pub use convert::ToRgb;
 pub use encoder::VideoOut;
 pub use error::{errno, VideoError};
 pub use ffmpeg::init;
+pub use filter::FrameFilter;
 pub use frame::Frame;
 pub use sink::{Finished, Sink};
 pub use source::{bit_depth_of, Item, Source, VideoInfo};
 pub use still::{png, still, Still};
 pub use synthetic::{write_synthetic_clip, write_synthetic_clip_with};
+pub use tags::{ColorInfo, ColorTags, ContentLight, MasteringDisplay};
 pub use yuv::YuvFrame;
 
 /// A packet of a stream the pipeline copies (audio, subtitles) or hands to a device decoder's feed.

@@ -1,18 +1,20 @@
 //! Encode and mux: opens the output container, lays out its streams in the input's order (the upscaled video
 //! stream plus stream copies of audio, subtitles and attachments), carries over container/stream metadata,
-//! chapters, the sample aspect ratio, the display matrix (rotation) and the colour tags, encodes frames with the
-//! planned encoder keeping every input timestamp, and writes the trailer.
+//! chapters, the sample aspect ratio, the display matrix (rotation), the colour tags and HDR side data exactly as
+//! read, the timecode and reel name (the QuickTime muxer writes its `tmcd` track from them), encodes frames with the
+//! planned encoder keeping every timestamp (the input's, or the filter's), and writes the trailer.
 //!
 //! Finishing is explicit and fallible ([`Sink::finish`]: flush, trailer, close). Dropping a sink that was not
 //! finished only releases it: no trailer is written on a muxer whose I/O may already have failed (that crashed
 //! libavformat on a full disk), and the caller removes the partial file.
 
-use super::color::{ColorInfo, Range};
+use super::color::Subsampling;
 use super::convert;
-use super::encoder::{space_of, EncoderRecipe, VideoOut};
+use super::encoder::{EncoderRecipe, VideoOut};
 use super::error::VideoError;
 use super::segments::Segments;
 use super::source::Source;
+use super::tags::{add_stream_hdr, ColorInfo, ColorTags};
 use crate::plan::EncodePlan;
 use ffmpeg_next as ff;
 use sha2::{Digest, Sha256};
@@ -31,6 +33,8 @@ pub struct Sink {
     copies: HashMap<usize, (usize, ff::Rational)>,
     durations: HashMap<i64, i64>,
     color: ColorInfo,
+    /// The tags every frame carries (the input's, or what was assumed).
+    tags: ColorTags,
     out: VideoOut,
     frames_in: u64,
     packets_out: u64,
@@ -86,7 +90,17 @@ impl Sink {
         let encoder = recipe.open()?;
         let (tb, sar) = (recipe.time_base, recipe.sar);
         let color = info.color.clone();
+        let tags = color.output_tags();
         let pix = recipe.pix;
+        // A QuickTime timecode track is not copied: the MOV/MP4 muxers write a new one from the video stream's
+        // `timecode` tag (and its `reel_name`, which the demuxer leaves on the track), Matroska keeps the tag.
+        let track_tag = |key: &str| {
+            input
+                .streams()
+                .filter(|s| s.parameters().medium() == ff::media::Type::Data && is_timecode_track(s))
+                .find_map(|s| s.metadata().get(key).map(str::to_string))
+        };
+        let (timecode, reel) = (track_tag("timecode"), track_tag("reel_name"));
 
         // Streams in input order: the upscaled video where the input's was, copies of the others.
         let mut copies = HashMap::new();
@@ -100,10 +114,15 @@ impl Sink {
                 let mut ost =
                     octx.add_stream_with(&encoder).map_err(|e| VideoError::encoder("add the video stream", e))?;
                 ost.set_time_base(tb);
-                if let Some((n, d)) = info.frame_rate {
+                if let Some((n, d)) = out.frame_rate {
                     ost.set_avg_frame_rate(ff::Rational::new(n, d));
                 }
-                let md = video_metadata(&ist);
+                let mut md = video_metadata(&ist);
+                for (key, value) in [("timecode", &timecode), ("reel_name", &reel)] {
+                    if let Some(v) = value.as_deref().filter(|_| md.get(key).is_none()) {
+                        md.set(key, v);
+                    }
+                }
                 ost.set_metadata(md);
                 // SAFETY: the new stream is live; side data copied byte for byte; SAR set on stream and codecpar.
                 unsafe {
@@ -124,6 +143,7 @@ impl Sink {
                             }
                         }
                     }
+                    add_stream_hdr(s, color.mastering_display, color.content_light);
                 }
                 video_out = ost.index();
                 continue;
@@ -136,6 +156,7 @@ impl Sink {
                     warnings.push(format!("stream {idx}: extra video stream (or cover art) not copied"));
                     continue;
                 }
+                _ if is_timecode_track(&ist) => continue,
                 _ => {
                     warnings.push(format!("stream {idx}: data stream not copied"));
                     continue;
@@ -203,7 +224,7 @@ impl Sink {
         let rest = octx.write_header_with(hopts).map_err(|source| VideoError::Write { what: "header", source })?;
         drop(rest);
         let mut frame = ff::frame::Video::new(pix, out.width, out.height);
-        frame.set_color_space(space_of(color.matrix));
+        tags.apply_to_frame(&mut frame);
         let enc_tb = tb;
         let encoder = if encode.segments >= 2 {
             // The stream's headers came from the encoder opened above; each segment opens an identical one.
@@ -233,6 +254,7 @@ impl Sink {
                     512 + 2 * (encode.segments as usize) * encode.segment_frames as usize,
                 ),
                 color,
+                tags,
                 out,
                 frames_in: 0,
                 packets_out: 0,
@@ -252,11 +274,11 @@ impl Sink {
             self.color.matrix,
             self.color.range,
             &mut self.frame,
-        );
+        )?;
         self.send(pts, duration)
     }
 
-    /// Encode one upscaled 4:2:0 frame produced on the GPU (already in the encoder's format and colour).
+    /// Encode one upscaled frame produced on the GPU (already in the encoder's format and colour).
     pub fn write_yuv(&mut self, yuv: &super::yuv::YuvFrame, pts: Option<i64>, duration: i64) -> Result<(), VideoError> {
         self.writable_frame()?;
         yuv.write_into(&mut self.frame)?;
@@ -288,9 +310,8 @@ impl Sink {
         let f = &self.frame;
         let bytes = if self.out.bit_depth > 8 { 2 } else { 1 };
         let (w, h) = (f.width() as usize, f.height() as usize);
-        for (i, (pw, ph)) in
-            [(w, h), (w.div_ceil(2), h.div_ceil(2)), (w.div_ceil(2), h.div_ceil(2))].into_iter().enumerate()
-        {
+        let (cw, ch) = Subsampling::from(self.out.chroma).chroma_size(w, h);
+        for (i, (pw, ph)) in [(w, h), (cw, ch), (cw, ch)].into_iter().enumerate() {
             let (stride, data) = (f.stride(i), f.data(i));
             for row in 0..ph {
                 d.update(&data[row * stride..row * stride + pw * bytes]);
@@ -301,11 +322,7 @@ impl Sink {
     fn send(&mut self, pts: Option<i64>, duration: i64) -> Result<(), VideoError> {
         self.hash_frame();
         self.frame.set_pts(pts);
-        self.frame.set_color_space(space_of(self.color.matrix));
-        self.frame.set_color_range(match self.color.range {
-            Range::Limited => ff::color::Range::MPEG,
-            Range::Full => ff::color::Range::JPEG,
-        });
+        self.tags.apply_to_frame(&mut self.frame);
         if let Some(p) = pts {
             if duration > 0 {
                 self.durations.insert(p, duration);
@@ -412,6 +429,13 @@ fn mux_video(
     packet.write_interleaved(octx).map_err(|source| VideoError::Write { what: "video packet", source })?;
     *packets_out += 1;
     Ok(())
+}
+
+/// Whether a data stream is a QuickTime timecode track (`tmcd`).
+fn is_timecode_track(st: &ff::format::stream::Stream<'_>) -> bool {
+    // SAFETY: reading a plain field of the stream's codec parameters.
+    let tag = unsafe { (*st.parameters().as_ptr()).codec_tag };
+    tag == u32::from_le_bytes(*b"tmcd")
 }
 
 fn video_metadata(ist: &ff::format::stream::Stream<'_>) -> ff::Dictionary<'static> {

@@ -1,9 +1,12 @@
 //! Demux and decode: opens an input with libavformat, picks the video stream, decodes it with libavcodec
 //! (frame + slice threads), and hands out decoded frames and the other streams' packets in file order.
 
-use super::color::{self, ColorInfo, Matrix, Range};
+use super::color::{self, Matrix, Range};
 use super::error::VideoError;
 use super::frame::Frame;
+use super::tags::{stream_hdr, ColorInfo, ColorTags};
+use crate::codec::Chroma;
+use crate::plan::Interlacing;
 use crate::retry::Retry;
 use ff::codec::threading;
 use ffmpeg_next as ff;
@@ -25,6 +28,12 @@ pub struct VideoInfo {
     pub pixel_format: String,
     /// Bits per sample of the decoded format (8, 10, ...).
     pub bit_depth: u8,
+    /// Chroma subsampling of the decoded format (RGB counts as 4:4:4, grey as 4:2:0).
+    pub chroma: Chroma,
+    /// The decoded format has an alpha plane.
+    pub alpha: bool,
+    /// What the codec parameters and the first frames say about interlacing.
+    pub interlacing: Interlacing,
     /// Stream time base (numerator, denominator); output timestamps use it unchanged.
     pub time_base: (i32, i32),
     /// Average frame rate, if the container knows it.
@@ -131,7 +140,9 @@ impl Source {
         }
         let fmt = decoder.format();
         let bit_depth = bit_depth_of(fmt);
+        let (chroma, alpha) = chroma_of(fmt);
         let mut warnings = Vec::new();
+        let tags = ColorTags::of_decoder(&decoder);
         let tagged_matrix = matrix_of(decoder.color_space());
         let full_by_format =
             matches!(fmt, ff::format::Pixel::YUVJ420P | ff::format::Pixel::YUVJ422P | ff::format::Pixel::YUVJ444P);
@@ -144,13 +155,20 @@ impl Source {
         let (matrix, range, w) =
             color::resolve(tagged_matrix.unwrap_or(None), tagged_matrix.err(), tagged_range, width, height);
         warnings.extend(w);
-        let color = ColorInfo {
-            matrix,
-            range,
-            primaries: format!("{:?}", decoder.color_primaries()).to_lowercase(),
-            transfer: format!("{:?}", decoder.color_transfer_characteristic()).to_lowercase(),
-            matrix_assumed: tagged_matrix.ok().flatten().is_none(),
-            range_assumed: tagged_range.is_none(),
+        let mut color =
+            ColorInfo::new(tags, matrix, range, tagged_matrix.ok().flatten().is_none(), tagged_range.is_none());
+        // The first frames: interlacing flags, and HDR side data where the container has none.
+        let look = super::peek::peek(path, stream_index);
+        let (mastering, light) = stream_hdr(&stream);
+        color.mastering_display = mastering.or(look.mastering);
+        color.content_light = light.or(look.light);
+        // SAFETY: reading a plain field of the stream's codec parameters.
+        let field_order = unsafe { (*stream.parameters().as_ptr()).field_order };
+        let interlacing = Interlacing {
+            field_order: field_order_name(field_order).into(),
+            frames_checked: look.frames,
+            frames_interlaced: look.interlaced,
+            frames_top_first: look.top_first,
         };
         let rate = stream.avg_frame_rate();
         let frame_rate = (rate.numerator() > 0 && rate.denominator() > 0).then(|| rational(rate));
@@ -174,6 +192,9 @@ impl Source {
             height,
             pixel_format: fmt.descriptor().map(|d| d.name().to_string()).unwrap_or_else(|| format!("{fmt:?}")),
             bit_depth,
+            chroma,
+            alpha,
+            interlacing,
             time_base: rational(time_base),
             frame_rate,
             sample_aspect_ratio: rational(if sar.numerator() > 0 { sar } else { stream.parameters_sar() }),
@@ -211,8 +232,8 @@ impl Source {
         &self.input
     }
 
-    /// Whether decoded frames are planar 4:2:0 at 8 or 10 bits (what the GPU stage takes as is).
-    pub fn yuv420(&self) -> bool {
+    /// Whether decoded frames are planar 4:2:0, 4:2:2 or 4:4:4 at 8 to 12 bits (what the GPU stage takes as is).
+    pub fn planar_yuv(&self) -> bool {
         super::yuv::YuvFrame::supports(self.decoder.format())
     }
 
@@ -355,6 +376,42 @@ impl Source {
             self.drain_decoder()?;
         }
     }
+}
+
+/// FFmpeg's name of a field order.
+fn field_order_name(f: ff::ffi::AVFieldOrder) -> &'static str {
+    use ff::ffi::AVFieldOrder::*;
+    match f {
+        AV_FIELD_PROGRESSIVE => "progressive",
+        AV_FIELD_TT => "tt",
+        AV_FIELD_BB => "bb",
+        AV_FIELD_TB => "tb",
+        AV_FIELD_BT => "bt",
+        _ => "unknown",
+    }
+}
+
+/// The chroma layout of a pixel format (RGB counts as 4:4:4; grey, 4:1:0 as 4:2:0; 4:1:1 as 4:2:2, which carries
+/// it whole; 4:4:0 as 4:4:4), and whether it has an alpha plane.
+pub(crate) fn chroma_of(fmt: ff::format::Pixel) -> (Chroma, bool) {
+    let Some(d) = fmt.descriptor() else { return (Chroma::C420, false) };
+    // SAFETY: a descriptor from FFmpeg's static table.
+    let (flags, comps, w, h) = unsafe {
+        ((*d.as_ptr()).flags, (*d.as_ptr()).nb_components, (*d.as_ptr()).log2_chroma_w, (*d.as_ptr()).log2_chroma_h)
+    };
+    let alpha = flags & ff::ffi::AV_PIX_FMT_FLAG_ALPHA as u64 != 0;
+    let chroma = if flags & ff::ffi::AV_PIX_FMT_FLAG_RGB as u64 != 0 {
+        Chroma::C444
+    } else if comps < 3 {
+        Chroma::C420
+    } else {
+        match (w, h) {
+            (0, _) => Chroma::C444,
+            (_, 0) => Chroma::C422,
+            _ => Chroma::C420,
+        }
+    };
+    (chroma, alpha)
 }
 
 /// Bits per sample of a pixel format (from its descriptor; 8 when unknown).

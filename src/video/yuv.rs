@@ -1,13 +1,16 @@
-//! 4:2:0 frames in host memory, in the layout the GPU stage uploads and downloads: the encoder's own format
-//! (yuv420p or yuv420p10le), planes packed tightly, so only encoder-format bytes cross the bus, never RGB.
+//! Planar Y'CbCr frames in host memory, in the layout the GPU stage uploads and downloads: the decoder's or the
+//! encoder's own format (4:2:0, 4:2:2 or 4:4:4 at 8 to 12 bits), planes packed tightly, so only those bytes cross
+//! the bus, never RGB.
 
-use super::color::{Matrix, Range};
+use super::color::{Matrix, Range, Subsampling};
+use super::convert::{yuv_format, yuv_layout};
 use super::error::VideoError;
+use crate::codec::Chroma;
 use ff::format::Pixel;
 use ffmpeg_next as ff;
 
-/// A tightly packed planar 4:2:0 frame: Y (w×h), then Cb and Cr (⌈w/2⌉×⌈h/2⌉ each); 8-bit samples are bytes,
-/// 10-bit samples little-endian `u16` with the value in the low bits.
+/// A tightly packed planar Y'CbCr frame: Y (w×h), then Cb and Cr (the chroma layout's size each); 8-bit samples are
+/// bytes, deeper samples little-endian `u16` with the value in the low bits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct YuvFrame {
     /// Declared before `data`, so it is dropped (the buffer unregistered) before the buffer is freed.
@@ -16,8 +19,10 @@ pub struct YuvFrame {
     pub width: usize,
     /// Luma height.
     pub height: usize,
-    /// 8 or 10.
+    /// 8, 10 or 12.
     pub bit_depth: u8,
+    /// Chroma layout.
+    pub chroma: Chroma,
     /// Matrix the samples are in.
     pub matrix: Matrix,
     /// Range the samples are in.
@@ -27,9 +32,22 @@ pub struct YuvFrame {
 }
 
 impl YuvFrame {
-    /// An empty frame of this geometry (data sized, zeroed).
+    /// An empty 4:2:0 frame of this geometry (data sized, zeroed).
     pub fn new(width: usize, height: usize, bit_depth: u8, matrix: Matrix, range: Range) -> YuvFrame {
-        let mut f = YuvFrame { pin: HostPin::default(), width, height, bit_depth, matrix, range, data: Vec::new() };
+        YuvFrame::planar(width, height, bit_depth, Chroma::C420, matrix, range)
+    }
+
+    /// An empty frame of this geometry and chroma layout (data sized, zeroed).
+    pub fn planar(
+        width: usize,
+        height: usize,
+        bit_depth: u8,
+        chroma: Chroma,
+        matrix: Matrix,
+        range: Range,
+    ) -> YuvFrame {
+        let mut f =
+            YuvFrame { pin: HostPin::default(), width, height, bit_depth, chroma, matrix, range, data: Vec::new() };
         f.fit();
         f
     }
@@ -65,7 +83,7 @@ impl YuvFrame {
 
     /// Chroma plane size in samples (width, height).
     pub fn chroma_size(&self) -> (usize, usize) {
-        (self.width.div_ceil(2), self.height.div_ceil(2))
+        Subsampling::from(self.chroma).chroma_size(self.width, self.height)
     }
 
     /// Byte ranges of the Y, Cb and Cr planes in `data`.
@@ -87,20 +105,29 @@ impl YuvFrame {
         self.width == 0 || self.height == 0
     }
 
-    /// Whether a decoded frame can be read directly (yuv420p / yuv420p10le).
+    /// Whether a decoded frame can be read directly: planar 4:2:0, 4:2:2 or 4:4:4 at 8 to 12 bits (an alpha plane
+    /// is left out).
     pub fn supports(format: Pixel) -> bool {
-        matches!(format, Pixel::YUV420P | Pixel::YUVJ420P | Pixel::YUV420P10LE)
+        yuv_layout(format).is_some_and(|(_, d)| d <= 12)
     }
 
-    /// Copies a decoded yuv420p/yuv420p10le frame into `self` (reusing its allocation).
+    /// Copies a decoded planar frame into `self` (reusing its allocation).
     pub fn read_from(&mut self, f: &super::frame::Frame, matrix: Matrix, range: Range) -> Result<(), VideoError> {
         let f = &f.0;
-        if !Self::supports(f.format()) {
-            return Err(VideoError::Unsupported(format!("pixel format {:?} is not 4:2:0 8/10-bit", f.format())));
-        }
+        let Some((sub, depth)) = yuv_layout(f.format()).filter(|(_, d)| *d <= 12) else {
+            return Err(VideoError::Unsupported(format!(
+                "pixel format {:?} is not planar 4:2:0, 4:2:2 or 4:4:4 at 8 to 12 bits",
+                f.format()
+            )));
+        };
         self.width = f.width() as usize;
         self.height = f.height() as usize;
-        self.bit_depth = if f.format() == Pixel::YUV420P10LE { 10 } else { 8 };
+        self.bit_depth = depth;
+        self.chroma = match sub {
+            Subsampling::S420 => Chroma::C420,
+            Subsampling::S422 => Chroma::C422,
+            Subsampling::S444 => Chroma::C444,
+        };
         self.matrix = matrix;
         self.range = range;
         self.fit();
@@ -120,11 +147,16 @@ impl YuvFrame {
         Ok(())
     }
 
-    /// Copies `self` into an allocated yuv420p/yuv420p10le encoder frame of at most this size (the frame may be
-    /// a pixel narrower or shorter: an odd dimension cropped for 4:2:0).
+    /// The pixel format of this frame's layout.
+    pub fn pixel_format(&self) -> Option<Pixel> {
+        yuv_format(self.chroma.into(), self.bit_depth)
+    }
+
+    /// Copies `self` into an allocated encoder frame of the same layout and at most this size (the frame may be a
+    /// pixel narrower or shorter: an odd dimension cropped for subsampled chroma).
     pub fn write_into(&self, f: &mut ff::frame::Video) -> Result<(), VideoError> {
-        let want = if self.bit_depth > 8 { Pixel::YUV420P10LE } else { Pixel::YUV420P };
-        if f.format() != want {
+        let want = self.pixel_format();
+        if Some(f.format()) != want {
             return Err(VideoError::Stream(format!(
                 "encoder frame is {:?}, the GPU stage produced {want:?}",
                 f.format()
@@ -139,7 +171,7 @@ impl YuvFrame {
         }
         let e = self.sample_bytes();
         let (cw, _) = self.chroma_size();
-        let (fcw, fch) = (fw.div_ceil(2), fh.div_ceil(2));
+        let (fcw, fch) = Subsampling::from(self.chroma).chroma_size(fw, fh);
         let src_w = [self.width, cw, cw];
         let dims = [(fw, fh), (fcw, fch), (fcw, fch)];
         for (i, (range, (w, h))) in self.planes().into_iter().zip(dims).enumerate() {

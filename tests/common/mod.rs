@@ -2,14 +2,15 @@
 //! raw-frame comparison (PSNR), test-local models and the real ONNX plugin.
 #![allow(dead_code)]
 
+pub mod media;
 pub mod onnx;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use videoforge::backend::{BackendError, FrameModel};
-use videoforge::codec::{Codec, Container, Device};
-use videoforge::pipeline::{self, Cancel, Engine, FileJob, FileProgress, FileReport};
-use videoforge::plan::{EncodePlan, FileSettings, PipelinePlan};
+use videoforge::codec::{Codec, Container};
+use videoforge::pipeline::{Cancel, FileReport};
+use videoforge::plan::{EncodePlan, PipelinePlan};
 use videoforge::EngineError;
 
 /// The repository root (models, fixtures, .deps). `VIDEOFORGE_ROOT` overrides it: a test binary carried to a GPU
@@ -176,20 +177,7 @@ pub fn onnx_model(model: &Path) -> Box<dyn FrameModel> {
 
 /// Lossless FFV1 encoding, streams copied.
 pub fn ffv1() -> EncodePlan {
-    EncodePlan {
-        codec: Codec::Ffv1,
-        encoder: "ffv1".into(),
-        crf: None,
-        preset: None,
-        profile: None,
-        bit_depth: None,
-        threads: 0,
-        copy_audio: true,
-        copy_subtitles: true,
-        segments: 1,
-        segment_frames: 0,
-        segment_queue: 0,
-    }
+    EncodePlan { segments: 1, ..EncodePlan::with_defaults(Codec::Ffv1) }
 }
 
 /// x264 at a given crf, fast preset.
@@ -238,28 +226,7 @@ pub fn run_with(
     model: Box<dyn FrameModel>,
     cancel: &Cancel,
 ) -> Result<FileReport, EngineError> {
-    let scale = model.scale();
-    pipeline::upscale_file(FileJob {
-        settings: FileSettings {
-            input,
-            output,
-            device: Device::Cpu,
-            container,
-            encode,
-            pipeline,
-            decode: &[],
-            scale,
-            frame_pool_budget: None,
-            quality: &Default::default(),
-        },
-        engine: Engine::Host(model),
-        cancel,
-        progress: FileProgress::none(),
-        metadata: vec![("videoforge_fingerprint".into(), "test-fp".into())],
-        audit: Some(0),
-        digest_frames: false,
-        before_publish: None,
-    })
+    media::run_settings(input, output, container, encode, pipeline, videoforge::codec::Deinterlace::Auto, model, cancel)
 }
 
 /// `videoforge bench --synthetic -d DEVICE --size SIZE --frames N -m MODEL`, as a user runs it (the binary

@@ -3,10 +3,16 @@
 //! context's decode stream into two device buffers (luma, interleaved chroma) with tight pitches, and unmapped at
 //! once, so the decoder's few output surfaces are never held by later stages. Packets arrive as bytes already in
 //! the form the parser reads (Annex B for H.264/HEVC: `crate::video::DecoderFeed` prepares them).
+//!
+//! Where the file's plan says so, NVDEC deinterlaces with its own adaptive deinterlacer
+//! (`cudaVideoDeinterlaceMode_Adaptive`): one output frame per picture, or two (each field in turn: the picture is
+//! mapped twice, `second_field` 0 then 1) with timestamps in half the stream's time base — the first field at the
+//! picture's time, the second half a frame later, as libavfilter's bwdif gives them on the CPU.
 
 use super::error::NvdecError;
 use super::ffi::*;
 use crate::gpu::GpuContext;
+use crate::plan::FilterKind;
 use crate::video::VideoInfo;
 use cudarc::driver::{CudaSlice, DevicePtrMut};
 use std::collections::{HashMap, VecDeque};
@@ -21,6 +27,8 @@ struct State {
     width: u32,
     height: u32,
     bit_depth: u8,
+    /// `cudaVideoDeinterlaceMode`: 0 weave (fields kept as coded), 2 adaptive.
+    deinterlace: c_uint,
     display: VecDeque<DispInfo>,
     error: Option<String>,
 }
@@ -67,8 +75,8 @@ impl State {
             reserved1: 0,
             display_area: area,
             output_format: if depth > 8 { SURFACE_P016 } else { SURFACE_NV12 },
-            // Weave: fields are kept as coded, as the CPU decoder does (no deinterlacing anywhere).
-            deinterlace_mode: 0,
+            // Weave keeps the fields as coded (as the CPU decoder does); adaptive deinterlaces, as the plan says.
+            deinterlace_mode: self.deinterlace,
             target_width: c_ulong::from(w),
             target_height: c_ulong::from(h),
             num_output_surfaces: 2,
@@ -151,6 +159,8 @@ pub struct DeviceFrame {
     pub pts: Option<i64>,
     /// Whether the picture is progressive (NVDEC's flag).
     pub progressive: bool,
+    /// Duration in the output time base (0 when unknown).
+    duration: i64,
     home: flume::Sender<(CudaSlice<u8>, CudaSlice<u8>)>,
 }
 
@@ -216,7 +226,14 @@ pub struct NvDecoder {
     ready: VecDeque<DeviceFrame>,
     free_tx: flume::Sender<(CudaSlice<u8>, CudaSlice<u8>)>,
     free_rx: flume::Receiver<(CudaSlice<u8>, CudaSlice<u8>)>,
+    /// Pictures decoded.
     frames: u64,
+    /// Frames handed out (twice the pictures at one frame per field).
+    frames_out: u64,
+    /// One frame per field.
+    double: bool,
+    /// Ticks of the stream's time base per frame, from its frame rate (for pictures without a packet duration).
+    frame_ticks: i64,
     ended: bool,
 }
 
@@ -225,9 +242,10 @@ pub struct NvDecoder {
 unsafe impl Send for NvDecoder {}
 
 impl NvDecoder {
-    /// A decoder for the stream `info` describes, on `gpu`. Fails, with a reason the caller reports, when the
-    /// codec or frame is not one this path takes.
-    pub fn new(gpu: Arc<GpuContext>, info: &VideoInfo) -> Result<Self, NvdecError> {
+    /// A decoder for the stream `info` describes, on `gpu`, deinterlacing as `filter` says (`NvdecAdaptive`,
+    /// `NvdecAdaptiveDouble`; anything else keeps the fields as coded). Fails, with a reason the caller reports,
+    /// when the codec or frame is not one this path takes.
+    pub fn new(gpu: Arc<GpuContext>, info: &VideoInfo, filter: FilterKind) -> Result<Self, NvdecError> {
         let unsupported = NvdecError::Unsupported;
         let codec =
             codec_id(&info.codec).ok_or_else(|| unsupported(format!("{} is not decoded by NVDEC here", info.codec)))?;
@@ -261,9 +279,20 @@ impl NvDecoder {
             width: info.width,
             height: info.height,
             bit_depth: info.bit_depth,
+            deinterlace: match filter {
+                FilterKind::NvdecAdaptive | FilterKind::NvdecAdaptiveDouble => 2,
+                _ => 0,
+            },
             display: VecDeque::with_capacity(32),
             error: None,
         });
+        let frame_ticks = match (info.frame_rate, info.time_base) {
+            (Some((fnum, fden)), (tn, td)) if fnum > 0 && tn > 0 => {
+                let (num, den) = (i64::from(td) * i64::from(fden), i64::from(tn) * i64::from(fnum));
+                (num + den / 2) / den
+            }
+            _ => 0,
+        };
         let mut params = ParserParams {
             codec_type: codec,
             max_num_decode_surfaces: 1,
@@ -296,6 +325,9 @@ impl NvDecoder {
             free_tx,
             free_rx,
             frames: 0,
+            frames_out: 0,
+            double: filter == FilterKind::NvdecAdaptiveDouble,
+            frame_ticks,
             ended: false,
         })
     }
@@ -303,6 +335,16 @@ impl NvDecoder {
     /// Pictures decoded so far.
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// Frames handed out so far (twice the pictures at one frame per field).
+    pub fn frames_out(&self) -> u64 {
+        self.frames_out
+    }
+
+    /// Whether NVDEC deinterlaces this stream.
+    pub fn deinterlaces(&self) -> bool {
+        self.state.deinterlace != 0
     }
 
     /// Feeds one packet of the video stream (bytes as the parser reads them, its timestamp and duration in the
@@ -335,7 +377,7 @@ impl NvDecoder {
     /// The next decoded picture, in display order.
     pub fn receive(&mut self) -> Option<(DeviceFrame, i64)> {
         let f = self.ready.pop_front()?;
-        let duration = f.pts.and_then(|p| self.durations.remove(&p)).unwrap_or(0);
+        let duration = f.duration;
         Some((f, duration))
     }
 
@@ -355,20 +397,40 @@ impl NvDecoder {
             return Err(NvdecError::Failed(format!("cuvidParseVideoData failed (CUresult {rc})")));
         }
         while let Some(d) = self.state.display.pop_front() {
-            self.copy_out(d)?;
+            self.frames += 1;
+            let ts = self.has_pts.then_some(d.timestamp);
+            let duration = ts.and_then(|t| self.durations.remove(&t)).filter(|d| *d > 0).unwrap_or(self.frame_ticks);
+            if self.double {
+                // Half the time base: the first field at the picture's time, the second half a frame later.
+                // A progressive picture is mapped twice as it is (its second field is no other picture).
+                for field in 0..2 {
+                    let pts = ts.map(|t| 2 * t + i64::from(field) * duration);
+                    let second = if d.progressive_frame != 0 { 0 } else { field };
+                    self.copy_out(d, second, pts, duration)?;
+                }
+            } else {
+                self.copy_out(d, 0, ts, duration)?;
+            }
         }
         Ok(())
     }
 
-    /// Maps a displayed picture, copies it into pooled buffers on the decode stream, waits, unmaps.
-    fn copy_out(&mut self, d: DispInfo) -> Result<(), NvdecError> {
+    /// Maps a displayed picture (field `second_field` of it when deinterlacing at one frame per field), copies it
+    /// into pooled buffers on the decode stream, waits, unmaps.
+    fn copy_out(
+        &mut self,
+        d: DispInfo,
+        second_field: c_int,
+        pts: Option<i64>,
+        duration: i64,
+    ) -> Result<(), NvdecError> {
         let s = &self.state;
         let (w, h) = (s.width as usize, s.height as usize);
         let e = if s.bit_depth > 8 { 2 } else { 1 };
         let stream = self.gpu.decode.clone();
         let mut proc = ProcParams {
             progressive_frame: d.progressive_frame,
-            second_field: 0,
+            second_field,
             top_field_first: d.top_field_first,
             unpaired_field: i32::from(d.repeat_first_field < 0),
             reserved_flags: 0,
@@ -418,15 +480,16 @@ impl NvDecoder {
         if rc != 0 {
             return Err(NvdecError::Failed(format!("cuvidUnmapVideoFrame failed (CUresult {rc})")));
         }
-        self.frames += 1;
+        self.frames_out += 1;
         self.ready.push_back(DeviceFrame {
             y,
             uv,
             width: w,
             height: h,
             bit_depth: s.bit_depth,
-            pts: self.has_pts.then_some(d.timestamp),
+            pts,
             progressive: d.progressive_frame != 0,
+            duration,
             home: self.free_tx.clone(),
         });
         Ok(())

@@ -17,7 +17,7 @@ use crate::audit::AllocWindow;
 use crate::error::{panic_message, EngineError};
 use crate::gpu::nvdec::NvDecoder;
 use crate::plan::{FilePlan, FramePath};
-use crate::video::{DecoderFeed, Sink, Source, VideoInfo, YuvFrame};
+use crate::video::{DecoderFeed, FrameFilter, Sink, Source, VideoInfo, YuvFrame};
 use std::path::Path;
 use std::sync::atomic::{AtomicIsize, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -59,8 +59,9 @@ impl Pools {
                     }
                     pools.give_yuv_out(out);
                     if plan.frames == FramePath::Upload {
-                        let bits = if info.bit_depth > 8 { 10 } else { 8 };
-                        let mut input = YuvFrame::new(w, h, bits, info.color.matrix, info.color.range);
+                        let bits = info.bit_depth.clamp(8, 12);
+                        let (m, r) = (info.color.matrix, info.color.range);
+                        let mut input = YuvFrame::planar(w, h, bits, info.chroma, m, r);
                         if let Some(stage) = engine.gpu() {
                             stage.prepare_frame(&mut input);
                         }
@@ -86,7 +87,7 @@ impl Pools {
         self.yuv_out.0.send(f).ok();
     }
 
-    /// A 4:2:0 input frame (a recycled one, else an empty one the decoder sizes).
+    /// A planar input frame (a recycled one, else an empty one the decoder sizes).
     fn take_yuv_in(&self, info: &VideoInfo) -> YuvFrame {
         self.yuv_in.1.try_recv().unwrap_or_else(|_| YuvFrame::new(0, 0, 8, info.color.matrix, info.color.range))
     }
@@ -111,6 +112,8 @@ pub(super) struct Stages<'a> {
     /// The frame path in force (the plan's, or the upload path when NVDEC could not be opened).
     pub(super) path: FramePath,
     pub(super) nvdec: Option<(NvDecoder, DecoderFeed)>,
+    /// The plan's CPU filter (deinterlacing, inverse telecine), between the decoder and the model.
+    pub(super) filter: Option<FrameFilter>,
     /// The encoder-format frame the GPU stage fills (device paths).
     pub(super) out_template: YuvFrame,
     pub(super) cancel: &'a Cancel,
@@ -120,6 +123,9 @@ pub(super) struct Stages<'a> {
 
 /// What a successful run of the stages reports.
 pub(super) struct StagesDone {
+    /// Frames decoded.
+    pub(super) decoded: u64,
+    /// Frames encoded.
     pub(super) frames: u64,
     /// Seconds from the stage threads' start to the encoder's last write.
     pub(super) pipeline_wall_s: f64,
@@ -134,7 +140,8 @@ pub(super) struct StagesDone {
 
 /// Runs decode → infer → encode on three threads until the stream ends or a stage fails.
 pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
-    let Stages { input, source, sink, engine, info, plan, path, nvdec, out_template, cancel, progress, window } = s;
+    let Stages { input, source, sink, engine, info, plan, path, nvdec, filter, out_template, cancel, progress, window } =
+        s;
     let depth = plan.pipeline.depth.max(1);
     let pools = Pools::new(plan, info, engine, &out_template);
     // One rayon pool per converting stage, and the stage's loop runs *on* it (`install` once): its per-frame
@@ -166,6 +173,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
         let d = decode::Decode {
             source,
             nvdec,
+            filter,
             path,
             info,
             pools,
@@ -196,7 +204,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
         let e = encode::Encode {
             sink,
             input_path: input,
-            frames_total: info.estimated_frames,
+            frames_total: info.estimated_frames.map(|n| plan.filter.frames_out(n)),
             pools,
             input: encode_rx,
             input_depth: encode_q,
@@ -219,7 +227,7 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
             first.get_or_insert(e);
         }
     };
-    let (dec_r, dec_c, decoded) = dec?;
+    let (dec_r, dec_c, counts) = dec?;
     note(dec_r);
     let (inf_r, inf_c, quality) = match inf {
         Ok(v) => v,
@@ -251,11 +259,16 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
             EngineError::Invariant("the stages ended without an output".into()),
         ));
     };
-    if decoded != encoded || encoded != video_packets || decoded != dec_c.stage.frames {
+    // Every decoded frame went into the filter (or straight on), every frame out of it was encoded and written.
+    let decoded = counts.decoded;
+    let (filter_in, filter_out) = counts.filtered.unwrap_or((decoded, decoded));
+    if decoded != filter_in || filter_out != dec_c.stage.frames || filter_out != encoded || encoded != video_packets {
+        let filtered = counts.filtered.map(|(_, out)| format!("{out} filtered, ")).unwrap_or_default();
         return Err(EngineError::in_stage(
             "encode",
             EngineError::Invariant(format!(
-                "frame count mismatch: {decoded} decoded, {encoded} encoded, {video_packets} video packets written"
+                "frame count mismatch: {decoded} decoded, {filtered}{encoded} encoded, {video_packets} video packets \
+                 written"
             )),
         ));
     }
@@ -264,7 +277,8 @@ pub(super) fn run(s: Stages<'_>) -> Result<StagesDone, EngineError> {
         QueueReport { name: "infer→encode", capacity: depth, max_depth: inf_c.max_depth.min(depth) },
     ];
     Ok(StagesDone {
-        frames: decoded,
+        decoded,
+        frames: encoded,
         pipeline_wall_s,
         packets: enc.packets,
         stages: vec![dec_c.stage, inf_c.stage, enc.counters.stage],
