@@ -82,7 +82,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Some(Command::Run(a)) => {
             let spec = runner::load_job(&a.job)?;
-            let sel = resolve_shard(a.shard.as_deref(), a.shard_count)?;
+            let sel = resolve_shard(a.shard.as_deref(), a.shard_count, spec.manifest.farm.shards)?;
             tracing::info!("{}", sel.describe());
             let opts = RunOptions {
                 shard: sel.shard().map(|(index, count)| Shard { index, count }),
@@ -113,7 +113,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     anyhow::bail!("--shards must be at least 1");
                 }
                 // Which of these tasks this process would run, and why (the scheduler's variables, if any).
-                if let Ok(sel) = resolve_shard(None, Some(n)) {
+                if let Ok(sel) = resolve_shard(None, Some(n), None) {
                     eprintln!("this task: {}", sel.describe());
                 }
                 let tasks = runner::shard_tasks(&planned.plan, n);
@@ -209,15 +209,8 @@ fn bench(b: cli::args::BenchArgs, env: &videoforge::runner::Environment) -> anyh
 fn validate(jobs: &[PathBuf], out: &Output) -> anyhow::Result<i32> {
     let mut code = exit_codes::SUCCESS;
     for job in jobs {
-        let problems: Vec<String> = match runner::load_job(job).and_then(|spec| {
-            let problems = videoforge::plan::validate(&spec);
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(EngineError::Invalid(videoforge::plan::locate(&spec, problems)))
-            }
-        }) {
-            Ok(()) => Vec::new(),
+        let problems: Vec<String> = match runner::load_job(job) {
+            Ok(_) => Vec::new(),
             Err(EngineError::Invalid(problems)) => {
                 problems.iter().map(|p| videoforge::plan::format_problems(std::slice::from_ref(p))).collect()
             }
@@ -239,11 +232,18 @@ fn validate(jobs: &[PathBuf], out: &Output) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// The shard from `--shard`, or the scheduler's variables, with `--shard-count` as the planned count.
-fn resolve_shard(flag: Option<&str>, count: Option<u32>) -> anyhow::Result<runner::scheduler::Selection> {
+/// The shard this process runs: `--shard`, else the scheduler's variables over the planned count (`--shard-count`,
+/// else the job file's `[farm] shards`).
+fn resolve_shard(
+    flag: Option<&str>,
+    count: Option<u32>,
+    job_file_count: Option<u32>,
+) -> anyhow::Result<runner::scheduler::Selection> {
     use runner::scheduler::{resolve, CountFrom, Planned, Request};
     let flag = flag.map(|s| Shard::parse(s).map_err(|e| anyhow::anyhow!("--shard: {e}"))).transpose()?;
-    let planned = count.map(|count| Planned { count, from: CountFrom::ShardCount });
+    let planned = count
+        .map(|count| Planned { count, from: CountFrom::ShardCount })
+        .or(job_file_count.map(|count| Planned { count, from: CountFrom::JobFile }));
     let env = cli::env::scheduler_vars();
     Ok(resolve(&Request { flag: flag.map(|s| (s.index, s.count)), planned, env: &env })?)
 }

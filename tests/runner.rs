@@ -322,6 +322,38 @@ fn scheduler_examples_shard_the_farm_job() {
     }
 }
 
+/// `[farm] shards` in the job file is the planned count: a Kubernetes index alone selects the same files as
+/// `--shard`, and a resubmitted single Slurm task maps onto that count, says so and steals.
+#[test]
+fn the_job_files_shard_count_plans_the_split() {
+    let farm = Farm::new(6, 32, 24, 2);
+    let job = std::fs::read_to_string(farm.path("job.toml")).unwrap() + "\n[farm]\nshards = 3\n";
+    std::fs::write(farm.path("job.toml"), job).unwrap();
+    for i in 0..3u32 {
+        let flag = dry_run_list(&farm, &["--shard", &format!("{}/3", i + 1)], &[]);
+        let k8s = dry_run_list(&farm, &[], &[("JOB_COMPLETION_INDEX", &i.to_string())]);
+        assert_eq!(flag, k8s, "the job file's count splits like --shard {}/3", i + 1);
+    }
+    let o = bin()
+        .arg("run")
+        .arg(farm.path("job.toml"))
+        .arg("--dry-run")
+        .envs([("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_MIN", "2"), ("SLURM_ARRAY_TASK_COUNT", "1")])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("count 3 from the job file"), "{t}");
+    assert!(t.contains("stealing on"), "{t}");
+
+    let bad = std::fs::read_to_string(farm.path("job.toml")).unwrap().replace("shards = 3", "shards = 0");
+    std::fs::write(farm.path("job.toml"), bad).unwrap();
+    let o = farm.run(&[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(t.contains("farm.shards") && t.contains("job.toml:"), "the problem names the key and its line: {t}");
+}
+
 /// A worker whose device fails stops; its file goes back to the queue and the other workers finish the job.
 #[test]
 fn a_failing_device_stops_only_its_own_worker() {

@@ -100,16 +100,14 @@ pub(crate) fn onnxruntime() -> Option<Found> {
     newest_soname(&deps.join("onnxruntime")).map(|p| Found { path: p, from: ".deps" })
 }
 
-/// The `LIBS` file listing the CUDA libraries that belong with the ONNX Runtime build [`onnxruntime`] found, when
-/// that build is the bundle's or `.deps/`'s GPU build and a driver is present (without one nothing would use them).
+/// The `LIBS` file listing the CUDA libraries that belong with the ONNX Runtime build [`onnxruntime`] found: beside
+/// it (the bundle's `lib/`) or in `../cuda/` (the checkout's `.deps/onnxruntime-gpu/`), however it was found. Only
+/// where a driver is present: without one nothing would use them.
 pub(crate) fn cuda_libraries() -> Option<Found> {
     let ort = onnxruntime()?;
-    let file = match ort.from {
-        "bundle" => ort.path.parent()?.join("LIBS"),
-        ".deps (GPU build)" => ort.path.parent()?.parent()?.join("cuda").join("LIBS"),
-        _ => return None,
-    };
-    (file.is_file() && driver_present()).then_some(Found { path: file, from: ort.from })
+    let dir = ort.path.parent()?;
+    let file = [dir.join("LIBS"), dir.parent()?.join("cuda").join("LIBS")].into_iter().find(|f| f.is_file())?;
+    driver_present().then_some(Found { path: file, from: ort.from })
 }
 
 /// A library listed in a `LIBS` file that did not open.

@@ -34,6 +34,21 @@ pub struct Manifest {
     /// What decoded frames go through before the model (deinterlacing, inverse telecine).
     #[serde(default)]
     pub filter: FilterSection,
+    /// How the job is split across the tasks of a scheduler array.
+    #[serde(default)]
+    pub farm: FarmSection,
+}
+
+/// `[farm]`: all optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FarmSection {
+    /// The planned number of shards (the size of the scheduler array the job is submitted as). A task takes its shard
+    /// from the scheduler's variables; where the array's task count differs (a resubmitted task, a stepped array),
+    /// this count still decides the split and the task steals unclaimed files. `--shard-count` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub shards: Option<u32>,
 }
 
 /// `[model]`.

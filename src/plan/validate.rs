@@ -84,6 +84,9 @@ pub fn validate(spec: &JobSpec) -> Vec<Problem> {
     if q.reference_every == 0 {
         p.push(Problem::new("quality.reference_every", "must be at least 1"));
     }
+    if m.farm.shards == Some(0) {
+        p.push(Problem::new("farm.shards", "must be at least 1"));
+    }
     if let Err(e) = check_template(&m.output.name) {
         p.push(Problem::new("output.name", e.0));
     }

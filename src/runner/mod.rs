@@ -94,10 +94,13 @@ pub fn load_job(path: &Path) -> Result<JobSpec, EngineError> {
     let parsed = crate::manifest::load_all(path)?;
     let mut problems: Vec<plan::Problem> = parsed.problems.iter().map(|p| plan::Problem::parsed(p, path)).collect();
     match parsed.spec {
-        Some(spec) if problems.is_empty() => Ok(spec),
         Some(spec) => {
             problems.extend(plan::locate(&spec, plan::validate(&spec)));
-            Err(EngineError::Invalid(problems))
+            if problems.is_empty() {
+                Ok(spec)
+            } else {
+                Err(EngineError::Invalid(problems))
+            }
         }
         None => Err(EngineError::Invalid(problems)),
     }

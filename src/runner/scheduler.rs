@@ -244,9 +244,10 @@ pub fn resolve(req: &Request<'_>) -> Result<Selection, SchedulerError> {
     Ok(Selection::whole(None))
 }
 
-const K8S_HINT: &str = "give it with --shard-count N or VIDEOFORGE_SHARD_COUNT (the Job's completions)";
-const AWS_HINT: &str =
-    "give it with --shard-count N, VIDEOFORGE_SHARD_COUNT or AWS_BATCH_JOB_ARRAY_SIZE (the array's size)";
+const K8S_HINT: &str =
+    "give it with --shard-count N, VIDEOFORGE_SHARD_COUNT or `[farm] shards` in the job file (the Job's completions)";
+const AWS_HINT: &str = "give it with --shard-count N, VIDEOFORGE_SHARD_COUNT, `[farm] shards` in the job file or \
+                        AWS_BATCH_JOB_ARRAY_SIZE (the array's size)";
 
 /// Maps a task onto the planned count when the scheduler's own shape does not fit it: `id mod count`, stealing on.
 fn remap(source: ShardSource, variables: Vec<String>, id: u32, planned: Planned, why: String) -> Selection {
@@ -377,7 +378,7 @@ fn slurm(req: &Request<'_>) -> Result<Option<Selection>, SchedulerError> {
         return Err(SchedulerError::NoCount {
             index_var: "SLURM_ARRAY_TASK_ID",
             index: id,
-            hint: "give it with --shard-count N or VIDEOFORGE_SHARD_COUNT (Slurm older than 14.03 sets no SLURM_ARRAY_TASK_COUNT)",
+            hint: "give it with --shard-count N, VIDEOFORGE_SHARD_COUNT or `[farm] shards` in the job file (Slurm older than 14.03 sets no SLURM_ARRAY_TASK_COUNT)",
         });
     };
     let index = (id - min) / step;
@@ -494,7 +495,7 @@ mod tests {
             (
                 env(&[("SLURM_ARRAY_TASK_ID", "2")]),
                 None,
-                Err("SLURM_ARRAY_TASK_ID=2 is set but not the number of shards: give it with --shard-count N or VIDEOFORGE_SHARD_COUNT (Slurm older than 14.03 sets no SLURM_ARRAY_TASK_COUNT)".into()),
+                Err("SLURM_ARRAY_TASK_ID=2 is set but not the number of shards: give it with --shard-count N, VIDEOFORGE_SHARD_COUNT or `[farm] shards` in the job file (Slurm older than 14.03 sets no SLURM_ARRAY_TASK_COUNT)".into()),
             ),
         ]);
     }
@@ -531,7 +532,7 @@ mod tests {
             (
                 k8s("2"),
                 None,
-                Err("JOB_COMPLETION_INDEX=2 is set but not the number of shards: give it with --shard-count N or VIDEOFORGE_SHARD_COUNT (the Job's completions)".into()),
+                Err("JOB_COMPLETION_INDEX=2 is set but not the number of shards: give it with --shard-count N, VIDEOFORGE_SHARD_COUNT or `[farm] shards` in the job file (the Job's completions)".into()),
             ),
             (aws("1", Some("2")), None, Ok((1, 2, AwsBatch, false))),
             (aws("1", Some("2")), Some(2), Ok((1, 2, AwsBatch, false))),
@@ -543,7 +544,7 @@ mod tests {
             (
                 aws("0", None),
                 None,
-                Err("AWS_BATCH_JOB_ARRAY_INDEX=0 is set but not the number of shards: give it with --shard-count N, VIDEOFORGE_SHARD_COUNT or AWS_BATCH_JOB_ARRAY_SIZE (the array's size)".into()),
+                Err("AWS_BATCH_JOB_ARRAY_INDEX=0 is set but not the number of shards: give it with --shard-count N, VIDEOFORGE_SHARD_COUNT, `[farm] shards` in the job file or AWS_BATCH_JOB_ARRAY_SIZE (the array's size)".into()),
             ),
             (env(&[]), None, Ok((0, 1, ShardSource::None, false))),
             (env(&[("SLURM_JOB_ID", "12")]), Some(4), Ok((0, 1, ShardSource::None, false))),
