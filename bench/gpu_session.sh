@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine after `.devpack/app/unpack.sh` (see bench/README.md): the GPU tests, the
 # benchmarks, the PyTorch reference and end-to-end runs, each result under $OUT, in one call so the figures are
-# side by side on the same machine. SECTIONS picks parts: tests demo bench devio torch nvdec e2e medium long pin encpar segments farm stress (default: all).
+# side by side on the same machine. SECTIONS picks parts: tests demo bench devio fused torch nvdec e2e medium long pin encpar segments farm stress (default: all).
 set -uo pipefail
 . /tmp/vf/env.sh
 export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-sections=" ${SECTIONS:-tests demo bench devio torch nvdec e2e medium long pin encpar segments farm stress} "
+sections=" ${SECTIONS:-tests demo bench devio fused torch nvdec e2e medium long pin encpar segments farm stress} "
 want() { [[ $sections == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$out/session.log"; }
 run() { log "$*"; "$@" 2>&1 | tee -a "$out/session.log"; }
@@ -44,6 +44,23 @@ if want devio; then
   run videoforge bench --device-io -m $X2H --size 960x540 --frames 300 -d 0
   run videoforge bench --device-io -m $X4H --size 480x270 --frames 500 -d 0
   run videoforge bench --device-io -m $X2H --size 1920x1080 --frames 50 -d 0 --ep tensorrt
+fi
+
+if want fused; then
+  log "fused-cuda (NVRTC kernels) vs ONNX Runtime vs torch.compile max-autotune: model alone on device buffers, then end to end"
+  for size in 1920x1080:50 960x540:200; do
+    run videoforge bench --device-io --backend fused-cuda -m $X2H --size ${size%:*} --frames ${size#*:} -d 0
+    run videoforge bench --device-io -m $X2H --size ${size%:*} --frames ${size#*:} -d 0
+  done
+  run python3 bench/torch_reference.py --channels-last --compile inference 1920 1080 50
+  run python3 bench/torch_reference.py --channels-last --compile inference 960 540 200
+  X4P=models/realesrgan-x4plus-fp16.onnx
+  if [[ -e $X4P ]]; then
+    run videoforge bench --device-io --backend fused-cuda -m $X4P --size 480x270 --frames 50 -d 0
+    run videoforge bench --device-io -m $X4P --size 480x270 --frames 50 -d 0
+  fi
+  run videoforge -i bench/clips/clip_1920x1080.mp4 -o /tmp/fused_1080.mp4 -m $X2H -d 0 --preset veryfast --backend fused-cuda
+  cp /tmp/fused_1080.mp4.report.json "$out/fused_report_1080.json" 2>/dev/null
 fi
 
 if want torch; then

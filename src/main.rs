@@ -182,6 +182,7 @@ fn bench(b: cli::args::BenchArgs, env: &videoforge::runner::Environment) -> anyh
                 width,
                 height,
                 frames: b.frames.max(1) as u64,
+                backend: b.backend,
             },
             env,
         )?;
@@ -197,6 +198,7 @@ fn bench(b: cli::args::BenchArgs, env: &videoforge::runner::Environment) -> anyh
         precision,
         execution_provider: ep,
         tile: b.tile,
+        backend: b.backend,
     };
     match (b.device_io, device) {
         (true, Device::Cuda(i)) => println!("{}", serde_json::to_string(&cli::bench::device(&bench, i, env)?)?),

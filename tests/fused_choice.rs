@@ -51,3 +51,31 @@ fn fused_cuda_asked_for_where_it_cannot_run_is_a_problem_and_auto_says_why_not()
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("because fused-cuda is not used: no GPU here"), "{out}");
 }
+
+/// The single-file form and `bench` take `--backend`: asked for fused-cuda without a GPU they stop with the reason
+/// and write nothing.
+#[test]
+fn the_command_line_forms_take_the_backend_and_say_why_it_cannot_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.mp4");
+    let o = bin()
+        .args(["-i", &common::root().join("jobs/media/sample.mp4").to_string_lossy()])
+        .args(["-o", &out.to_string_lossy()])
+        .args(["-m", &common::root().join("models/realesr-animevideov3-x2.onnx").to_string_lossy()])
+        .args(["-d", "cpu", "--backend", "fused-cuda"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("model.backend: fused-cuda cannot run this job: the job runs on the CPU"), "{err}");
+    assert!(!out.exists(), "nothing written");
+
+    let o = bin()
+        .args(["bench", "--backend", "fused-cuda", "--size", "64x48", "--frames", "1"])
+        .args(["-m", &common::root().join("models/realesr-animevideov3-x2.onnx").to_string_lossy()])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("fused-cuda runs on CUDA GPUs only"), "{err}");
+}

@@ -69,6 +69,9 @@ pub(crate) struct SingleFile {
     /// Device: a GPU index, "cpu" or "auto".
     #[arg(short = 'd', long, value_name = "DEVICE", default_value = "auto")]
     pub(crate) device: String,
+    /// Inference backend: auto, onnxruntime or fused-cuda (our NVRTC kernels, on SM 8.0+ GPUs).
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = ["auto", "onnxruntime", "fused-cuda"])]
+    pub(crate) backend: String,
     /// Limit on device memory, e.g. 8GiB.
     #[arg(long, value_name = "SIZE")]
     pub(crate) vram_limit: Option<String>,
@@ -147,6 +150,9 @@ pub(crate) struct BenchArgs {
     /// Tile edge in input pixels (0: whole frame).
     #[arg(long, default_value_t = 0)]
     pub(crate) tile: u32,
+    /// Backend plugin: onnxruntime, or fused-cuda (our NVRTC kernels; a GPU and f16).
+    #[arg(long, default_value = "onnxruntime", value_parser = ["onnxruntime", "fused-cuda"])]
+    pub(crate) backend: String,
     /// On a GPU: time the model on device buffers and the whole GPU stage instead of host buffers.
     #[arg(long)]
     pub(crate) device_io: bool,

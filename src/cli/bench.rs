@@ -27,6 +27,19 @@ pub(crate) struct InferenceBench {
     pub(crate) execution_provider: Option<ExecutionProvider>,
     /// Tile edge (0 = whole frame).
     pub(crate) tile: u32,
+    /// The backend plugin's name.
+    pub(crate) backend: String,
+}
+
+/// The backend plugin `name`, loaded the way a run loads it.
+fn load_backend(name: &str, env: &Environment) -> anyhow::Result<Plugin> {
+    Ok(Plugin::load_with(&find_plugin(name, &env.plugin_dirs)?, env.runtime_library.as_deref())?)
+}
+
+/// The compiled-kernel cache a run gives the fused backend, so a benchmark times kernels, not NVRTC (none for
+/// ONNX Runtime, as before: a TensorRT engine cache here would be timed warm).
+fn kernel_cache(backend: &str, env: &Environment) -> Option<PathBuf> {
+    env.cache_dir.as_ref().filter(|_| backend == videoforge::plan::FUSED_CUDA).map(|d| d.join("kernels"))
 }
 
 /// Figures of one inference benchmark.
@@ -62,7 +75,7 @@ pub(crate) fn inference(b: &InferenceBench, env: &Environment) -> anyhow::Result
         Device::Cpu => None,
     };
     let free_before = gpu.as_ref().and_then(|g| g.mem_info().ok()).map(|(f, _)| f);
-    let plugin = Plugin::load_with(&find_plugin("onnxruntime", &env.plugin_dirs)?, env.runtime_library.as_deref())?;
+    let plugin = load_backend(&b.backend, env)?;
     let mut model = plugin.open_model(&ModelOptions {
         model_path: b.model.clone(),
         precision: b.precision,
@@ -72,7 +85,7 @@ pub(crate) fn inference(b: &InferenceBench, env: &Environment) -> anyhow::Result
         tile_overlap: if b.tile > 0 { 16 } else { 0 },
         batch: 1,
         runtime_library: env.runtime_library.clone(),
-        cache_dir: None,
+        cache_dir: kernel_cache(&b.backend, env),
         cuda_stream: 0,
         threads: 0,
         provider_options: env.overrides.provider_options.clone(),
@@ -141,7 +154,7 @@ pub(crate) fn device(b: &InferenceBench, device: u32, env: &Environment) -> anyh
     let dev_err = |e: cudarc::driver::DriverError| anyhow::anyhow!("GPU {device}: {e:?}");
     let gpu = std::sync::Arc::new(videoforge::gpu::GpuContext::new(device)?);
     let free_before = gpu.mem_info().ok().map(|(f, _)| f);
-    let plugin = Plugin::load_with(&find_plugin("onnxruntime", &env.plugin_dirs)?, env.runtime_library.as_deref())?;
+    let plugin = load_backend(&b.backend, env)?;
     let mut model = plugin.open_model(&ModelOptions {
         model_path: b.model.clone(),
         precision: b.precision,
@@ -151,7 +164,7 @@ pub(crate) fn device(b: &InferenceBench, device: u32, env: &Environment) -> anyh
         tile_overlap: 0,
         batch: 1,
         runtime_library: env.runtime_library.clone(),
-        cache_dir: None,
+        cache_dir: kernel_cache(&b.backend, env),
         cuda_stream: gpu.compute.cu_stream() as usize,
         threads: 0,
         provider_options: env.overrides.provider_options.clone(),
@@ -234,6 +247,8 @@ pub(crate) struct SyntheticBench {
     pub(crate) height: u32,
     /// Clip length in frames.
     pub(crate) frames: u64,
+    /// The job's `model.backend`.
+    pub(crate) backend: String,
 }
 
 /// Figures and checks of [`stress_test_synthetic`].
@@ -393,9 +408,10 @@ fn stress_in(b: &SyntheticBench, dir: &std::path::Path, env: &Environment) -> an
         _ => "auto",
     };
     let text = format!(
-        "version = 1\n[model]\npath = {}\nprecision = \"{precision}\"\n[device]\ngpus = {gpus}\n[[input]]\npath = {}\n\
+        "version = 1\n[model]\npath = {}\nbackend = \"{}\"\nprecision = \"{precision}\"\n[device]\ngpus = {gpus}\n[[input]]\npath = {}\n\
          [output]\ndir = {}\nname = \"upscaled.mp4\"\ncontainer = \"mp4\"\n[encode]\ncodec = \"h264\"\npreset = \"ultrafast\"\n",
         q(&model.to_string_lossy()),
+        b.backend,
         q(&input.to_string_lossy()),
         q(&dir.to_string_lossy()),
     );

@@ -33,8 +33,9 @@ pub(crate) fn single_file(s: SingleFile, report: &Output, env: Environment) -> a
     };
     let q = |p: &Path| toml_string(&p.to_string_lossy());
     let mut text = format!(
-        "version = 1\n[model]\npath = {}\nprecision = {}\n[device]\ngpus = {gpus}\n",
+        "version = 1\n[model]\npath = {}\nbackend = {}\nprecision = {}\n[device]\ngpus = {gpus}\n",
         q(&abs(&model)?),
+        toml_string(&s.backend),
         toml_string(&s.precision)
     );
     if let Some(v) = &s.vram_limit {
