@@ -1,6 +1,7 @@
 //! Times every conv tile configuration on the GPU and checks each against the CPU, then times the whole model:
 //! one device call gives the table. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
-//! [MODEL.onnx]` (default: models/realesr-animevideov3-x2.onnx). Prints markdown.
+//! [MODEL.onnx] [--only TILE]` (default: models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times that one
+//! configuration, e.g. under `ncu`). Prints markdown.
 
 use std::path::{Path, PathBuf};
 
@@ -103,7 +104,15 @@ fn main() -> Res<()> {
     // The source tree it was built from, or the current directory on a machine the binary was carried to.
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let root = if built.is_dir() { built } else { std::env::current_dir()? };
-    let model = std::env::args().nth(1).map(PathBuf::from).unwrap_or(root.join("models/realesr-animevideov3-x2.onnx"));
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let only = argv.iter().position(|a| a == "--only").and_then(|i| argv.get(i + 1)).cloned();
+    let model = argv
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || argv[i - 1] != "--only"))
+        .map(|(_, a)| PathBuf::from(a))
+        .unwrap_or(root.join("models/realesr-animevideov3-x2.onnx"));
+    let wanted = |t: &Tile| only.as_ref().is_none_or(|o| *o == t.to_string());
     let nvrtc = Nvrtc::load(None)?;
     let ctx = Context::primary(0)?;
     let sm = ctx.sm;
@@ -132,6 +141,7 @@ fn main() -> Res<()> {
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut tiles = vec![tile_for_sm(sm)];
     tiles.extend(sweep_tiles().into_iter().filter(|t| *t != tile_for_sm(sm)));
+    tiles.retain(|t| wanted(t));
     let mut results: Vec<(Tile, f32)> = Vec::new();
     for t in tiles {
         let Some(k) = Kernel::for_layer(sm, t, 64, 64, 3, false, false) else { continue };
@@ -176,6 +186,7 @@ fn main() -> Res<()> {
     println!("|---|---|---|---|---|---|---|");
     let mut model_tiles = vec![tile_for_sm(sm)];
     model_tiles.extend(results.iter().map(|r| r.0).filter(|t| *t != tile_for_sm(sm)).take(3));
+    model_tiles.retain(|t| wanted(t));
     for t in model_tiles {
         let row = (|| -> Res<String> {
             let mut e = Engine::new(net.clone(), 0, &nvrtc, Some(cache_dir.clone()), Some(t))?;

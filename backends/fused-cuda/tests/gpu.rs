@@ -230,6 +230,8 @@ fn tiles_agree_with_the_whole_frame() {
             }
         }
         println!("{name}: tile vs whole frame, interior max abs {err:.2e}");
-        assert!(err <= 1e-6, "{name}: tile interior differs by {err}");
+        // x3 ends in a bicubic resize whose source coordinates are computed in f32 from the absolute output position:
+        // the tile's origin changes their rounding (seen: 4.3e-6, far below one 8-bit step of 3.9e-3).
+        assert!(err <= 1e-5, "{name}: tile interior differs by {err}");
     }
 }

@@ -83,7 +83,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_halo(const ConvArgs a
 #pragma unroll
                 for (int k = 0; k < 4; ++k) acc[i][j][k] = 0.0f;
 
-#pragma unroll 1
+        // Fully unrolled: every tap's patch and weight offsets become immediates (ncu on the H200: with the tap loop
+        // rolled, integer address arithmetic kept the ALU pipe at 46 % and the tensor pipe at 26 %).
+#pragma unroll
         for (int tap = 0; tap < 9; ++tap) {
             int toff = (tap / 3) * PW + (tap % 3);
 #pragma unroll
