@@ -91,6 +91,9 @@ pub struct FileReport {
     /// SHA-256 of the frames the encoder received (when the job asked for it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_sha256: Option<String>,
+    /// The tile (px) of the one retry this file got after running out of device memory with the plan's tiling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried_with_tile: Option<u32>,
 }
 
 /// CPU time of this process so far (user + system), seconds, from `/proc/self/stat` (Linux; its clock ticks are

@@ -10,6 +10,7 @@ mod engine_plan;
 mod file_plan;
 mod inputs;
 mod problem;
+mod retry;
 mod validate;
 
 pub use build::{build, infer_bytes, Overrides};
@@ -18,4 +19,5 @@ pub use engine_plan::{
 };
 pub use file_plan::{muxer, plan_file, segments_for, FilePlan, FileSettings, FramePath, InputFacts};
 pub use problem::{format_problems, Problem};
+pub use retry::{oom_retry_tile, retry_overlap, MIN_RETRY_TILE};
 pub use validate::validate;
