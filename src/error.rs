@@ -141,14 +141,25 @@ fn output_message(path: &std::path::Path, errno: Option<i32>, detail: &str, need
     let p = path.display();
     match errno {
         Some(errno::ENOSPC | errno::EDQUOT) => match need {
-            Some(n) => format!("disk full: {p} needs about {} MiB more ({detail})", n.div_ceil(1 << 20)),
-            None => format!("disk full: {p} could not be written ({detail})"),
+            Some(n) => format!("disk full: {p} needs about {} MiB more ({detail})", mib(n)),
+            None => format!("disk full: {p} does not fit in the space left ({detail})"),
         },
-        Some(errno::ENOENT) => format!("output folder of {p} vanished while it was being written ({detail})"),
+        Some(errno::ENOENT) => format!("the output folder of {p} vanished; it is not re-created ({detail})"),
         Some(errno::EACCES | errno::EPERM) => format!("no permission to write {p} ({detail})"),
-        Some(errno::EROFS) => format!("{p} is on a read-only file system ({detail})"),
+        Some(errno::EROFS) => format!("cannot write {p}: the file system is read-only ({detail})"),
         Some(errno::EIO) => format!("I/O error writing {p} ({detail})"),
         _ => format!("cannot write {p}: {detail}"),
+    }
+}
+
+/// Mebibytes for a person: one decimal under 10 MiB (a small output that did not fit is not "1 MiB" short), whole
+/// ones above.
+fn mib(bytes: u64) -> String {
+    let m = bytes as f64 / f64::from(1 << 20);
+    if m < 10.0 {
+        format!("{:.1}", (m * 10.0).ceil().max(1.0) / 10.0)
+    } else {
+        format!("{}", m.round() as u64)
     }
 }
 
@@ -210,10 +221,13 @@ impl EngineError {
         }
     }
 
-    /// Whether the device itself failed (lost, reset, out of memory): its worker stops and hands the file on.
+    /// Whether the device itself failed (lost, reset, a driver error): its worker stops and hands the file on.
+    /// Running out of memory is not: another process may hold it for now, and the file can be retried with smaller
+    /// tiles ([`EngineError::is_out_of_memory`]).
     pub fn is_device_failure(&self) -> bool {
-        matches!(self.root(), EngineError::Gpu(_) | EngineError::GpuStage(_) | EngineError::Nvdec(_))
-            || matches!(self.root(), EngineError::Backend(b) if b.retry() == Retry::Retriable)
+        !self.is_out_of_memory()
+            && (matches!(self.root(), EngineError::Gpu(_) | EngineError::GpuStage(_) | EngineError::Nvdec(_))
+                || matches!(self.root(), EngineError::Backend(b) if b.retry() == Retry::Retriable))
     }
 
     /// The process exit code this error maps to when it ends the run.
@@ -239,5 +253,52 @@ impl EngineError {
                 Retry::Retriable => exit_codes::TRANSIENT,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every classified OS error of an output: its one line (the path once) and its exit code when it ends the run.
+    #[test]
+    fn output_faults_by_os_error() {
+        let p = std::path::Path::new("/out/a.mp4");
+        let cases = [
+            (errno::ENOSPC, Some(310 << 20), "disk full: /out/a.mp4 needs about 310 MiB more (x)", Retry::Retriable),
+            (errno::EDQUOT, Some(300 << 10), "disk full: /out/a.mp4 needs about 0.3 MiB more (x)", Retry::Retriable),
+            (errno::ENOSPC, None, "disk full: /out/a.mp4 does not fit in the space left (x)", Retry::Retriable),
+            (
+                errno::ENOENT,
+                None,
+                "the output folder of /out/a.mp4 vanished; it is not re-created (x)",
+                Retry::Retriable,
+            ),
+            (errno::EIO, None, "I/O error writing /out/a.mp4 (x)", Retry::Retriable),
+            (errno::EACCES, None, "no permission to write /out/a.mp4 (x)", Retry::Permanent),
+            (errno::EPERM, None, "no permission to write /out/a.mp4 (x)", Retry::Permanent),
+            (errno::EROFS, None, "cannot write /out/a.mp4: the file system is read-only (x)", Retry::Permanent),
+            (21, None, "cannot write /out/a.mp4: x", Retry::Retriable),
+        ];
+        for (n, need, line, retry) in cases {
+            let e = EngineError::Output { path: p.into(), errno: Some(n), detail: "x".into(), need_bytes: need };
+            assert_eq!(e.to_string(), line);
+            assert_eq!(e.retry(), retry, "{line}");
+            let code = if retry == Retry::Retriable { exit_codes::TRANSIENT } else { exit_codes::BAD_JOB };
+            assert_eq!(EngineError::in_stage("encode", e).exit_code(), code, "{line}");
+        }
+        assert_eq!(mib(5 << 20), "5.0");
+        assert_eq!(mib(1), "0.1");
+        assert_eq!(mib(12 << 20), "12");
+    }
+
+    #[test]
+    fn running_out_of_device_memory_is_not_a_lost_device() {
+        let oom = EngineError::Backend(BackendError::OutOfMemory { plugin: "ort".into(), message: "m".into() });
+        assert!(oom.is_out_of_memory() && !oom.is_device_failure());
+        assert_eq!(oom.exit_code(), exit_codes::TRANSIENT);
+        let lost = EngineError::Gpu(GpuError { device: 0, message: "CUDA_ERROR_ILLEGAL_ADDRESS".into() });
+        assert!(lost.is_device_failure() && !lost.is_out_of_memory());
+        assert_eq!(lost.exit_code(), exit_codes::TRANSIENT);
     }
 }

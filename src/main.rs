@@ -35,15 +35,30 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = err.downcast_ref::<EngineError>().map(EngineError::exit_code).unwrap_or(exit_codes::BAD_JOB);
             if json {
-                let line = serde_json::json!({ "error": format!("{err:#}"), "exit_code": code });
+                let line = serde_json::json!({ "error": one_line(&err), "exit_code": code });
                 eprintln!("{line}");
             } else {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", one_line(&err));
             }
             code
         }
     };
     ExitCode::from(code as u8)
+}
+
+/// An error and its causes on one line, each said once: the engine's errors already quote their source (`"{path}:
+/// {source}"`), and appending the chain again would print `Permission denied (os error 13): Permission denied (os
+/// error 13)`.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn init_logging(log: &LogArgs) {

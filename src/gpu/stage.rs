@@ -110,6 +110,19 @@ impl StageError {
     }
 }
 
+/// A model failure on device buffers. When the context is broken afterwards (a lost or reset device, a sticky
+/// launch failure), the device failed, not the model: that is a GPU error (its worker stops and hands the file on),
+/// not a runtime error that would fail the file for good.
+fn model_failure(gpu: &GpuContext, device: u32, e: BackendError) -> StageError {
+    if matches!(e, BackendError::Runtime { .. }) {
+        if let Err(sync) = gpu.context().synchronize() {
+            let message = format!("{sync:?} after the model failed ({e})");
+            return StageError::Gpu { step: "infer", source: GpuError { device, message } };
+        }
+    }
+    StageError::Model(e)
+}
+
 fn gpu_err(step: &'static str, device: u32) -> impl Fn(String) -> StageError {
     move |message| StageError::Gpu { step, source: GpuError { device, message } }
 }
@@ -215,7 +228,8 @@ impl GpuStage {
                 stream,
                 device: self.device,
             };
-            self.model.run_device(t(in_ptr, w, h), t(out_ptr, ow, oh))?;
+            let gpu = &self.gpu;
+            self.model.run_device(t(in_ptr, w, h), t(out_ptr, ow, oh)).map_err(|e| model_failure(gpu, device, e))?;
         }
         // Every value of the model's output is checked: a few NaNs would be clamped to black unseen.
         self.quality

@@ -61,6 +61,8 @@ pub struct EngineBuilder<'a> {
     device: Device,
     gpu: Option<Arc<GpuContext>>,
     cache_dir: Option<PathBuf>,
+    /// Tile and overlap instead of the plan's (the retry of a file that ran out of device memory).
+    tile: Option<(u32, u32)>,
 }
 
 impl<'a> EngineBuilder<'a> {
@@ -76,7 +78,14 @@ impl<'a> EngineBuilder<'a> {
             Device::Cpu => None,
             Device::Cuda(i) => Some(Arc::new(GpuContext::new(i)?)),
         };
-        Ok(EngineBuilder { plan, plugin, device, gpu, cache_dir })
+        Ok(EngineBuilder { plan, plugin, device, gpu, cache_dir, tile: None })
+    }
+
+    /// Opens models cut into tiles of `tile` px overlapping by `overlap` instead of the plan's tiling: the one
+    /// retry of a file that ran out of device memory (`crate::plan::oom_retry_tile`).
+    pub fn with_tile(mut self, tile: u32, overlap: u32) -> Self {
+        self.tile = Some((tile, overlap));
+        self
     }
 
     /// The device's context (GPU workers): the audit reads device memory through it.
@@ -91,8 +100,8 @@ impl<'a> EngineBuilder<'a> {
             precision: plan.model.precision,
             device: self.device,
             execution_provider: Some(plan.model.execution_provider),
-            tile: plan.pipeline.tile,
-            tile_overlap: plan.pipeline.tile_overlap,
+            tile: self.tile.map_or(plan.pipeline.tile, |t| t.0),
+            tile_overlap: self.tile.map_or(plan.pipeline.tile_overlap, |t| t.1),
             batch: plan.pipeline.batch as u32,
             runtime_library: plan.model.runtime_library.clone(),
             // Compiled TensorRT engines and fused-cuda kernels are cached; ONNX Runtime's CUDA provider has none.

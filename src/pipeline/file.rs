@@ -3,7 +3,7 @@
 //! path and the temporary file is removed.
 
 use super::engine::Engine;
-use super::progress::FileProgress;
+use super::progress::{FileProgress, Progress};
 use super::publish::{discard, partial_path, publish, sweep_stale};
 use super::report::{audit_table, peak_rss_bytes, process_cpu_s, FileReport};
 use super::stages::{self, Stages};
@@ -11,8 +11,9 @@ use super::Cancel;
 use crate::audit::{AllocWindow, AuditReport};
 use crate::error::EngineError;
 use crate::plan::{plan_file, FilePlan, FileSettings, FramePath, InputFacts};
-use crate::video::{DecoderFeed, FrameFilter, Sink, Source, VideoError, VideoInfo, VideoOut, YuvFrame};
+use crate::video::{errno, DecoderFeed, FrameFilter, Sink, Source, VideoError, VideoInfo, VideoOut, YuvFrame};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// One file to upscale.
@@ -82,7 +83,14 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
     }
     sweep_stale(output);
     let tmp = partial_path(output);
-    let result = run(source, &plan, &mut engine, &tmp, cancel, &progress, &metadata, audit, digest_frames);
+    // Frames and bytes handed to the muxer so far, for the estimate of a full disk.
+    let (frames, bytes, total) = (AtomicU64::new(0), AtomicU64::new(0), source.info().estimated_frames);
+    let counted = FileProgress::new(|p: &Progress| {
+        frames.store(p.frames_muxed, Ordering::Relaxed);
+        bytes.store(p.bytes_muxed, Ordering::Relaxed);
+        progress.report(p);
+    });
+    let result = run(source, &plan, &mut engine, &tmp, cancel, &counted, &metadata, audit, digest_frames);
     let pool = engine.pool_stats();
     drop(engine);
     let checked = |r| before_publish.map_or(Ok(()), |check| check()).map(|()| r);
@@ -90,7 +98,13 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         match result.and_then(checked).and_then(|r| publish(&tmp, output).map(|()| r)) {
             Ok(r) => r,
             Err(e) => {
-                let e = with_need(e, &tmp, output);
+                // The sink is released by now (its file descriptor closed): the partial file goes.
+                let so_far = Written {
+                    frames: frames.load(Ordering::Relaxed),
+                    frames_total: total,
+                    muxed: bytes.load(Ordering::Relaxed),
+                };
+                let e = output_fault(e, &tmp, output, &so_far);
                 discard(&tmp);
                 return Err(e);
             }
@@ -142,7 +156,14 @@ pub fn upscale_file(job: FileJob<'_>) -> Result<FileReport, EngineError> {
         frames_sha256: run.frames_sha256,
         quality: run.quality,
         timeline: run.timeline,
+        retried_with_tile: None,
     })
+}
+
+/// The input's frame size (width, height), read from its header: what a retry with smaller tiles is planned from.
+pub fn frame_size(input: &Path) -> Result<(u32, u32), EngineError> {
+    let source = Source::open(input, 1)?;
+    Ok((source.info().width, source.info().height))
 }
 
 /// A finished run of the stages, with what the report needs from its set-up.
@@ -283,10 +304,17 @@ fn cpu_fallback(f: &crate::plan::FilterPlan) -> Option<crate::plan::FilterPlan> 
     })
 }
 
-/// A full disk gets the room the file still needed, estimated from what was written so far. Write errors from
-/// the muxer become output faults naming the final path once.
-fn with_need(e: EngineError, tmp: &Path, output: &Path) -> EngineError {
-    let written = std::fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
+/// How far a file got when its output failed: frames (video packets) and bytes handed to the muxer, and about how
+/// many frames the file has.
+struct Written {
+    frames: u64,
+    frames_total: Option<u64>,
+    muxed: u64,
+}
+
+/// Write errors from the muxer become output faults naming the final path once (the temporary name means nothing
+/// to a user), classified by their OS error. A full disk gets an estimate of the room the file still needed.
+fn output_fault(e: EngineError, tmp: &Path, output: &Path, so_far: &Written) -> EngineError {
     let fault = match e.root() {
         EngineError::Video(v @ (VideoError::Write { .. } | VideoError::Create { .. })) => {
             Some((v.errno(), v.to_string()))
@@ -299,11 +327,75 @@ fn with_need(e: EngineError, tmp: &Path, output: &Path) -> EngineError {
     };
     match e {
         EngineError::Output { path, errno: Some(n), detail, need_bytes: None }
-            if n == crate::video::errno::ENOSPC || n == crate::video::errno::EDQUOT =>
+            if n == errno::ENOSPC || n == errno::EDQUOT =>
         {
-            // At least as much again as was written: the file's size is not known before it is encoded.
-            EngineError::Output { path, errno: Some(n), detail, need_bytes: Some(written.max(1 << 20)) }
+            let on_disk = std::fs::metadata(tmp).map(|m| m.len()).unwrap_or(0);
+            EngineError::Output { path, errno: Some(n), detail, need_bytes: room_needed(on_disk, so_far) }
         }
         e => e,
+    }
+}
+
+/// About how many more bytes a file needs that got `on_disk` bytes onto the disk: its final size estimated from the
+/// bytes muxed so far per frame, times the frames expected, less what is on disk (a muxer holds some back: Matroska
+/// a whole cluster), and at least 1 % of that size (the index still has to fit). "About": the frame count may be
+/// an estimate, frames differ in size, and the container adds its index. `None` when nothing is known to estimate
+/// from.
+fn room_needed(on_disk: u64, so_far: &Written) -> Option<u64> {
+    let (done, muxed) = (so_far.frames, so_far.muxed);
+    if done == 0 || muxed == 0 {
+        return None;
+    }
+    let total = so_far.frames_total?.max(done);
+    let size = (u128::from(muxed) * u128::from(total) / u128::from(done)) as u64;
+    Some(size.saturating_sub(on_disk).max(size / 100).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_room_a_full_disk_needs_is_the_estimated_size_less_what_is_on_disk() {
+        let w = |frames, frames_total, muxed| Written { frames, frames_total, muxed };
+        // 10 MiB muxed for 10 of 40 frames: about 40 MiB in all; 8 MiB reached the disk.
+        assert_eq!(room_needed(8 << 20, &w(10, Some(40), 10 << 20)), Some(32 << 20));
+        // Full at the trailer, with a muxer that held 3 MiB back: about those 3 MiB.
+        assert_eq!(room_needed(7 << 20, &w(40, Some(40), 10 << 20)), Some(3 << 20));
+        // Everything reached the disk but the index: at least 1 % of the size.
+        assert_eq!(room_needed(100 << 20, &w(40, Some(40), 100 << 20)), Some(1 << 20));
+        // Nothing encoded, nothing muxed, or no frame count: no number.
+        assert_eq!(room_needed(0, &w(0, Some(40), 0)), None);
+        assert_eq!(room_needed(0, &w(3, Some(40), 0)), None);
+        assert_eq!(room_needed(1 << 20, &w(10, None, 10 << 20)), None);
+    }
+
+    #[test]
+    fn muxer_write_errors_become_output_faults_naming_the_final_path() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (tmp, out) = (dir.path().join(".o.mp4.partial-1"), dir.path().join("o.mp4"));
+        std::fs::write(&tmp, vec![0u8; 4 << 20]).unwrap_or_else(|e| panic!("{e}"));
+        let write = |n: i32| {
+            EngineError::in_stage(
+                "encode",
+                VideoError::Write { what: "video packet", source: ffmpeg_next::Error::from(-n) },
+            )
+        };
+        let so_far = Written { frames: 4, frames_total: Some(12), muxed: 4 << 20 };
+        let full = output_fault(write(errno::ENOSPC), &tmp, &out, &so_far);
+        assert_eq!(
+            full.to_string(),
+            format!("disk full: {} needs about 8.0 MiB more (video packet: No space left on device)", out.display())
+        );
+        assert_eq!(full.exit_code(), crate::error::exit_codes::TRANSIENT);
+        let ro = output_fault(write(errno::EROFS), &tmp, &out, &so_far);
+        assert_eq!(ro.retry(), crate::error::Retry::Permanent);
+        assert_eq!(
+            ro.to_string(),
+            format!(
+                "cannot write {}: the file system is read-only (video packet: Read-only file system)",
+                out.display()
+            )
+        );
     }
 }

@@ -21,7 +21,7 @@ mod stages;
 pub use cancel::Cancel;
 pub use describe::{describe_file, file_lines};
 pub use engine::{Engine, EngineBuilder};
-pub use file::{input_facts, plan_input, upscale_file, FileJob};
+pub use file::{frame_size, input_facts, plan_input, upscale_file, FileJob};
 pub use progress::{FileProgress, Progress, ProgressSink};
 pub use publish::partial_path;
 pub use report::{peak_rss_bytes, process_cpu_s, FileReport, QueueReport, StageReport};

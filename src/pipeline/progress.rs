@@ -15,6 +15,10 @@ pub struct Progress {
     pub frames_done: u64,
     /// Frames expected (from the container's frame count, or duration × frame rate), if known.
     pub frames_total: Option<u64>,
+    /// Video packets (frames) handed to the muxer so far: behind `frames_done` by what the encoder holds back.
+    pub frames_muxed: u64,
+    /// Bytes of the packets handed to the muxer so far (the output's size, give or take the container).
+    pub bytes_muxed: u64,
     /// Frames per second so far.
     pub fps: f64,
 }

@@ -123,6 +123,9 @@ pub struct FileReport {
     pub quality: super::quality::QualityReport,
     /// Frames and stage use over the run (see [`TimelinePoint`]).
     pub timeline: Vec<TimelinePoint>,
+    /// The tile (px) of the one retry this file got after running out of device memory with the plan's tiling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried_with_tile: Option<u32>,
 }
 
 /// CPU time of this process so far (user + system), seconds, from `/proc/self/stat` (Linux; its clock ticks are

@@ -13,6 +13,7 @@ mod filter_plan;
 mod inputs;
 mod output_format;
 mod problem;
+mod retry;
 mod validate;
 
 pub use build::{build, infer_bytes, Overrides, FUSED_CUDA};
@@ -23,4 +24,5 @@ pub use facts::{FieldOrder, InputFacts, Interlacing};
 pub use file_plan::{muxer, plan_file, segments_for, FilePlan, FileSettings, FramePath};
 pub use filter_plan::{FilterKind, FilterPlan};
 pub use problem::{format_problems, locate, Problem};
+pub use retry::{oom_retry_tile, retry_overlap, MIN_RETRY_TILE};
 pub use validate::validate;

@@ -83,6 +83,11 @@ fn probe_cuda(probe: &mut MachineProbe, options: ProbeOptions) -> Result<(), Una
             Ok(c) => c,
             Err(e) => {
                 probe.notes.push(format!("GPU {i}: cannot create a context: {e:?}"));
+                // A device another process has filled is still there: it is listed (without NVDEC), so the job is
+                // planned as asked and its files fail as transient (out of memory) rather than the job as invalid.
+                if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+                    probe.gpus.extend(without_context(i));
+                }
                 continue;
             }
         };
@@ -114,6 +119,32 @@ fn probe_cuda(probe: &mut MachineProbe, options: ProbeOptions) -> Result<(), Una
         });
     }
     Ok(())
+}
+
+/// What the driver says about device `i` without a context (name, UUID, compute capability, memory): for a device
+/// whose memory another process holds.
+fn without_context(i: c_int) -> Option<GpuInfo> {
+    use cudarc::driver::{result::device, sys::CUdevice_attribute as A};
+    let dev = device::get(i).ok()?;
+    // SAFETY: plain queries on a device handle from cuDeviceGet, after cuInit.
+    let (total, major, minor) = unsafe {
+        let attr = |a| device::get_attribute(dev, a).unwrap_or(0);
+        (
+            device::total_mem(dev).ok()?,
+            attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
+            attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR),
+        )
+    };
+    Some(GpuInfo {
+        index: i as u32,
+        name: device::get_name(dev).unwrap_or_else(|_| "unknown".into()),
+        uuid: device::get_uuid(dev).map(|u| format_uuid(&u.bytes)).unwrap_or_default(),
+        compute_capability: format!("{major}.{minor}"),
+        vram_total: total as u64,
+        vram_free: 0,
+        nvdec: Vec::new(),
+        nvenc: NvencStatus { available: false, detail: "not probed: the device is out of memory".into() },
+    })
 }
 
 /// Calls a library's `version()`-style function (no arguments, an integer back), if the library loads.

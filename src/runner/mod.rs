@@ -230,23 +230,21 @@ fn install_signals(cancel: &Cancel) {
     });
 }
 
-/// Creates the output folders and checks they take a file, before any work: a folder that cannot be written
-/// fails the whole job (no file could succeed) with a permanent error.
-fn check_output_dirs(plan: &EnginePlan, indices: &[usize]) -> Result<(), EngineError> {
-    let dirs: std::collections::BTreeSet<&Path> =
-        indices.iter().filter_map(|&i| plan.work[i].output.parent()).collect();
-    for d in dirs {
-        let folder_error = |source: std::io::Error| match source.kind() {
-            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                EngineError::OutputFolder { path: d.to_path_buf(), source }
-            }
-            _ => EngineError::io(d, source),
-        };
-        std::fs::create_dir_all(d).map_err(folder_error)?;
-        let probe = d.join(format!(".videoforge-write-test-{}", std::process::id()));
-        std::fs::File::create(&probe).map_err(folder_error)?;
-        crate::pipeline::publish::discard(&probe);
-    }
+/// Creates the job's output folder and checks that it takes a file, before any work: a folder that cannot be
+/// written (no permission, read-only file system, immutable) fails the whole job with a permanent error, since no
+/// file could succeed. It is created here only: one that vanishes mid-run fails the files that follow, it is not
+/// re-created.
+fn check_output_dir(dir: &Path) -> Result<(), EngineError> {
+    let folder_error = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            EngineError::OutputFolder { path: dir.to_path_buf(), source }
+        }
+        _ => EngineError::io(dir, source),
+    };
+    std::fs::create_dir_all(dir).map_err(folder_error)?;
+    let probe = dir.join(format!(".videoforge-write-test-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(folder_error)?;
+    crate::pipeline::publish::discard(&probe);
     Ok(())
 }
 
@@ -294,7 +292,8 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
         s.planned = indices.iter().map(|&i| plan.work[i].clone()).collect();
         return Ok(s);
     }
-    check_output_dirs(plan, &indices)?;
+    let output_dir = spec.resolve(&spec.manifest.output.dir);
+    check_output_dir(&output_dir)?;
     let cancel = Cancel::new();
     install_signals(&cancel);
     let progress = ProgressSink::new(opts.progress, indices.len(), !opts.audit);
@@ -312,10 +311,17 @@ pub fn run_job(spec: &JobSpec, opts: &RunOptions) -> Result<RunSummary, EngineEr
     let files = workers::run_all(&shared);
     progress.finish();
     let mut summary = summary(files, cancel.is_stopped());
-    summary.write(opts.shard)?;
-    if let Some(dir) = summary.summary_path.as_deref().and_then(Path::parent) {
-        if let Err(e) = html::write_report(dir) {
-            tracing::warn!("the run report was not written: {e}");
+    match summary.write(&output_dir, opts.shard) {
+        Ok(()) if summary.summary_path.is_some() => {
+            if let Err(e) = html::write_report(&output_dir) {
+                tracing::warn!("the run report was not written: {e}");
+            }
+        }
+        Ok(()) => {}
+        Err(e) => {
+            // The files' own reports are written; the exit code says that the run's record is missing.
+            tracing::error!("the run summary was not written: {e}");
+            summary.not_written(&e);
         }
     }
     Ok(summary)

@@ -4,10 +4,10 @@
 use super::resume::{write_atomic, FileRecord, FileStatus};
 use super::scheduler::Selection;
 use super::shard::Shard;
-use crate::error::{exit_codes, EngineError};
+use crate::error::{exit_codes, EngineError, Retry};
 use crate::plan::WorkItem;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The whole run.
@@ -39,6 +39,12 @@ pub struct RunSummary {
     /// What a dry run would process.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<WorkItem>,
+    /// Why the summary file could not be written (then the exit code is not 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary_error: Option<String>,
+    /// Whether writing it again may succeed.
+    #[serde(skip)]
+    summary_retry: Option<Retry>,
 }
 
 impl RunSummary {
@@ -65,36 +71,58 @@ impl RunSummary {
             summary_path: None,
             shard_source: None,
             planned: Vec::new(),
+            summary_error: None,
+            summary_retry: None,
         }
     }
 
-    /// Writes the summary beside the outputs (`videoforge-run.json`, or `videoforge-run.shard-I-of-N.json`) and
-    /// notes where in `summary_path`.
-    pub fn write(&mut self, shard: Option<Shard>) -> Result<(), EngineError> {
-        let Some(dir) = self.files.first().and_then(|f| f.output.parent()) else { return Ok(()) };
+    /// Writes the summary into the job's output folder `dir` (`videoforge-run.json`, or
+    /// `videoforge-run.shard-I-of-N.json`) and notes where in `summary_path`. A run without files writes none.
+    pub fn write(&mut self, dir: &Path, shard: Option<Shard>) -> Result<(), EngineError> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
         let name = match shard {
             Some(s) => format!("videoforge-run.shard-{}-of-{}.json", s.index + 1, s.count),
             None => "videoforge-run.json".into(),
         };
         let path = dir.join(name);
         self.summary_path = Some(path.clone());
-        let json = serde_json::to_vec_pretty(self).map_err(|e| EngineError::io(&path, std::io::Error::other(e)))?;
-        write_atomic(&path, &json)
+        let written = serde_json::to_vec_pretty(self)
+            .map_err(|e| EngineError::io(&path, std::io::Error::other(e)))
+            .and_then(|json| write_atomic(&path, &json));
+        if written.is_err() {
+            self.summary_path = None;
+        }
+        written
     }
 
-    /// The process exit code: 0 all done; 75 interrupted, or only retriable failures; 1 some files failed.
+    /// Notes that the summary file could not be written: the exit code is then not 0 (75 if writing it again may
+    /// succeed, 1 if not), so a scheduler does not take the run as recorded.
+    pub fn not_written(&mut self, e: &EngineError) {
+        self.summary_error = Some(e.to_string());
+        self.summary_retry = Some(e.retry());
+    }
+
+    /// The process exit code: 0 all done; 75 interrupted, or only retriable failures; 1 some files failed. A
+    /// summary that could not be written turns a 0 into 75 (or 1, when writing it again cannot succeed).
     pub fn exit_code(&self) -> i32 {
         if self.interrupted {
             return exit_codes::TRANSIENT;
         }
         let failed: Vec<&FileRecord> =
             self.files.iter().filter(|f| matches!(f.status, FileStatus::Failed | FileStatus::QualityFailed)).collect();
-        if failed.is_empty() {
+        let code = if failed.is_empty() {
             exit_codes::SUCCESS
         } else if failed.iter().all(|f| f.retriable == Some(true)) {
             exit_codes::TRANSIENT
         } else {
             exit_codes::SOME_FILES_FAILED
+        };
+        match (code, self.summary_retry) {
+            (exit_codes::SUCCESS, Some(Retry::Retriable)) => exit_codes::TRANSIENT,
+            (exit_codes::SUCCESS, Some(Retry::Permanent)) => exit_codes::SOME_FILES_FAILED,
+            _ => code,
         }
     }
 

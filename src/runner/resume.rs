@@ -65,7 +65,8 @@ pub fn report_path(output: &Path) -> PathBuf {
     output.with_file_name(name)
 }
 
-/// Writes a file atomically: a temporary name in the same folder, fsync, rename, fsync the folder.
+/// Writes a file atomically: a temporary name in the same folder, fsync, rename, fsync the folder. An error names
+/// `path` once and is classified by its OS error, like an output's.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), EngineError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -88,7 +89,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), EngineError> {
     })();
     res.map_err(|e| {
         crate::pipeline::publish::discard(&tmp);
-        EngineError::io(path, e)
+        // Classified like an output's write error: a full disk may pass, a read-only folder will not.
+        crate::pipeline::publish::output_error(path, &e)
     })
 }
 

@@ -1,6 +1,7 @@
 //! The worker loop: one thread per worker slot (`files_at_once` per device) takes files off one shared queue,
 //! skips what is complete, runs the pipeline, and writes each file's report. A worker whose device fails puts its
-//! file back (once) for the others and stops.
+//! file back (once) for the others and stops. A file that runs out of device memory is retried once with smaller
+//! tiles (the plan's [`crate::plan::oom_retry_tile`]); its report says so.
 
 use super::claim::{self, Acquired, ClaimGuard};
 use super::resume::{is_complete, record, report_path, write_atomic, FileRecord, FileStatus};
@@ -11,8 +12,9 @@ use crate::codec::Device;
 use crate::digest::sha256_file;
 use crate::error::{EngineError, Retry};
 use crate::fingerprint::EngineFingerprint;
+use crate::pipeline::publish::output_error;
 use crate::pipeline::{self, Cancel, EngineBuilder, FileJob, FileProgress, ProgressSink};
-use crate::plan::{EnginePlan, FileSettings};
+use crate::plan::{EnginePlan, FileSettings, PipelinePlan};
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -130,9 +132,17 @@ fn process_claimed(shared: &Shared<'_>, index: usize, device: Device, worker: &s
             return Some(Outcome { rec, device_failed: None });
         }
         Err(e) => {
+            // The claim is the first thing written beside the output: a folder that vanished or cannot be written
+            // is said as the output's fault (naming the output, classified by its OS error), not the claim's.
+            let e = match &e {
+                claim::ClaimError::Io { source, .. } => output_error(&item.output, source),
+                other => EngineError::Invariant(other.to_string()),
+            };
+            tracing::error!("{}: {e}", item.input.display());
+            shared.progress.file_done();
             let mut rec = record(item, FileStatus::Failed, String::new(), fp, Some(worker.into()), 0.0);
             rec.error = Some(e.to_string());
-            rec.retriable = Some(true);
+            rec.retriable = Some(e.retry() == Retry::Retriable);
             return Some(Outcome { rec, device_failed: None });
         }
     };
@@ -184,20 +194,24 @@ fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str, 
             tracing::warn!("{}: stale report not removed: {e}", report_path(&item.output).display());
         }
     }
-    let result = run_file(shared, index, device, claim);
+    let result = check_folder(&item.output).and_then(|()| retry_oom(shared, index, device, claim));
     let seconds = started.elapsed().as_secs_f64();
     let mut rec = record(item, FileStatus::Complete, input_sha256, fp, Some(worker.into()), seconds);
     rec.started = Some(started_unix);
     match result {
         Ok(report) => {
             rec.pipeline = Some(report);
+            let path = report_path(&item.output);
             let written = serde_json::to_vec_pretty(&rec)
-                .map_err(|e| EngineError::io(report_path(&item.output), std::io::Error::other(e)))
-                .and_then(|json| write_atomic(&report_path(&item.output), &json));
+                .map_err(|e| EngineError::io(&path, std::io::Error::other(e)))
+                .and_then(|json| write_atomic(&path, &json));
             if let Err(e) = written {
+                // The output is published, but without its completion record a rerun redoes it.
+                let message = format!("{} was published but its report was not written: {e}", item.output.display());
+                tracing::error!("{message}");
                 rec.status = FileStatus::Failed;
-                rec.error = Some(e.to_string());
-                rec.retriable = Some(true);
+                rec.retriable = Some(e.retry() == Retry::Retriable);
+                rec.error = Some(message);
             }
         }
         Err(EngineError::Interrupted) => rec.status = FileStatus::Interrupted,
@@ -239,17 +253,49 @@ fn process_one(shared: &Shared<'_>, index: usize, device: Device, worker: &str, 
     done(rec)
 }
 
-/// Runs one file through the pipeline (twice with the audit: the second run checks determinism and device
-/// memory), and returns its report as JSON.
-fn run_file(
+/// Checks that the folder of `output` is still there before a file starts: a folder that vanished mid-run fails
+/// the file (transient) and is not silently re-created. The error is the output's, classified by its OS error.
+fn check_folder(output: &Path) -> Result<(), EngineError> {
+    let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    std::fs::metadata(dir).map(drop).map_err(|e| output_error(output, &e))
+}
+
+/// Runs one file; if the device ran out of memory, once more with smaller tiles (when the plan has a smaller tile
+/// for this frame size), noted in the report and its warnings.
+fn retry_oom(
     shared: &Shared<'_>,
     index: usize,
     device: Device,
     claim: &ClaimGuard,
 ) -> Result<serde_json::Value, EngineError> {
+    let first = run_file(shared, index, device, claim, None);
+    let e = match first {
+        Err(e) if device != Device::Cpu && e.is_out_of_memory() && !shared.cancel.is_stopped() => e,
+        r => return r,
+    };
+    let item = &shared.plan.work[index];
+    let planned = &shared.plan.pipeline;
+    let frame = pipeline::frame_size(&item.input).ok();
+    let Some(tile) = frame.and_then(|f| crate::plan::oom_retry_tile(planned.tile, f)) else { return Err(e) };
+    tracing::warn!("{}: {e}; trying once more with tiles of {tile} px", item.input.display());
+    let overlap = crate::plan::retry_overlap(planned.tile_overlap, tile);
+    let retried = PipelinePlan { tile, tile_overlap: overlap, ..planned.clone() };
+    run_file(shared, index, device, claim, Some(&retried))
+}
+
+/// Runs one file through the pipeline (twice with the audit: the second run checks determinism and device
+/// memory), and returns its report as JSON. `retry`: the stage sizes of the one retry after running out of device
+/// memory, instead of the plan's.
+fn run_file(
+    shared: &Shared<'_>,
+    index: usize,
+    device: Device,
+    claim: &ClaimGuard,
+    retry: Option<&PipelinePlan>,
+) -> Result<serde_json::Value, EngineError> {
     let (plan, fp, opts) = (shared.plan, shared.fp, shared.opts);
     let item = &plan.work[index];
-    let settings = plan
+    let mut settings = plan
         .file_settings(index, device)
         .ok_or_else(|| EngineError::Invariant(format!("work item {index} is not in the plan")))?;
     // TensorRT engines depend on everything in the fingerprint (one folder each); fused-cuda's kernels are keyed
@@ -263,7 +309,11 @@ fn run_file(
     });
     // One engine builder (on a GPU: one context) per file; the audit reads device memory through it before the
     // model is loaded and after the stage is dropped.
-    let builder = EngineBuilder::new(plan, shared.plugin, device, cache_dir)?;
+    let mut builder = EngineBuilder::new(plan, shared.plugin, device, cache_dir)?;
+    if let Some(p) = retry {
+        settings.pipeline = p;
+        builder = builder.with_tile(p.tile, p.tile_overlap);
+    }
     let audit = opts.audit.then_some(opts.env.audit_traces);
     let free = || builder.gpu().and_then(|g| g.settled_mem_info().ok()).map(|(f, _)| f);
     let free_before = if opts.audit { free() } else { None };
@@ -273,6 +323,13 @@ fn run_file(
     let mut job = file_job(shared, &builder, settings, audit, shared.progress.file(&item.input))?;
     job.before_publish = Some(&check);
     let mut report = pipeline::upscale_file(job)?;
+    if let Some(p) = retry {
+        report.retried_with_tile = Some(p.tile);
+        report.warnings.push(format!(
+            "ran out of device memory with the plan's tiling; done on the one retry with tiles of {} px",
+            p.tile
+        ));
+    }
     if let Some(a) = report.audit.as_mut() {
         // The stage and the model are dropped by now: device memory should be back where it started.
         a.vram = free_before.zip(free()).map(|(before, after)| VramAudit {

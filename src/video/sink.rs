@@ -5,8 +5,9 @@
 //! planned encoder keeping every timestamp (the input's, or the filter's), and writes the trailer.
 //!
 //! Finishing is explicit and fallible ([`Sink::finish`]: flush, trailer, close). Dropping a sink that was not
-//! finished only releases it: no trailer is written on a muxer whose I/O may already have failed (that crashed
-//! libavformat on a full disk), and the caller removes the partial file.
+//! finished only releases it ([`Muxer`]): no trailer, no flush of the muxer or of its byte buffer on an output
+//! whose I/O may already have failed (a trailer written after a failed write crashed libavformat on a full disk),
+//! the file descriptor closed; the caller removes the partial file.
 
 use super::color::Subsampling;
 use super::convert;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 /// An open output: muxer, video encoder, and the map from input streams to output streams.
 pub struct Sink {
-    octx: ff::format::context::Output,
+    octx: Muxer,
     encoder: VideoEncoder,
     frame: ff::frame::Video,
     video_out: usize,
@@ -37,10 +38,17 @@ pub struct Sink {
     tags: ColorTags,
     out: VideoOut,
     frames_in: u64,
-    packets_out: u64,
+    muxed: Muxed,
     /// SHA-256 over the visible samples of every frame sent to the encoder (audits only): tells an engine that
     /// is not deterministic from an encoder that is not.
     digest: Option<Sha256>,
+}
+
+/// What has been handed to the muxer.
+#[derive(Debug, Default)]
+struct Muxed {
+    video_packets: u64,
+    bytes: u64,
 }
 
 /// One encoder instance, or several on consecutive segments ([`Segments`]).
@@ -82,7 +90,7 @@ impl Sink {
     ) -> Result<(Sink, Vec<String>), VideoError> {
         let (input, info) = (source.input(), source.info());
         let mut warnings = Vec::new();
-        let mut octx = ff::format::output_as(&path, format).map_err(|source| VideoError::Create { source })?;
+        let mut octx = Muxer(ff::format::output_as(&path, format).map_err(|source| VideoError::Create { source })?);
         let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
 
         // The encoder first: its parameters (extradata) are needed for the stream.
@@ -257,7 +265,7 @@ impl Sink {
                 tags,
                 out,
                 frames_in: 0,
-                packets_out: 0,
+                muxed: Muxed::default(),
                 digest: None,
             },
             warnings,
@@ -290,8 +298,8 @@ impl Sink {
     fn writable_frame(&mut self) -> Result<(), VideoError> {
         if let VideoEncoder::Segments(seg) = &mut self.encoder {
             let (octx, video_out, enc_tb) = (&mut self.octx, self.video_out, self.enc_tb);
-            let (durations, packets_out) = (&mut self.durations, &mut self.packets_out);
-            self.frame = seg.frame(&mut |p| mux_video(octx, video_out, enc_tb, durations, packets_out, p))?;
+            let (durations, muxed) = (&mut self.durations, &mut self.muxed);
+            self.frame = seg.frame(&mut |p| mux_video(octx, video_out, enc_tb, durations, muxed, p))?;
         }
         // SAFETY: a live frame; if an encoder still references its buffer, FFmpeg gives it a fresh one.
         if unsafe { ff::ffi::av_frame_make_writable(self.frame.as_mut_ptr()) } < 0 {
@@ -347,6 +355,13 @@ impl Sink {
         }
     }
 
+    /// Video packets (one per frame) and bytes of all packets (video and copied streams) handed to the muxer so
+    /// far, whether or not they reached the file yet (a muxer buffers some, an encoder holds frames back): what
+    /// the output is made of, for an estimate of its final size.
+    pub fn muxed(&self) -> (u64, u64) {
+        (self.muxed.video_packets, self.muxed.bytes)
+    }
+
     /// The colour the output is encoded in (the input's).
     pub fn color(&self) -> &ColorInfo {
         &self.color
@@ -359,14 +374,7 @@ impl Sink {
             match enc.receive_packet(&mut packet) {
                 Ok(()) => {
                     let p = std::mem::replace(&mut packet, ff::Packet::empty());
-                    mux_video(
-                        &mut self.octx,
-                        self.video_out,
-                        self.enc_tb,
-                        &mut self.durations,
-                        &mut self.packets_out,
-                        p,
-                    )?;
+                    mux_video(&mut self.octx, self.video_out, self.enc_tb, &mut self.durations, &mut self.muxed, p)?;
                 }
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
                 Err(ff::Error::Eof) => return Ok(()),
@@ -382,6 +390,7 @@ impl Sink {
         packet.rescale_ts(itb, otb);
         packet.set_position(-1);
         packet.set_stream(out);
+        self.muxed.bytes += packet.size() as u64;
         packet.write_interleaved(&mut self.octx).map_err(|source| VideoError::Write { what: "packet", source })
     }
 
@@ -395,19 +404,64 @@ impl Sink {
             }
             VideoEncoder::Segments(seg) => {
                 let (octx, video_out, enc_tb) = (&mut self.octx, self.video_out, self.enc_tb);
-                let (durations, packets_out) = (&mut self.durations, &mut self.packets_out);
-                seg.finish(&mut |p| mux_video(octx, video_out, enc_tb, durations, packets_out, p))?;
+                let (durations, muxed) = (&mut self.durations, &mut self.muxed);
+                seg.finish(&mut |p| mux_video(octx, video_out, enc_tb, durations, muxed, p))?;
             }
         }
         self.octx.write_trailer().map_err(|source| VideoError::Write { what: "trailer", source })?;
-        // SAFETY: closes the muxer's I/O context and nulls the pointer, so the context's own destructor (which
-        // closes whatever `pb` is left) has nothing more to do.
-        let closed = unsafe { ff::ffi::avio_closep(&mut (*self.octx.as_mut_ptr()).pb) };
-        if closed < 0 {
-            return Err(VideoError::Write { what: "close", source: ff::Error::from(closed) });
-        }
+        self.octx.close().map_err(|source| VideoError::Write { what: "close", source })?;
         let frames_sha256 = self.digest.take().map(|d| format!("{:x}", d.finalize()));
-        Ok(Finished { frames: self.frames_in, packets: self.packets_out, frames_sha256 })
+        Ok(Finished { frames: self.frames_in, packets: self.muxed.video_packets, frames_sha256 })
+    }
+}
+
+/// The output context. Closed explicitly after the trailer ([`Muxer::close`], fallible); dropped otherwise, which
+/// only releases it: ffmpeg-next's own destructor would `avio_close` the I/O context, and that flushes the buffered
+/// bytes first — one more write into an output that already failed and is about to be removed.
+struct Muxer(ff::format::context::Output);
+
+impl Muxer {
+    /// Closes the file (after the trailer): its last buffered bytes reach the OS here, so a full disk or a failing
+    /// device shows up as this error.
+    fn close(&mut self) -> Result<(), ff::Error> {
+        // SAFETY: closes the live I/O context and nulls the pointer, so neither `Drop` below nor the context's own
+        // destructor (which closes whatever `pb` is left) touches it again.
+        let closed = unsafe { ff::ffi::avio_closep(&mut (*self.0.as_mut_ptr()).pb) };
+        if closed < 0 {
+            return Err(ff::Error::from(closed));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Muxer {
+    fn drop(&mut self) {
+        // SAFETY: `pb` is null (closed by `close`, or never opened) or the live I/O context this muxer opened. Marking
+        // it failed makes `avio_closep` skip its flush (libavformat writes nothing out of an I/O context in error),
+        // then it closes the file descriptor and nulls the pointer. No trailer is written and the muxer is not
+        // flushed; ffmpeg-next's destructor then only frees the context (`avio_close(NULL)` does nothing).
+        unsafe {
+            let pb = &mut (*self.0.as_mut_ptr()).pb;
+            if !pb.is_null() {
+                if (**pb).error == 0 {
+                    (**pb).error = ff::ffi::AVERROR_EXIT;
+                }
+                ff::ffi::avio_closep(pb);
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Muxer {
+    type Target = ff::format::context::Output;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Muxer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
@@ -417,7 +471,7 @@ fn mux_video(
     video_out: usize,
     enc_tb: ff::Rational,
     durations: &mut HashMap<i64, i64>,
-    packets_out: &mut u64,
+    muxed: &mut Muxed,
     mut packet: ff::Packet,
 ) -> Result<(), VideoError> {
     if let Some(d) = packet.pts().and_then(|p| durations.remove(&p)) {
@@ -426,8 +480,9 @@ fn mux_video(
     packet.set_stream(video_out);
     let otb = octx.stream(video_out).map(|s| s.time_base()).unwrap_or(enc_tb);
     packet.rescale_ts(enc_tb, otb);
+    muxed.bytes += packet.size() as u64;
     packet.write_interleaved(octx).map_err(|source| VideoError::Write { what: "video packet", source })?;
-    *packets_out += 1;
+    muxed.video_packets += 1;
     Ok(())
 }
 

@@ -191,7 +191,9 @@ fn host_value(dtype: VfDType, shape: [i64; 4], data: &[f32]) -> Result<DynValue,
     })
 }
 
-fn runtime_err(msg: String) -> PluginFailure {
+/// A runtime failure, as out of memory when the runtime says so (loading a session or running it on a device that
+/// another process filled): the host retries those with smaller tiles, or later.
+pub(crate) fn runtime_err(msg: String) -> PluginFailure {
     let lower = msg.to_ascii_lowercase();
     let status = if lower.contains("out of memory") || lower.contains("failed to allocate") {
         VF_STATUS_OUT_OF_MEMORY

@@ -9,7 +9,7 @@ use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 use videoforge_backend_abi::*;
 
-use crate::device::{self, BoundRun, DeviceIo};
+use crate::device::{self, runtime_err, BoundRun, DeviceIo};
 use crate::opt_str;
 use crate::runtime::{self, Runtime};
 
@@ -45,10 +45,6 @@ fn contract(msg: String) -> PluginFailure {
 
 fn unsupported(msg: String) -> PluginFailure {
     PluginFailure::new(VF_STATUS_UNSUPPORTED, msg)
-}
-
-fn runtime_err(msg: String) -> PluginFailure {
-    PluginFailure::new(VF_STATUS_RUNTIME, msg)
 }
 
 fn shape_str(s: &[i64]) -> String {

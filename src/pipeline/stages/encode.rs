@@ -49,7 +49,8 @@ pub(super) fn run(mut e: Encode<'_>) -> Encoded {
     let mut packets = 0u64;
     let t0 = Instant::now();
     // Built once: the per-frame report only updates the counters (no allocation per frame).
-    let mut prog = Progress { input: e.input_path.into(), frames_done: 0, frames_total: e.frames_total, fps: 0.0 };
+    let (input, frames_total) = (e.input_path.into(), e.frames_total);
+    let mut prog = Progress { input, frames_done: 0, frames_total, frames_muxed: 0, bytes_muxed: 0, fps: 0.0 };
     let result = (|| -> Result<Finished, StageFail> {
         loop {
             let Some(msg) = timed_recv(&e.input, &mut c, e.input_depth) else { return Err(StageFail::Peer) };
@@ -70,6 +71,7 @@ pub(super) fn run(mut e: Encode<'_>) -> Encoded {
                         }
                     }
                     c.stage.frames += 1;
+                    (prog.frames_muxed, prog.bytes_muxed) = e.sink.muxed();
                     report_encoded(c.stage.frames, t0, &mut prog, e.progress);
                     timeline.tick(c.stage.frames, false);
                 }
