@@ -4,9 +4,12 @@
     gpu_libs.py unpack WHEEL_DIR DEPS_DIR WHEEL...      onnxruntime-gpu -> DEPS/onnxruntime-gpu/,
                                                          nvidia-* -> DEPS/cuda/lib/, then DEPS/cuda/LIBS
     gpu_libs.py order LIB_DIR                            the load order of the CUDA libraries in LIB_DIR
-    gpu_libs.py closure [--dir D]... [--allow SONAME]... ROOT...
+    gpu_libs.py closure [--cuda] [--only-driver] [--dir D]... [--allow SONAME]... ROOT...
                                                          every library ROOT needs (DT_NEEDED, recursively) must
-                                                         resolve in the folders D, else exit 1
+                                                         resolve in the folders D, else exit 1; glibc, libstdc++
+                                                         and libcuda may come from elsewhere (with --only-driver
+                                                         only libcuda); --cuda: the libraries that the CUDA
+                                                         provider and cuDNN open with dlopen are roots too
     gpu_libs.py needed FILE...                           DT_NEEDED / SONAME / RPATH of each file
     gpu_libs.py glibc FILE...                            the newest GLIBC_ and GLIBCXX_ symbol versions required
 
@@ -29,14 +32,20 @@ SYSTEM = {
 # The driver's own library: the NVIDIA driver (or the container toolkit) brings it at run time.
 DRIVER = {"libcuda.so.1"}
 
-# Libraries that are loaded with dlopen, so they are not in anyone's DT_NEEDED but must be there:
-# ONNX Runtime's CUDA provider opens cuDNN and cuFFT itself (their names are not even plain strings in the
-# binary); libcudnn.so.9 opens its sub-libraries; cuDNN's runtime-compiled engines and ONNX Runtime open NVRTC,
-# which opens its builtins. The version suffixes come from the libraries that are present.
-DLOPENED = [
-    r"libcudnn\.so\.\d+", r"libcudnn_\w+\.so\.\d+", r"libcufft\.so\.\d+", r"libnvrtc\.so\.\d+",
-    r"libnvrtc-builtins\.so\.[\d.]+",
-]
+# Libraries that are loaded with dlopen, so they are in no one's DT_NEEDED but must be there: ONNX Runtime's CUDA
+# provider opens cuDNN and cuFFT itself (their names are not even plain strings in the binary); libcudnn.so.9
+# opens its sub-libraries; cuDNN's runtime-compiled engines and ONNX Runtime open NVRTC, which opens its builtins.
+CUDNN_PARTS = ["", "_graph", "_ops", "_cnn", "_adv", "_engines_precompiled", "_engines_runtime_compiled", "_heuristic"]
+CUFFT_MAJOR = {13: 12, 12: 11}  # the cuFFT major of each CUDA major
+
+
+def dlopened(cuda_major):
+    """Regular expressions for the sonames opened with dlopen under a CUDA major version (one library each)."""
+    names = [rf"libcudnn{p}\.so\.9" for p in CUDNN_PARTS]
+    names += [rf"libcufft\.so\.{CUFFT_MAJOR[cuda_major]}", rf"libnvrtc\.so\.{cuda_major}",
+              rf"libnvrtc-builtins\.so\.{cuda_major}\.\d+"]
+    return names
+
 
 # What we keep from each wheel (everything else, e.g. libnvblas, libcufftw, the .alt NVRTC builds, is not loaded).
 KEEP_ORT = re.compile(r"^onnxruntime/capi/(libonnxruntime\.so\.[\d.]+|libonnxruntime_providers_\w+\.so)$")
@@ -218,7 +227,7 @@ def cmd_order(args):
 
 
 def cmd_closure(args):
-    dirs, allow, roots = [], set(SYSTEM | DRIVER), []
+    dirs, allow, roots, cuda = [], set(SYSTEM | DRIVER), [], False
     it = iter(args)
     for a in it:
         if a == "--dir":
@@ -227,6 +236,8 @@ def cmd_closure(args):
             allow.add(next(it))
         elif a == "--only-driver":
             allow = set(DRIVER)  # a root filesystem check: glibc and libstdc++ must resolve too
+        elif a == "--cuda":
+            cuda = True  # the CUDA provider's closure: what it opens with dlopen must be there too
         else:
             roots.append(a)
     index = {}
@@ -234,16 +245,20 @@ def cmd_closure(args):
         if os.path.isdir(d):
             for so, p in libs_in(d).items():
                 index.setdefault(so, p)
-    # the dlopen'ed libraries are roots too: whatever of them the folders hold, plus a check that each kind is there
+    # the dlopen'ed libraries are roots too, for the CUDA major of the cudart that the roots need
     todo = list(roots)
     missing = []
-    for pat in DLOPENED:
-        hits = sorted({p for so, p in index.items() if re.fullmatch(pat, so)})
-        if not hits:
-            missing.append(f"(dlopen'ed) {pat.replace(chr(92), '')}: no such library in {', '.join(dirs)}")
-        todo += hits
-        for h in hits:
-            print(f"  {os.path.basename(h)} => {h} (dlopen'ed)")
+    if cuda:
+        majors = {int(n.rsplit(".", 1)[1]) for r in roots for n in Elf(r).needed if n.startswith("libcudart.so.")}
+        if len(majors) != 1:
+            raise SystemExit(f"gpu_libs: --cuda: the roots need cudart of majors {sorted(majors)}, expected one")
+        for pat in dlopened(majors.pop()):
+            hits = sorted({p for so, p in index.items() if re.fullmatch(pat, so)})
+            if not hits:
+                missing.append(f"{pat.replace(chr(92), '')} (opened with dlopen)")
+            todo += hits
+            for h in hits:
+                print(f"  {os.path.basename(h)} => {h} (opened with dlopen)")
     seen, resolved = set(), {}
     while todo:
         path = todo.pop()

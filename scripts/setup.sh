@@ -107,7 +107,7 @@ if [[ $gpu == 1 ]]; then
     # every library the CUDA provider needs must be here (libcuda comes with the driver): fail now, not at run
     # time. One exception besides glibc and libstdc++: cuDNN needs zlib, which every Debian/Ubuntu system has
     # (dpkg needs it) and the bundle ships.
-    if ! closure=$(python3 scripts/gpu_libs.py closure --allow libz.so.1 --dir .deps/onnxruntime-gpu --dir .deps/cuda/lib \
+    if ! closure=$(python3 scripts/gpu_libs.py closure --cuda --allow libz.so.1 --dir .deps/onnxruntime-gpu --dir .deps/cuda/lib \
                    .deps/onnxruntime-gpu/libonnxruntime_providers_cuda.so); then
       echo "$closure" >&2; exit 1
     fi

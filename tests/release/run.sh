@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The release tests, as CI runs them (.ci/run): the GPU set-up's library closure, the CPU bundle (built here from
+# this checkout) run from a temporary folder, the CPU image run under podman, the GPU image's closure. Each test's
+# log is kept in out/release-tests/; the last line counts them.
+#
+#   tests/release/run.sh [gpu-closure] [bundle] [image] [image-gpu]   (default: all four, in this order)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+tests=("$@")
+((${#tests[@]})) || tests=(gpu-closure bundle image image-gpu)
+mkdir -p out/release-tests
+passed=0 failed=0 skipped=0 failures=()
+for t in "${tests[@]}"; do
+  case $t in
+    gpu-closure) cmd=(bash tests/release/gpu-closure.sh) ;;
+    bundle) cmd=(bash -c 'bash scripts/bundle.sh && bash tests/release/bundle.sh') ;;
+    image) cmd=(bash tests/release/image.sh) ;;
+    image-gpu) cmd=(bash -c 'bash scripts/bundle.sh --gpu --no-build && bash tests/release/image.sh --gpu') ;;
+    *) echo "release tests: unknown test $t (gpu-closure, bundle, image, image-gpu)" >&2; exit 2 ;;
+  esac
+  echo "=== release test: $t"
+  t0=$SECONDS
+  "${cmd[@]}" 2>&1 | tee "out/release-tests/$t.log"
+  rc=${PIPESTATUS[0]}
+  took=$((SECONDS - t0))
+  if ((rc != 0)); then
+    failed=$((failed + 1)); failures+=("$t"); echo "=== release test: $t FAILED (exit $rc, ${took} s)"
+  elif grep -q 'skipped:' "out/release-tests/$t.log"; then
+    skipped=$((skipped + 1)); echo "=== release test: $t skipped (${took} s)"
+  else
+    passed=$((passed + 1)); echo "=== release test: $t ok (${took} s)"
+  fi
+done
+((failed == 0)) || echo "release tests failed: ${failures[*]} (logs in out/release-tests/)"
+echo "release: $passed passed, $failed failed, $skipped skipped"
+((failed == 0))
