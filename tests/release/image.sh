@@ -33,6 +33,8 @@ else
 fi
 podman rmi -f "videoforge:$tag" >/dev/null 2>&1 || true
 podman load -q -i "$archive"
+# the loaded image goes again at the end (2 GB for the GPU one); `podman load -i` brings it back
+trap 'podman image unmount "videoforge:$tag" >/dev/null 2>&1; podman rmi -f "videoforge:$tag" >/dev/null 2>&1; rm -rf "$probe" ${data:+"$data"}' EXIT
 podman image exists "videoforge:$tag" || fail "podman load -i $archive did not give videoforge:$tag"
 echo "image test: loaded videoforge:$tag from $archive ($(vf_mib "$archive") MiB); $(podman image inspect --format '{{.Size}}' "videoforge:$tag" | awk '{printf "%.1f MiB", $1/1048576}') unpacked"
 
@@ -40,15 +42,17 @@ if ((gpu)); then
   mnt=$(podman image mount "videoforge:$tag")
   python3 scripts/gpu_libs.py closure --cuda --only-driver --dir "$mnt/opt/videoforge/lib" --dir "$mnt/usr/lib/x86_64-linux-gnu" \
     "$mnt/opt/videoforge/lib/libonnxruntime_providers_cuda.so" "$mnt/opt/videoforge/bin/videoforge" \
-    "$mnt"/opt/videoforge/lib/videoforge/*.so | sed "s|$mnt||g" || { podman image unmount "videoforge:$tag" >/dev/null; fail "the CUDA provider's closure in the image"; }
-  podman image unmount "videoforge:$tag" >/dev/null
+    "$mnt"/opt/videoforge/lib/videoforge/*.so | sed "s|$mnt||g" || fail "the CUDA provider's closure in the image"
+  # the farm examples name this image (under the user's registry)
+  for f in jobs/farm/k8s-indexed-job.yaml jobs/farm/aws-batch-job-definition.json; do
+    grep -qE "REGISTRY/videoforge:${tag//./\\.}(\"|\$)" "$f" || fail "$f does not name the image REGISTRY/videoforge:$tag"
+  done
   echo "image test: ok (videoforge:$tag: the CUDA provider's closure is in the image; running it needs a GPU)"
   exit 0
 fi
 
 # the demo job in /data: the model from the image's bundle
 data=$(mktemp -d)
-trap 'rm -rf "$probe" "$data"' EXIT
 mkdir -p "$data/media"
 cp jobs/media/sample.mp4 "$data/media/"
 sed -e 's|^path = "../models/|path = "/opt/videoforge/models/|' -e 's|^dir = "../out/demo"|dir = "out"|' jobs/demo.toml > "$data/demo.toml"
