@@ -85,6 +85,10 @@ if ((gpu)); then
   cp .deps/cuda/lib/* "$stage/lib/"
   cp .deps/cuda/licenses/* "$stage/share/doc/nvidia/"
   { grep '^#' .deps/cuda/LIBS; grep -v '^#' .deps/cuda/LIBS | sed 's|^lib/||'; } > "$stage/lib/LIBS"
+  # cudarc (the host's NVRTC for kernels/) asks for plain libnvrtc.so first: through the binary's RPATH this link
+  # makes that our NVRTC, the one cuDNN uses, rather than a CUDA toolkit's on the host
+  nvrtc=$(cd "$stage/lib" && ls libnvrtc.so.[0-9]* | head -n1)
+  ln -s "$nvrtc" "$stage/lib/libnvrtc.so"
   ort_pin=$(tr ' ' '\n' < .deps/cuda/PINS | grep '^onnxruntime-gpu==')
 else
   cp -P .deps/onnxruntime/libonnxruntime* "$stage/lib/"

@@ -61,7 +61,8 @@ gpu_pins_12=(onnxruntime-gpu==1.26.0 nvidia-cuda-runtime-cu12==12.8.90 nvidia-cu
 driver_present() { python3 -c 'import ctypes; ctypes.CDLL("libcuda.so.1")' >/dev/null 2>&1; }
 driver_version() {  # e.g. 580.159.04, empty where unknown
   if [[ -r /proc/driver/nvidia/version ]]; then
-    sed -nE 's/.*Kernel Module[^0-9]*([0-9]+(\.[0-9]+)+).*/\1/p' /proc/driver/nvidia/version | head -n1
+    # "NVRM version: NVIDIA UNIX [Open Kernel Module for ]x86_64[ Kernel Module]  580.159.04  ..."
+    grep -m1 -oE '[[:space:]][0-9]{3,}\.[0-9]+(\.[0-9]+)?[[:space:]]' /proc/driver/nvidia/version | tr -d '[:space:]' || true
   elif command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1
   fi
@@ -72,8 +73,10 @@ if [[ -z $gpu ]]; then if driver_present; then gpu=1; else gpu=0; fi; fi
 if [[ $gpu == 1 ]]; then
   drv=$(driver_version)
   major=${VIDEOFORGE_CUDA_MAJOR:-}
-  if [[ -z $major ]]; then
-    if [[ -n $drv && ${drv%%.*} -lt 580 ]]; then major=12; else major=13; fi
+  if [[ -z $major && -n $drv ]]; then
+    if ((${drv%%.*} < 580)); then major=12; else major=13; fi
+  elif [[ -z $major ]]; then  # no version file, no nvidia-smi (a container): ask the driver which CUDA it runs
+    major=$(python3 -c 'import ctypes; v = ctypes.c_int(0); ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(v)); print(12 if 0 < v.value < 13000 else 13)' 2>/dev/null || echo 13)
   fi
   case $major in
     13) pins=("${gpu_pins_13[@]}") ;;
