@@ -75,6 +75,7 @@ if [[ $gpu == 1 ]]; then
   major=${VIDEOFORGE_CUDA_MAJOR:-}
   if [[ -z $major && -n $drv ]]; then
     if ((${drv%%.*} < 580)); then major=12; else major=13; fi
+    if ((${drv%%.*} < 525)); then echo "setup: driver $drv is older than 525, the oldest that runs CUDA 12: the GPU will not be used" >&2; fi
   elif [[ -z $major ]]; then  # no version file, no nvidia-smi (a container): ask the driver which CUDA it runs
     major=$(python3 -c 'import ctypes; v = ctypes.c_int(0); ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(v)); print(12 if 0 < v.value < 13000 else 13)' 2>/dev/null || echo 13)
   fi
