@@ -2,11 +2,13 @@
 # The release bundle: one relocatable folder, packed as dist/videoforge-VERSION-linux-x86_64.tar.zst. Unpack it
 # anywhere and run bin/videoforge: no set-up, no LD_LIBRARY_PATH, no ORT_DYLIB_PATH.
 #
-#   scripts/bundle.sh [--gpu] [--no-build] [--keep]
+#   scripts/bundle.sh [--gpu] [--no-build] [--profile release|dev] [--keep]
 #
 #   --gpu       add ONNX Runtime's CUDA build and the CUDA libraries (scripts/setup.sh with VIDEOFORGE_SETUP_GPU=1
 #               fetches them): dist/videoforge-VERSION-linux-x86_64-cudaN.tar.zst
-#   --no-build  take target/release as it is (default: cargo build --workspace --release --locked first)
+#   --no-build  take the binaries in target/ as they are (default: cargo build --workspace --locked first)
+#   --profile   the cargo profile whose binaries go in (default release; CI's tests use dev, which test.sh has
+#               already built, instead of a second full build)
 #   --keep      keep the unpacked folder in dist/.stage/
 #
 # Layout: bin/videoforge (RPATH $ORIGIN/../lib), lib/videoforge/ (the backend plugins), lib/ (every library the
@@ -16,22 +18,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/release-common.sh
-gpu=0 build=1 keep=0
+gpu=0 build=1 keep=0 profile=release
 while (($#)); do
   case $1 in
     --gpu) gpu=1 ;;
     --no-build) build=0 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-    *) echo "bundle: unknown argument $1 (--gpu, --no-build, --keep)" >&2; exit 2 ;;
+    --profile) profile=$2; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "bundle: unknown argument $1 (--gpu, --no-build, --profile P, --keep)" >&2; exit 2 ;;
   esac
   shift
 done
 
 vf_apt_need patchelf zstd binutils
 if ((gpu)); then VIDEOFORGE_SETUP_GPU=1 bash scripts/setup.sh; else bash scripts/setup.sh; fi
-if ((build)); then cargo build --workspace --release --locked; fi
-[[ -x target/release/videoforge ]] || { echo "bundle: target/release/videoforge is missing (drop --no-build)" >&2; exit 2; }
+case $profile in
+  release) target=target/release ;;
+  dev) target=target/debug ;;
+  *) echo "bundle: --profile $profile: release or dev" >&2; exit 2 ;;
+esac
+if ((build)); then cargo build --workspace --profile "$profile" --locked; fi
+[[ -x $target/videoforge ]] || { echo "bundle: $target/videoforge is missing (drop --no-build)" >&2; exit 2; }
 
 version=$(vf_version)
 name=videoforge-$version-linux-x86_64
@@ -43,24 +51,24 @@ if ((gpu)); then
 fi
 stage=dist/.stage/$name
 rm -rf "$stage" && mkdir -p "$stage"/{bin,lib/videoforge,models,share/doc}
-echo "bundle: staging $stage"
+echo "bundle: staging $stage (from $target)"
 
 # 1. the binary and the plugins (every backend plugin but the test one), without debug info; the binary finds
 #    lib/ through a DT_RPATH (not RUNPATH: an RPATH of the executable also serves the libraries it pulls in and the
 #    ones they dlopen, e.g. libx264 under libavcodec, or cuDNN under ONNX Runtime's CUDA provider)
-cp target/release/videoforge "$stage/bin/"
+cp "$target/videoforge" "$stage/bin/"
 plugins=()
-for p in target/release/libvideoforge_backend_*.so; do
+for p in "$target"/libvideoforge_backend_*.so; do
   [[ $p == *test_panic* ]] && continue
   cp "$p" "$stage/lib/videoforge/" && plugins+=("$p")
 done
-((${#plugins[@]})) || { echo "bundle: no backend plugin in target/release" >&2; exit 2; }
+((${#plugins[@]})) || { echo "bundle: no backend plugin in $target" >&2; exit 2; }
 strip --strip-debug "$stage/bin/videoforge" "$stage"/lib/videoforge/*.so
 patchelf --force-rpath --set-rpath '$ORIGIN/../lib' "$stage/bin/videoforge"
 for p in "$stage"/lib/videoforge/*.so; do patchelf --force-rpath --set-rpath '$ORIGIN/..' "$p"; done
 
 # 2. the shared-library closure (FFmpeg and all it pulls in), minus glibc and the GCC runtime
-closure=$(env -u LD_LIBRARY_PATH ldd target/release/videoforge "${plugins[@]}" | awk '
+closure=$(env -u LD_LIBRARY_PATH ldd "$target/videoforge" "${plugins[@]}" | awk '
   /not found/ { print "MISSING " $1; next }
   $2 == "=>" && $3 ~ /^\// { print $1, $3 }' | sort -u)
 if grep -q '^MISSING' <<<"$closure"; then

@@ -112,6 +112,7 @@ buildah config --os linux --arch amd64 \
   --label org.opencontainers.image.title=videoforge --label org.opencontainers.image.version="$tag" \
   --label org.opencontainers.image.description="AI video upscaling driven by job files" \
   --label org.opencontainers.image.licenses=Apache-2.0 "$c"
+buildah rmi "$image" >/dev/null 2>&1 || true   # an earlier build of this tag, which would stay behind untagged
 buildah commit --quiet --format oci --rm "$c" "$image" >/dev/null
 c=
 rm -f "$out"
