@@ -157,7 +157,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 print!("{}", report.to_text());
             }
-            Ok(exit_codes::SUCCESS)
+            if report.can_run() {
+                Ok(exit_codes::SUCCESS)
+            } else {
+                eprintln!("error: the ONNX Runtime plugin or its library did not load: nothing can run (see above)");
+                Ok(exit_codes::ENVIRONMENT)
+            }
         }
         None => cli::single_file::single_file(cli.single, &out, env),
     }

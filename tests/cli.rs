@@ -78,6 +78,25 @@ fn doctor_without_a_gpu_prints_a_cpu_plan_and_exits_0() {
     assert!(!v["machine"]["notes"].as_array().unwrap().is_empty(), "says why there is no GPU");
 }
 
+/// Without ONNX Runtime nothing can run: doctor says which plugin cannot run and why, and exits 4.
+#[test]
+fn doctor_without_onnx_runtime_says_so_and_exits_4() {
+    let o = Command::new(env!("CARGO_BIN_EXE_videoforge"))
+        .current_dir(root())
+        .arg("doctor")
+        .env("VIDEOFORGE_NO_GPU", "1")
+        .env("ORT_DYLIB_PATH", root().join("no/such/libonnxruntime.so"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("plugin:     onnxruntime 0.1.0 CANNOT RUN:") && out.contains("no/such/libonnxruntime.so"),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("nothing can run"), "{}", stderr(&o));
+}
+
 #[test]
 fn plan_prints_the_full_engine_plan_as_json_deterministically() {
     let a = vf(&["plan", "jobs/demo.toml", "--json"]);

@@ -94,6 +94,14 @@ pub(crate) fn doctor(env: &Environment) -> DoctorReport {
 }
 
 impl DoctorReport {
+    /// Whether the ONNX Runtime plugin loads and its runtime library with it: without it nothing can run (fused-cuda
+    /// refuses CPU jobs and models it does not match).
+    pub(crate) fn can_run(&self) -> bool {
+        self.plugins
+            .iter()
+            .any(|p| p["name"] == "onnxruntime" && p.get("error").is_none() && p["library_error"].is_null())
+    }
+
     /// Text for a person.
     pub(crate) fn to_text(&self) -> String {
         let m = &self.machine;
@@ -146,6 +154,12 @@ impl DoctorReport {
         for p in &self.plugins {
             if let Some(e) = p.get("error") {
                 s += &format!("plugin:     {} FAILED: {}\n", p["path"], e.as_str().unwrap_or_default());
+            } else if let Some(e) = p["library_error"].as_str() {
+                s += &format!(
+                    "plugin:     {} {} CANNOT RUN: {e}\n",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["version"].as_str().unwrap_or("?")
+                );
             } else {
                 s += &format!(
                     "plugin:     {} {} ({}), execution providers: {}\n",

@@ -2,9 +2,9 @@
 //! for one SM. NVRTC needs no GPU, so CI compiles every kernel with the library from PyPI's nvidia-cuda-nvrtc.
 //!
 //! Search order: the path the host passes; `<exe>/../lib` and `<exe>`; `.deps/nvrtc/` in the folders above the
-//! executable and above this crate's source (tests); the CUDA toolkit's usual folders; then the system loader
-//! (`libnvrtc.so.13`, `libnvrtc.so.12`). The builtins library next to the one found is loaded first, so NVRTC finds
-//! it whatever the loader's path.
+//! executable (a checkout: test binaries live under its `target/`); the CUDA toolkit's usual folders; then the
+//! system loader (`libnvrtc.so.13`, `libnvrtc.so.12`). The builtins library next to the one found is loaded first,
+//! so NVRTC finds it whatever the loader's path.
 
 use std::ffi::{c_char, c_int, CString};
 use std::path::{Path, PathBuf};
@@ -62,7 +62,6 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
         dirs.push(exe_dir.clone());
         dirs.extend(exe_dir.ancestors().map(|a| a.join(".deps/nvrtc")));
     }
-    dirs.extend(Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(|a| a.join(".deps/nvrtc")));
     dirs.push(PathBuf::from("/usr/local/cuda/lib64"));
     dirs.push(PathBuf::from("/usr/local/cuda/targets/x86_64-linux/lib"));
     for d in dirs {

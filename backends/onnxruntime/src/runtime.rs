@@ -52,7 +52,8 @@ pub(crate) fn get(explicit: Option<&Path>) -> Result<&'static Runtime, PluginFai
 
 /// Where to look, in order: the host's explicit path (the host resolves `ORT_DYLIB_PATH`, the bundle and the
 /// checkout's `.deps/`), next to this plugin and in its parent folder (the bundle's `lib/`), `.deps/onnxruntime/`
-/// under the current directory and its parents, under the source workspace, then system library folders.
+/// under the current directory and its parents, then system library folders. No path fixed at build time: a
+/// bundle must never quietly load the library of the checkout it was built in.
 fn locate(explicit: Option<&Path>) -> Result<PathBuf, PluginFailure> {
     const NAME: &str = "libonnxruntime.so";
     if let Some(p) = explicit {
@@ -72,7 +73,6 @@ fn locate(explicit: Option<&Path>) -> Result<PathBuf, PluginFailure> {
     if let Ok(cwd) = std::env::current_dir() {
         candidates.extend(cwd.ancestors().map(|d| d.join(".deps/onnxruntime").join(NAME)));
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.deps/onnxruntime").join(NAME));
     for d in ["/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/opt/onnxruntime/lib"] {
         candidates.push(Path::new(d).join(NAME));
     }
