@@ -52,15 +52,17 @@ if want fused; then
     run videoforge bench --device-io --backend fused-cuda -m $X2H --size ${size%:*} --frames ${size#*:} -d 0
     run videoforge bench --device-io -m $X2H --size ${size%:*} --frames ${size#*:} -d 0
   done
-  run python3 bench/torch_reference.py --channels-last --compile inference 1920 1080 50
-  run python3 bench/torch_reference.py --channels-last --compile inference 960 540 200
-  X4P=models/realesrgan-x4plus-fp16.onnx
+  X4P=.deps/models/realesrgan-x4plus-fp16.onnx
   if [[ -e $X4P ]]; then
     run videoforge bench --device-io --backend fused-cuda -m $X4P --size 480x270 --frames 50 -d 0
     run videoforge bench --device-io -m $X4P --size 480x270 --frames 50 -d 0
   fi
-  run videoforge -i bench/clips/clip_1920x1080.mp4 -o /tmp/fused_1080.mp4 -m $X2H -d 0 --preset veryfast --backend fused-cuda
-  cp /tmp/fused_1080.mp4.report.json "$out/fused_report_1080.json" 2>/dev/null
+  for b in fused-cuda onnxruntime; do
+    run videoforge -i bench/clips/clip_1920x1080.mp4 -o /tmp/e2e_$b.mp4 -m $X2H -d 0 --preset veryfast --backend $b
+    cp /tmp/e2e_$b.mp4.report.json "$out/e2e_${b}_1080.json" 2>/dev/null
+  done
+  run timeout 240 python3 bench/torch_reference.py --channels-last --compile inference 1920 1080 50
+  run timeout 120 python3 bench/torch_reference.py --channels-last --compile inference 960 540 200
 fi
 
 if want torch; then

@@ -33,7 +33,9 @@ pub(crate) fn doctor(env: &Environment) -> DoctorReport {
     let mut has_cuda_ep = false;
     let mut fused_ready = None;
     for path in discover_plugins(&env.plugin_dirs) {
-        match Plugin::load_with(&path, env.runtime_library.as_deref()) {
+        // The ONNX Runtime library is the ONNX Runtime plugin's runtime only (fused-cuda's is NVRTC).
+        let ort = path.file_name() == Some(std::ffi::OsStr::new(&videoforge::backend::plugin_file_name("onnxruntime")));
+        match Plugin::load_with(&path, env.runtime_library.as_deref().filter(|_| ort)) {
             Ok(p) => {
                 if p.info().name == videoforge::plan::FUSED_CUDA {
                     fused_ready = Some(p.info().library_error.clone());

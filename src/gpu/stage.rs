@@ -263,7 +263,9 @@ impl GpuStage {
                 .map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
         }
         let mut stats = [0u8; SCRATCH_BYTES];
-        s.memcpy_dtoh(self.scratch.get(), &mut stats[..]).map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
+        // The pool's buffer may be larger than asked for: download exactly the scratch.
+        s.memcpy_dtoh(&self.scratch.get().slice(0..SCRATCH_BYTES), &mut stats[..])
+            .map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
         s.synchronize().map_err(|e| gpu_err("download", device)(format!("{e:?}")))?;
         Ok(DeviceStats::read(&stats, input_luma))
     }
