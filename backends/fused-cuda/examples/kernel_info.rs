@@ -9,13 +9,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sm: u32 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(90);
     let filter = std::env::args().nth(2).unwrap_or_default();
     let nvrtc = Nvrtc::load(None)?;
-    let mut opts = Nvrtc::options(sm, false);
-    opts.push("--ptxas-options=-v".into());
     for k in ci_variants(sm).into_iter().filter(|k| k.name().contains(&filter)) {
+        let mut opts = Nvrtc::options(sm, k.arch_specific());
+        opts.push("--ptxas-options=-v".into());
         let (_, log) = nvrtc.compile_with_log(&k.name(), sm, &k.source(), &opts)?;
         let info: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains("registers") || l.contains("spill"))
+            .filter(|l| l.contains("registers") || l.contains("spill") || l.contains("wgmma"))
             .map(|l| l.trim().trim_start_matches("ptxas info    :").trim())
             .collect();
         println!("{:<48} dyn smem {:>6} | {}", k.name(), k.smem(64), info.join(" | "));

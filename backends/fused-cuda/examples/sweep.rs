@@ -1,7 +1,7 @@
 //! Times every conv tile configuration on the GPU and checks each against the CPU, then times the whole model:
 //! one device call gives the table. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
-//! [MODEL.onnx] [--only TILE]` (default: models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times that one
-//! configuration, e.g. under `ncu`). Prints markdown.
+//! [MODEL.onnx] [--only TILE[,TILE...]]` (default: models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times
+//! that configuration alone, e.g. under `ncu`). Prints markdown.
 
 use std::path::{Path, PathBuf};
 
@@ -112,7 +112,7 @@ fn main() -> Res<()> {
         .find(|(i, a)| !a.starts_with("--") && (*i == 0 || argv[i - 1] != "--only"))
         .map(|(_, a)| PathBuf::from(a))
         .unwrap_or(root.join("models/realesr-animevideov3-x2.onnx"));
-    let wanted = |t: &Tile| only.as_ref().is_none_or(|o| *o == t.to_string());
+    let wanted = |t: &Tile| only.as_ref().is_none_or(|o| o.split(',').any(|n| n == t.to_string()));
     let nvrtc = Nvrtc::load(None)?;
     let ctx = Context::primary(0)?;
     let sm = ctx.sm;

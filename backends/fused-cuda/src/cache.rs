@@ -21,9 +21,10 @@ impl<'a> KernelCache<'a> {
         KernelCache { nvrtc, dir }
     }
 
-    /// The cache file of a kernel for an SM.
+    /// The cache file of a kernel for an SM (`arch_specific`: `sm_XYa`, which a kernel that needs it always gets).
     pub fn file(&self, k: &Kernel, sm: u32, arch_specific: bool) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
+        let arch_specific = arch_specific || k.arch_specific();
         let opts = Nvrtc::options(sm, arch_specific);
         let (maj, min) = self.nvrtc.version();
         let hash = source_hash(&k.source(), &opts);
@@ -41,6 +42,7 @@ impl<'a> KernelCache<'a> {
                 }
             }
         }
+        let arch_specific = arch_specific || k.arch_specific();
         let cubin = self.nvrtc.compile(&k.name(), sm, &k.source(), &Nvrtc::options(sm, arch_specific))?;
         if let Some(f) = &file {
             store(f, &cubin)?;

@@ -10,13 +10,14 @@ const COMMON: &str = include_str!("common.cu");
 const CONV_COMMON: &str = include_str!("conv_common.cu");
 const CONV: &str = include_str!("conv_mma.cu");
 const HALO: &str = include_str!("conv_halo.cu");
+const WGMMA: &str = include_str!("conv_wgmma.cu");
 const HEAD: &str = include_str!("head.cu");
 const DOWN: &str = include_str!("downscale.cu");
 
 /// The first 16 hex digits of SHA-256 over every kernel source: part of the engine fingerprint, so changed kernels
 /// redo finished files.
 pub fn sources_hash() -> String {
-    let all = [COMMON, CONV_COMMON, CONV, HALO, HEAD, DOWN].join("\0");
+    let all = [COMMON, CONV_COMMON, CONV, HALO, WGMMA, HEAD, DOWN].join("\0");
     source_hash(&all, &[])[..16].to_string()
 }
 
@@ -45,7 +46,8 @@ pub fn max_smem(sm: u32) -> u32 {
 
 /// A conv tile configuration: pixels per CTA (`bm`), warps along M and N, input channels per pipeline stage
 /// (`kc`), pipeline depth; `halo` prefers the resident-weight halo-tile kernel where its shared memory fits (then
-/// `kc` and `stages` are unused: it takes all input channels at once, double-buffered).
+/// `kc` and `stages` are unused: it takes all input channels at once, double-buffered); `wgmma` prefers the
+/// Hopper warpgroup-MMA conv for the 3x3 layers it takes (sm_90 only), the other fields then serve the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tile {
     /// Output pixels per CTA.
@@ -60,10 +62,24 @@ pub struct Tile {
     pub stages: u32,
     /// Prefer `conv_halo`.
     pub halo: bool,
+    /// Prefer `conv_wgmma` with this shape.
+    pub wgmma: Option<Wg>,
+}
+
+/// The shape of a `conv_wgmma` CTA: warpgroups, each walking its own tiles of `rows` output rows x 64 pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Wg {
+    /// Warpgroups (128 threads each) per CTA.
+    pub groups: u32,
+    /// Output rows per warpgroup tile.
+    pub rows: u32,
 }
 
 impl std::fmt::Display for Tile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(wg) = self.wgmma {
+            return write!(f, "wgmma_g{}_r{}", wg.groups, wg.rows);
+        }
         match self.halo {
             true => write!(f, "halo_bm{}_w{}x{}", self.bm, self.warps_m, self.warps_n),
             false => write!(f, "bm{}_w{}x{}_kc{}_s{}", self.bm, self.warps_m, self.warps_n, self.kc, self.stages),
@@ -74,11 +90,21 @@ impl std::fmt::Display for Tile {
 /// The tuned configuration for an SM (8.0, 8.6, 8.9, 9.0; others take the nearest lower row).
 pub fn tile_for_sm(sm: u32) -> Tile {
     match sm {
-        0..=85 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 4, halo: true },
-        86..=88 => Tile { bm: 64, warps_m: 2, warps_n: 2, kc: 32, stages: 3, halo: true },
-        89 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 3, halo: true },
-        // H200 sweep (bench/RESULTS.md): halo_bm64_w4x2 is the fastest 64 -> 64 layer and the fastest whole model.
-        _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true },
+        0..=85 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 4, halo: true, wgmma: None },
+        86..=88 => Tile { bm: 64, warps_m: 2, warps_n: 2, kc: 32, stages: 3, halo: true, wgmma: None },
+        89 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 3, halo: true, wgmma: None },
+        // Hopper: the warpgroup-MMA conv for the 3x3 layers it takes, halo_bm64_w4x2 (the fastest mma.sync
+        // configuration on the H200, bench/RESULTS.md) for the rest.
+        90 => Tile {
+            bm: 64,
+            warps_m: 4,
+            warps_n: 2,
+            kc: 64,
+            stages: 4,
+            halo: true,
+            wgmma: Some(Wg { groups: 2, rows: 2 }),
+        },
+        _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None },
     }
 }
 
@@ -89,7 +115,7 @@ pub fn sweep_tiles() -> Vec<Tile> {
         for (warps_m, warps_n) in [(2, 2), (4, 2), (8, 1)] {
             for kc in [32, 64] {
                 for stages in [3, 4] {
-                    let t = Tile { bm, warps_m, warps_n, kc, stages, halo: false };
+                    let t = Tile { bm, warps_m, warps_n, kc, stages, halo: false, wgmma: None };
                     if t.bm % (16 * t.warps_m) == 0 && conv_smem(t, 64) <= MAX_SMEM && t.bm / t.warps_m <= 64 {
                         v.push(t);
                     }
@@ -99,13 +125,27 @@ pub fn sweep_tiles() -> Vec<Tile> {
     }
     for bm in [64, 128, 256] {
         for (warps_m, warps_n) in [(2, 2), (4, 2), (8, 1)] {
-            let t = Tile { bm, warps_m, warps_n, kc: 64, stages: 2, halo: true };
+            let t = Tile { bm, warps_m, warps_n, kc: 64, stages: 2, halo: true, wgmma: None };
             if t.bm % (16 * t.warps_m) == 0 && halo_smem(t, 64, 64) <= MAX_SMEM && t.bm / t.warps_m <= 64 {
                 v.push(t);
             }
         }
     }
+    let base = Tile { wgmma: None, ..tile_for_sm(90) };
+    for (groups, rows) in [(1, 2), (1, 4), (2, 1), (2, 2), (3, 1)] {
+        let t = Tile { wgmma: Some(Wg { groups, rows }), ..base };
+        if wgmma_smem(Wg { groups, rows }, 64, 64) <= MAX_SMEM {
+            v.push(t);
+        }
+    }
     v
+}
+
+/// Dynamic shared memory of a wgmma variant: resident weights and two input patches per warpgroup (each 8-channel
+/// plane of a patch padded by 16 bytes, see `conv_wgmma.cu`).
+pub fn wgmma_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
+    let plane = (wg.rows + 2) * 66 * 16 + 16;
+    9 * (cin / 8) * bn * 16 + wg.groups * 2 * (cin / 8) * plane
 }
 
 /// Dynamic shared memory of a halo variant: resident weights and two input patches.
@@ -148,6 +188,15 @@ pub enum Kernel {
         /// IO is f16 (tail only).
         io_f16: bool,
     },
+    /// The Hopper warpgroup-MMA conv (`conv_wgmma.cu`), 3x3, NHWC output only, persistent CTAs; sm_90a.
+    Wgmma {
+        /// CTA shape.
+        wg: Wg,
+        /// Output channels per CTA (32 or 64).
+        bn: u32,
+        /// Input channels (all resident).
+        cin: u32,
+    },
     /// The fused head (`head.cu`).
     Head {
         /// IO is f16.
@@ -173,7 +222,7 @@ impl Kernel {
         while warps_n > 1 && bn % (16 * warps_n) != 0 {
             warps_n /= 2;
         }
-        let tile = Tile { kc, warps_n, halo: false, ..tile };
+        let tile = Tile { kc, warps_n, halo: false, wgmma: None, ..tile };
         // The IO type only matters to the tail's epilogue: one NHWC variant serves both.
         Some(Kernel::Conv { tile, bn, ksize, tail, io_f16: io_f16 && tail })
     }
@@ -192,8 +241,14 @@ impl Kernel {
         let Kernel::Conv { tile: t, bn, .. } = Kernel::conv(tile, cin, cout_pad, ksize, tail, io_f16)? else {
             return None;
         };
+        if let Some(wg) = tile.wgmma {
+            let fits = wgmma_smem(wg, cin, bn) <= max_smem(sm) && cin == 64 && matches!(bn, 32 | 64);
+            if sm == 90 && ksize == 3 && !tail && fits {
+                return Some(Kernel::Wgmma { wg, bn, cin });
+            }
+        }
         if tile.halo && ksize == 3 && halo_smem(tile, cin, bn) <= max_smem(sm) {
-            let tile = Tile { halo: true, kc: 0, stages: 2, ..t };
+            let tile = Tile { halo: true, wgmma: None, kc: 0, stages: 2, ..t };
             return Some(Kernel::Halo { tile, bn, cin, tail, io_f16: io_f16 && tail });
         }
         Kernel::conv(tile, cin, cout_pad, ksize, tail, io_f16)
@@ -208,9 +263,18 @@ impl Kernel {
                 let tiles = (w.div_ceil(16) * h.div_ceil(tile.bm as usize / 16)) as u32;
                 (tiles.min(resident.max(1)), cout_pad as u32 / bn)
             }
+            Kernel::Wgmma { wg, bn, .. } => {
+                let tiles = (w.div_ceil(64) * h.div_ceil(wg.rows as usize)) as u32;
+                (tiles.div_ceil(wg.groups).min(resident.max(1)), cout_pad as u32 / bn)
+            }
             Kernel::Head { .. } => ((h * w).div_ceil(128) as u32, 1),
             Kernel::Downscale { .. } => ((h * w).div_ceil(256) as u32, 1),
         }
+    }
+
+    /// Whether the kernel uses Hopper-only instructions: compiled for `sm_90a`, which runs on sm_90 devices only.
+    pub fn arch_specific(&self) -> bool {
+        matches!(self, Kernel::Wgmma { .. })
     }
 
     /// The `extern "C"` entry point.
@@ -218,6 +282,7 @@ impl Kernel {
         match self {
             Kernel::Conv { .. } => "conv_mma",
             Kernel::Halo { .. } => "conv_halo",
+            Kernel::Wgmma { .. } => "conv_wgmma",
             Kernel::Head { .. } => "head_conv",
             Kernel::Downscale { .. } => "downscale_cubic",
         }
@@ -235,6 +300,7 @@ impl Kernel {
                 let epi = if *tail { format!("tail_{}", io(*io_f16)) } else { "nhwc".to_string() };
                 format!("conv3x3_{tile}_cin{cin}_bn{bn}_{epi}")
             }
+            Kernel::Wgmma { wg, bn, cin } => format!("conv3x3_wgmma_g{}_r{}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows),
             Kernel::Head { io_f16 } => format!("head_{}", io(*io_f16)),
             Kernel::Downscale { io_f16 } => format!("downscale_{}", io(*io_f16)),
         }
@@ -244,6 +310,7 @@ impl Kernel {
     pub fn threads(&self) -> u32 {
         match self {
             Kernel::Conv { tile, .. } | Kernel::Halo { tile, .. } => tile.warps_m * tile.warps_n * 32,
+            Kernel::Wgmma { wg, .. } => wg.groups * 128,
             Kernel::Head { .. } => 128,
             Kernel::Downscale { .. } => 256,
         }
@@ -254,6 +321,7 @@ impl Kernel {
         match self {
             Kernel::Conv { tile, bn, .. } => conv_smem(*tile, *bn),
             Kernel::Halo { tile, bn, cin, .. } => halo_smem(*tile, *cin, *bn),
+            Kernel::Wgmma { wg, bn, cin } => wgmma_smem(*wg, *cin, *bn),
             Kernel::Head { .. } => (27 + 2) * cout * 4,
             Kernel::Downscale { .. } => 0,
         }
@@ -267,6 +335,7 @@ impl Kernel {
             | Kernel::Halo { io_f16, .. }
             | Kernel::Head { io_f16 }
             | Kernel::Downscale { io_f16 } => *io_f16,
+            Kernel::Wgmma { .. } => false,
         };
         let _ = writeln!(s, "// videoforge fused-cuda kernel {}", self.name());
         let _ = writeln!(s, "#define IO_F16 {}", io_f16 as u32);
@@ -289,12 +358,20 @@ impl Kernel {
                 );
                 HALO
             }
+            Kernel::Wgmma { wg, bn, cin } => {
+                let _ = writeln!(
+                    s,
+                    "#define BN {bn}\n#define NWG {}\n#define TR {}\n#define CIN {cin}\n#define EPI 0",
+                    wg.groups, wg.rows
+                );
+                WGMMA
+            }
             Kernel::Head { .. } => HEAD,
             Kernel::Downscale { .. } => DOWN,
         };
         s.push_str(COMMON);
         s.push('\n');
-        if matches!(self, Kernel::Conv { .. } | Kernel::Halo { .. }) {
+        if matches!(self, Kernel::Conv { .. } | Kernel::Halo { .. } | Kernel::Wgmma { .. }) {
             s.push_str(CONV_COMMON);
             s.push('\n');
         }
@@ -332,7 +409,7 @@ pub fn table_variants(sm: u32) -> Vec<Kernel> {
             }
         }
     };
-    let no_halo = Tile { halo: false, ..t };
+    let no_halo = Tile { halo: false, wgmma: None, ..t };
     for cin in [64, 96, 128, 160, 192] {
         for cout in [32, 64] {
             push(Kernel::for_layer(sm, t, cin, cout, 3, false, false));
