@@ -38,8 +38,7 @@ __device__ __forceinline__ void store_pair(const ConvArgs& a, float acc0, float 
         *(unsigned*)((half_t*)a.out + (long long)m * a.out_stride + a.out_off + n) = pack_h2(v0, v1);
     }
 #else
-    int oh = a.h * a.shuffle, ow = a.w * a.shuffle;
-    (void)ow;
+    int oh = a.h * a.shuffle;
     const IoTable* io = (const IoTable*)a.io;
 #pragma unroll
     for (int e = 0; e < 2; ++e) {

@@ -3,8 +3,9 @@
 // tensor cores pull A and B themselves while the warps only issue. All 9 x CIN x BN weights stay resident; each of
 // the CTA's NWG warpgroups walks its own TR-row x 64-pixel output tiles with its own double-buffered input patch
 // ((TR + 2) x 66 pixels, loaded once for all nine taps with cp.async; the next tile's patch arrives during this
-// one's MMAs), so one warpgroup's epilogue overlaps another's MMAs. Same arguments as conv_mma; the epilogue without
-// residuals stages the tile through shared memory for 16-byte stores, the one with residuals is conv_common.cu's.
+// one's MMAs), so one warpgroup's epilogue overlaps another's MMAs. Same arguments as conv_mma; without residuals the
+// epilogue stages the tile through shared memory for whole-run stores (NHWC, or the tail's pixel shuffle into planar
+// RGB), with residuals it is conv_common.cu's.
 //
 // Shared memory holds both operands in the canonical no-swizzle K-major layout: 8 rows x 16 bytes core matrices,
 // rows contiguous (16 B apart), 8-row groups SBO = 128 B apart, 8-element K chunks LBO apart.
@@ -12,7 +13,7 @@
 //   the same bytes started (dy * 66 + dx) pixels later: 64 consecutive patch pixels are 64 consecutive output
 //   pixels. PLANE is padded by 16 B so the 8 channel planes fall on different banks when the patch is written.
 // - Weights: byte(k, n) = (k / 8) * (BN * 16) + n * 16 + (k % 8) * 2 with k = tap * CIN + ci.
-// Compile-time parameters: BN (32 or 64) NWG TR CIN (64) EPI (0) IO_F16.
+// Compile-time parameters: BN (16, 32, 48 or 64) NWG TR CIN (64) EPI (0 NHWC slice, 1 the tail) IO_F16.
 
 #define THREADS (NWG * 128)
 #define TW 64
@@ -26,7 +27,7 @@
 #define CH (CIN / 8)
 #define PPT (128 / CH)
 #define SROW (BN * 2 + 16)
-#if TR * TW * SROW > PATCH_BYTES
+#if TR * TW * SROW > PATCH_BYTES || (EPI == 1 && TR * TW * BN * 4 > PATCH_BYTES)
 #error "conv_wgmma: the output staging must fit in a patch buffer"
 #endif
 
@@ -65,6 +66,16 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[NACC], u64 da, u64 db, int a
           "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
           "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "l"(da), "l"(db), "r"(accumulate));
+#elif BN == 48
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23}, %24, %25, p, 1, 1, "
+        "0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+        : "l"(da), "l"(db), "r"(accumulate));
 #elif BN == 32
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
@@ -73,8 +84,14 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[NACC], u64 da, u64 db, int a
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
         : "l"(da), "l"(db), "r"(accumulate));
+#elif BN == 16
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7}, %8, %9, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "l"(da), "l"(db), "r"(accumulate));
 #else
-#error "conv_wgmma: BN must be 32 or 64"
+#error "conv_wgmma: BN must be 16, 32, 48 or 64"
 #endif
 }
 
@@ -139,6 +156,23 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
             slope[j][e] = ((const float*)a.slope)[n];
         }
 
+#if EPI == 1
+    // The tail's pixel shuffle, resolved once: where in the tile's staging each of this thread's channels goes
+    // (-1: a padding channel past cout).
+    const int S = a.shuffle, rows = TR * S, cols = TW * S, oh = a.h * S, ow = a.w * S;
+    const float inv_bf = 1.0f / (float)a.base_factor;
+    int soff[BN / 8][2];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int n = n0 + j * 8 + (lane & 3) * 2 + e;
+            int c = 0, dy = 0, dx = 0;
+            if (n < a.cout) unshuffle(n, S, a.crd, c, dy, dx);
+            soff[j][e] = n < a.cout ? (c * rows + dy) * cols + dx : -1;
+        }
+#endif
+
     const u64 wdesc = smem_desc(smem_u32(sW), W_PLANE, 128);
     const int nworkers = gridDim.x * NWG;
     int t = blockIdx.x * NWG + wg;
@@ -178,10 +212,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
 
         const int ty0 = (t / tiles_x) * TR, tx0 = (t % tiles_x) * TW;
         if (a.nres == 0) {
-            // Bias and activation in registers, f16 into this patch's buffer (every warp's MMAs are done with it
-            // after the barrier), then whole 16-byte chunks to global: a tile row is one contiguous run when the
-            // output slice is the whole buffer.
+            // Bias and activation in registers, then the tile through this patch's buffer (every warp's MMAs are
+            // done with it after the barrier) so global stores are whole runs.
             wg_barrier(wg);
+#if EPI == 0
+            // f16 NHWC: 16-byte chunks; a tile row is one contiguous run when the output slice is the whole buffer.
 #pragma unroll
             for (int r = 0; r < TR; ++r)
 #pragma unroll
@@ -206,6 +241,54 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
                     st_global_v4((half_t*)a.out + ((long long)y * a.w + x) * a.out_stride + a.out_off + n, s4);
                 }
             }
+#else
+            // The tail: f32 pixel-shuffled into planar [colour][sub-row][sub-column] for the tile, then the
+            // warpgroup walks the tile's output rows, consecutive threads on consecutive columns (coalesced planar
+            // stores), adding the upsampled input. No divisions by run-time values in the per-element code.
+            float* st = (float*)P;
+#pragma unroll
+            for (int r = 0; r < TR; ++r)
+#pragma unroll
+                for (int hf = 0; hf < 2; ++hf) {
+                    const int px = warp * 16 + (lane >> 2) + hf * 8;
+                    const int at = r * S * cols + px * S;
+#pragma unroll
+                    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            if (soff[j][e] < 0) continue;
+                            float v = acc[r][j * 4 + hf * 2 + e] + bias[j][e];
+                            if (v < 0.0f) v *= slope[j][e];
+                            st[soff[j][e] + at] = v;
+                        }
+                }
+            wg_barrier(wg);
+            const IoTable* io = (const IoTable*)a.io;
+            for (int row = 0; row < 3 * rows; ++row) {
+                const int c = row / rows, oy = ty0 * S + row - c * rows;
+                if (oy >= oh) continue;
+                const float* srow = st + row * cols;
+                const io_t* brow =
+                    (const io_t*)io->in + ((long long)c * a.img_h + (int)((oy + 0.5f) * inv_bf)) * io->in_pitch;
+                half_t* orow16 = (half_t*)a.out + ((long long)c * oh + oy) * a.out_pitch;
+                io_t* orow = (io_t*)io->out + ((long long)c * oh + oy) * io->out_pitch;
+                for (int cc = wt; cc < cols; cc += 128) {
+                    const int ox = tx0 * S + cc;
+                    if (ox >= ow) break;
+                    float v = srow[cc];
+                    if (a.base) {
+                        v += a.bilinear ? base_sample(io, 1, a.base_factor, c, oy, ox, a.img_h, a.img_w)
+                                        : io_load(brow + (int)((ox + 0.5f) * inv_bf));
+                    }
+                    if (a.clip) v = fminf(fmaxf(v, a.clip_lo), a.clip_hi);
+                    if (a.out_f16) {
+                        orow16[ox] = f2h(v);
+                    } else {
+                        io_store(orow + ox, v);
+                    }
+                }
+            }
+#endif
         } else {
 #pragma unroll
             for (int r = 0; r < TR; ++r) {

@@ -188,14 +188,18 @@ pub enum Kernel {
         /// IO is f16 (tail only).
         io_f16: bool,
     },
-    /// The Hopper warpgroup-MMA conv (`conv_wgmma.cu`), 3x3, NHWC output only, persistent CTAs; sm_90a.
+    /// The Hopper warpgroup-MMA conv (`conv_wgmma.cu`), 3x3, 64 input channels, persistent CTAs; sm_90a.
     Wgmma {
         /// CTA shape.
         wg: Wg,
-        /// Output channels per CTA (32 or 64).
+        /// Output channels per CTA (16, 32, 48 or 64).
         bn: u32,
         /// Input channels (all resident).
         cin: u32,
+        /// Tail epilogue.
+        tail: bool,
+        /// IO is f16 (tail only).
+        io_f16: bool,
     },
     /// The fused head (`head.cu`).
     Head {
@@ -242,9 +246,11 @@ impl Kernel {
             return None;
         };
         if let Some(wg) = tile.wgmma {
-            let fits = wgmma_smem(wg, cin, bn) <= max_smem(sm) && cin == 64 && matches!(bn, 32 | 64);
-            if sm == 90 && ksize == 3 && !tail && fits {
-                return Some(Kernel::Wgmma { wg, bn, cin });
+            let fits = wgmma_smem(wg, cin, bn) <= max_smem(sm) && cin == 64 && matches!(bn, 16 | 32 | 48 | 64);
+            // The tail stages its f32 outputs in a patch buffer.
+            let staged = !tail || wg.rows * 64 * bn * 4 <= (cin / 8) * ((wg.rows + 2) * 66 * 16 + 16);
+            if sm == 90 && ksize == 3 && fits && staged {
+                return Some(Kernel::Wgmma { wg, bn, cin, tail, io_f16: io_f16 && tail });
             }
         }
         if tile.halo && ksize == 3 && halo_smem(tile, cin, bn) <= max_smem(sm) {
@@ -267,7 +273,7 @@ impl Kernel {
                 let tiles = (w.div_ceil(64) * h.div_ceil(wg.rows as usize)) as u32;
                 (tiles.div_ceil(wg.groups).min(resident.max(1)), cout_pad as u32 / bn)
             }
-            Kernel::Head { .. } => ((h * w).div_ceil(128) as u32, 1),
+            Kernel::Head { .. } => ((h * w).div_ceil(256) as u32, 1),
             Kernel::Downscale { .. } => ((h * w).div_ceil(256) as u32, 1),
         }
     }
@@ -300,7 +306,10 @@ impl Kernel {
                 let epi = if *tail { format!("tail_{}", io(*io_f16)) } else { "nhwc".to_string() };
                 format!("conv3x3_{tile}_cin{cin}_bn{bn}_{epi}")
             }
-            Kernel::Wgmma { wg, bn, cin } => format!("conv3x3_wgmma_g{}_r{}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows),
+            Kernel::Wgmma { wg, bn, cin, tail, io_f16 } => {
+                let epi = if *tail { format!("tail_{}", io(*io_f16)) } else { "nhwc".to_string() };
+                format!("conv3x3_wgmma_g{}_r{}_cin{cin}_bn{bn}_{epi}", wg.groups, wg.rows)
+            }
             Kernel::Head { io_f16 } => format!("head_{}", io(*io_f16)),
             Kernel::Downscale { io_f16 } => format!("downscale_{}", io(*io_f16)),
         }
@@ -321,7 +330,7 @@ impl Kernel {
         match self {
             Kernel::Conv { tile, bn, .. } => conv_smem(*tile, *bn),
             Kernel::Halo { tile, bn, cin, .. } => halo_smem(*tile, *cin, *bn),
-            Kernel::Wgmma { wg, bn, cin } => wgmma_smem(*wg, *cin, *bn),
+            Kernel::Wgmma { wg, bn, cin, .. } => wgmma_smem(*wg, *cin, *bn),
             Kernel::Head { .. } => (27 + 2) * cout * 4,
             Kernel::Downscale { .. } => 0,
         }
@@ -334,8 +343,8 @@ impl Kernel {
             Kernel::Conv { io_f16, .. }
             | Kernel::Halo { io_f16, .. }
             | Kernel::Head { io_f16 }
-            | Kernel::Downscale { io_f16 } => *io_f16,
-            Kernel::Wgmma { .. } => false,
+            | Kernel::Downscale { io_f16 }
+            | Kernel::Wgmma { io_f16, .. } => *io_f16,
         };
         let _ = writeln!(s, "// videoforge fused-cuda kernel {}", self.name());
         let _ = writeln!(s, "#define IO_F16 {}", io_f16 as u32);
@@ -358,11 +367,11 @@ impl Kernel {
                 );
                 HALO
             }
-            Kernel::Wgmma { wg, bn, cin } => {
+            Kernel::Wgmma { wg, bn, cin, tail, .. } => {
                 let _ = writeln!(
                     s,
-                    "#define BN {bn}\n#define NWG {}\n#define TR {}\n#define CIN {cin}\n#define EPI 0",
-                    wg.groups, wg.rows
+                    "#define BN {bn}\n#define NWG {}\n#define TR {}\n#define CIN {cin}\n#define EPI {}",
+                    wg.groups, wg.rows, *tail as u32
                 );
                 WGMMA
             }
