@@ -160,8 +160,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
     // The tail's pixel shuffle, resolved once: where in the tile's staging each of this thread's channels goes
     // (-1: a padding channel past cout).
     const int S = a.shuffle, rows = TR * S, cols = TW * S, oh = a.h * S, ow = a.w * S;
-    const float inv_bf = 1.0f / (float)a.base_factor;
-    int soff[BN / 8][2];
+    // The common tail (nearest input upsampling by the shuffle factor) adds the input in the staging pass.
+    const bool base_near = a.base && !a.bilinear && a.base_factor == S;
+    // The frame's IO table, read once: read after this kernel's own global stores, the compiler would have to
+    // reload it (and wait for it) on every output row.
+    const IoTable* io = (const IoTable*)a.io;
+    const io_t* const io_in = (const io_t*)io->in;
+    io_t* const io_out = (io_t*)io->out;
+    const long long in_pitch = io->in_pitch, out_pitch = io->out_pitch;
+    int soff[BN / 8][2], scol[BN / 8][2];
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
@@ -170,6 +177,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
             int c = 0, dy = 0, dx = 0;
             if (n < a.cout) unshuffle(n, S, a.crd, c, dy, dx);
             soff[j][e] = n < a.cout ? (c * rows + dy) * cols + dx : -1;
+            scol[j][e] = c;
         }
 #endif
 
@@ -244,7 +252,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
 #else
             // The tail: f32 pixel-shuffled into planar [colour][sub-row][sub-column] for the tile, then the
             // warpgroup walks the tile's output rows, consecutive threads on consecutive columns (coalesced planar
-            // stores), adding the upsampled input. No divisions by run-time values in the per-element code.
+            // stores). No divisions by run-time values and no global loads in the per-element code.
             float* st = (float*)P;
 #pragma unroll
             for (int r = 0; r < TR; ++r)
@@ -252,6 +260,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
                 for (int hf = 0; hf < 2; ++hf) {
                     const int px = warp * 16 + (lane >> 2) + hf * 8;
                     const int at = r * S * cols + px * S;
+                    // The nearest-upsampled input at this pixel is the input pixel itself: three loads for all
+                    // its sub-pixels, here, rather than one dependent load per output value below.
+                    float b[3] = {0.0f, 0.0f, 0.0f};
+                    const int y = min(ty0 + r, a.h - 1), x = min(tx0 + px, a.w - 1);
+                    if (base_near) {
+#pragma unroll
+                        for (int c = 0; c < 3; ++c)
+                            b[c] = io_load(io_in + ((long long)c * a.img_h + y) * in_pitch + x);
+                    }
 #pragma unroll
                     for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
@@ -259,35 +276,36 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
                             if (soff[j][e] < 0) continue;
                             float v = acc[r][j * 4 + hf * 2 + e] + bias[j][e];
                             if (v < 0.0f) v *= slope[j][e];
+                            if (base_near) {
+                                v += scol[j][e] == 0 ? b[0] : scol[j][e] == 1 ? b[1] : b[2];
+                                if (a.clip) v = fminf(fmaxf(v, a.clip_lo), a.clip_hi);
+                            }
                             st[soff[j][e] + at] = v;
                         }
                 }
             wg_barrier(wg);
-            const IoTable* io = (const IoTable*)a.io;
-            for (int row = 0; row < 3 * rows; ++row) {
-                const int c = row / rows, oy = ty0 * S + row - c * rows;
-                if (oy >= oh) continue;
-                const float* srow = st + row * cols;
-                const io_t* brow =
-                    (const io_t*)io->in + ((long long)c * a.img_h + (int)((oy + 0.5f) * inv_bf)) * io->in_pitch;
-                half_t* orow16 = (half_t*)a.out + ((long long)c * oh + oy) * a.out_pitch;
-                io_t* orow = (io_t*)io->out + ((long long)c * oh + oy) * io->out_pitch;
-                for (int cc = wt; cc < cols; cc += 128) {
-                    const int ox = tx0 * S + cc;
-                    if (ox >= ow) break;
-                    float v = srow[cc];
-                    if (a.base) {
-                        v += a.bilinear ? base_sample(io, 1, a.base_factor, c, oy, ox, a.img_h, a.img_w)
-                                        : io_load(brow + (int)((ox + 0.5f) * inv_bf));
-                    }
-                    if (a.clip) v = fminf(fmaxf(v, a.clip_lo), a.clip_hi);
-                    if (a.out_f16) {
-                        orow16[ox] = f2h(v);
-                    } else {
-                        io_store(orow + ox, v);
+            for (int c = 0; c < 3; ++c)
+                for (int rr = 0; rr < rows; ++rr) {
+                    const int oy = ty0 * S + rr;
+                    if (oy >= oh) break;
+                    const float* srow = st + (c * rows + rr) * cols;
+                    half_t* orow16 = (half_t*)a.out + ((long long)c * oh + oy) * a.out_pitch;
+                    io_t* orow = io_out + ((long long)c * oh + oy) * out_pitch;
+                    for (int cc = wt; cc < cols; cc += 128) {
+                        const int ox = tx0 * S + cc;
+                        if (ox >= ow) break;
+                        float v = srow[cc];
+                        if (!base_near) {
+                            if (a.base) v += base_sample(io, a.bilinear, a.base_factor, c, oy, ox, a.img_h, a.img_w);
+                            if (a.clip) v = fminf(fmaxf(v, a.clip_lo), a.clip_hi);
+                        }
+                        if (a.out_f16) {
+                            orow16[ox] = f2h(v);
+                        } else {
+                            io_store(orow + ox, v);
+                        }
                     }
                 }
-            }
 #endif
         } else {
 #pragma unroll
