@@ -6,8 +6,9 @@
 //!
 //! Where the file's plan says so, NVDEC deinterlaces with its own adaptive deinterlacer
 //! (`cudaVideoDeinterlaceMode_Adaptive`): one output frame per picture, or two (each field in turn: the picture is
-//! mapped twice, `second_field` 0 then 1) with timestamps in half the stream's time base — the first field at the
-//! picture's time, the second half a frame later, as libavfilter's bwdif gives them on the CPU.
+//! mapped twice, `second_field` 0 then 1) with timestamps in half the stream's time base, as libavfilter's bwdif gives
+//! them on the CPU: the first field at the picture's time, the second halfway to the next picture's time, so each
+//! second field waits for the next picture (or the end) before it is handed out ([`second_field_pts`]).
 
 use super::error::NvdecError;
 use super::ffi::*;
@@ -232,6 +233,10 @@ pub struct NvDecoder {
     frames_out: u64,
     /// One frame per field.
     double: bool,
+    /// At one frame per field: the last picture's second field, held until the next picture's time is known.
+    held: Option<DeviceFrame>,
+    /// At one frame per field: the times of the picture before the held one's and of the held one's.
+    times: (Option<i64>, Option<i64>),
     /// Ticks of the stream's time base per frame, from its frame rate (for pictures without a packet duration).
     frame_ticks: i64,
     ended: bool,
@@ -327,6 +332,8 @@ impl NvDecoder {
             frames: 0,
             frames_out: 0,
             double: filter == FilterKind::NvdecAdaptiveDouble,
+            held: None,
+            times: (None, None),
             frame_ticks,
             ended: false,
         })
@@ -370,8 +377,18 @@ impl NvDecoder {
         }
         self.gpu.context().bind_to_thread().map_err(NvdecError::cuda)?;
         self.parse(&[], None, true)?;
+        self.release_held(None);
         self.ended = true;
         Ok(())
+    }
+
+    /// Hands out the held second field, timed by the next picture's time (None: the stream ended).
+    fn release_held(&mut self, next: Option<i64>) {
+        if let Some(mut f) = self.held.take() {
+            let (prev, t) = self.times;
+            f.pts = t.map(|t| second_field_pts(t, next, prev, f.duration));
+            self.ready.push_back(f);
+        }
     }
 
     /// The next decoded picture, in display order.
@@ -401,13 +418,17 @@ impl NvDecoder {
             let ts = self.has_pts.then_some(d.timestamp);
             let duration = ts.and_then(|t| self.durations.remove(&t)).filter(|d| *d > 0).unwrap_or(self.frame_ticks);
             if self.double {
-                // Half the time base: the first field at the picture's time, the second half a frame later.
-                // A progressive picture is mapped twice as it is (its second field is no other picture).
+                // Half the time base: the first field at the picture's time; the second is held until the next
+                // picture's time is known. A progressive picture is mapped twice as it is (its second field is no
+                // other picture).
+                self.release_held(ts);
+                self.times = (self.times.1, ts);
                 for field in 0..2 {
                     let pts = ts.map(|t| 2 * t + i64::from(field) * duration);
                     let second = if d.progressive_frame != 0 { 0 } else { field };
                     self.copy_out(d, second, pts, duration)?;
                 }
+                self.held = self.ready.pop_back();
             } else {
                 self.copy_out(d, 0, ts, duration)?;
             }
@@ -496,6 +517,17 @@ impl NvDecoder {
     }
 }
 
+/// The time of a picture's second field in half the stream's time base, as libavfilter's bwdif (yadif's timing)
+/// gives it: halfway between the picture at `t` and the next one; at the end, as far past `t` as `t` is past the
+/// previous picture; with neither, the picture's own `duration` later.
+pub(crate) fn second_field_pts(t: i64, next: Option<i64>, prev: Option<i64>, duration: i64) -> i64 {
+    match (next, prev) {
+        (Some(n), _) => t + n,
+        (None, Some(p)) => 3 * t - p,
+        (None, None) => 2 * t + duration,
+    }
+}
+
 /// A pitched device-to-device copy of `rows` rows of `row_bytes` on `stream`.
 fn copy_2d(
     src: u64,
@@ -549,6 +581,24 @@ impl Drop for NvDecoder {
 
 #[cfg(test)]
 mod tests {
+    use super::second_field_pts;
+
+    /// A 29.97 fps stream in a millisecond time base (MKV): the gaps alternate 33 and 34 ticks, and bwdif times each
+    /// second field at the midpoint (t + next in the doubled base), not at t plus the rounded packet duration.
+    #[test]
+    fn second_fields_sit_halfway_to_the_next_picture_as_bwdif_puts_them() {
+        let times = [0i64, 33, 67, 100, 133];
+        let mut got = Vec::new();
+        for (i, &t) in times.iter().enumerate() {
+            let prev = i.checked_sub(1).map(|j| times[j]);
+            got.push(2 * t);
+            got.push(second_field_pts(t, times.get(i + 1).copied(), prev, 33));
+        }
+        assert_eq!(got, [0, 33, 66, 100, 134, 167, 200, 233, 266, 299]);
+        // One picture only: its own duration.
+        assert_eq!(second_field_pts(10, None, None, 33), 53);
+    }
+
     #[test]
     fn decode_caps_has_the_sdk_size() {
         assert_eq!(std::mem::size_of::<super::DecodeCaps>(), 88);
