@@ -1,7 +1,8 @@
 //! Quality gates through the real CLI, with ONNX models built in the test: a model whose output is all NaN and
 //! one whose output is all zero are never published (exit 1, the first bad frame named, a report that says
 //! `quality_failed`, and a rerun that tries again); an exact model passes with every frame checked; the gates can
-//! be turned off; the bicubic reference is recorded. Also: the output bytes do not depend on the CPU threads.
+//! be turned off; the bicubic reference is recorded. Also: the output bytes do not depend on the CPU threads, and
+//! (ignored, on a GPU) the same gates on the GPU path.
 
 mod common;
 
@@ -140,4 +141,48 @@ fn output_bytes_do_not_depend_on_the_inference_threads() {
         assert!(run(threads) == one, "{threads} threads gave other bytes than 1");
     }
     drop(dir);
+}
+
+/// On the lent GPU: the same gates on the GPU path, where the non-finite count and the flatness statistics are
+/// reductions on the device, fused with the output conversion. Run with `-- --ignored` and `ORT_DYLIB_PATH` at ONNX
+/// Runtime's CUDA build.
+#[test]
+#[ignore = "needs an NVIDIA GPU and ONNX Runtime's CUDA build (ORT_DYLIB_PATH)"]
+fn the_gates_hold_on_the_gpu_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = clip(dir.path());
+    let on_gpu = |model: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let o = Command::new(env!("CARGO_BIN_EXE_videoforge"))
+            .arg("-i")
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .arg("-m")
+            .arg(model)
+            .args(["-d", "0"])
+            .output()
+            .expect("runs");
+        let report = std::fs::read_to_string(format!("{}.report.json", out.display())).expect("report written");
+        (o, out, serde_json::from_str::<serde_json::Value>(&report).expect("report is JSON"))
+    };
+    let nan = onnx::write(dir.path(), "nan.onnx", &onnx::conv_depth_to_space(2, |_, _| f32::NAN));
+    let (o, out, r) = on_gpu(&nan, "nan.mkv");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("frame 1: the model's output holds") && text(&o).contains("non-finite"), "{}", text(&o));
+    assert!(!out.exists(), "nothing published");
+    assert_eq!(r["status"], "quality_failed", "{r}");
+    let zero = onnx::write(dir.path(), "zero.onnx", &onnx::conv_depth_to_space(2, |_, _| 0.0));
+    let (o, out, r) = on_gpu(&zero, "zero.mkv");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("frame 1: the output is flat"), "{}", text(&o));
+    assert!(!out.exists(), "nothing published");
+    assert_eq!(r["status"], "quality_failed", "{r}");
+    let exact = onnx::write(dir.path(), "nearest.onnx", &onnx::nearest(2));
+    let (o, out, r) = on_gpu(&exact, "nearest.mkv");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(out.exists());
+    assert_eq!(r["status"], "complete", "{r}");
+    // The frames went through the GPU stage (NVDEC or upload), where the gates are device reductions.
+    assert!(["nvdec", "upload"].contains(&r["pipeline"]["frame_path"].as_str().unwrap_or("")), "{r}");
 }

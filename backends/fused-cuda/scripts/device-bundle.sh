@@ -41,5 +41,14 @@ log=${OUT:-.}/fused-cuda.log
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$log"
 timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-threads=1 2>&1 | tee -a "$log"
 timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
+if [[ ${PROFILE:-0} == 1 ]]; then
+  # Where one 1080p frame of the x2 model goes, kernel by kernel (clocks are locked lower under ncu). With one
+  # tile, the sweep's layer timing launches it 47 times before the whole-model runs.
+  tile=${TILE:-wgmma_g2_r2}
+  timeout 200 ncu --metrics gpu__time_duration.sum --launch-skip 47 --launch-count 20 "$here/bin/sweep" --only "$tile" \
+    >"${OUT:-.}/ncu-frame.log" 2>&1
+  grep -E "^  [a-z_]+|gpu__time_duration" "${OUT:-.}/ncu-frame.log" | paste - - | awk '{print $1, $(NF-1), $(NF)}' |
+    tee -a "$log"
+fi
 RUN
 du -sh "$out"
