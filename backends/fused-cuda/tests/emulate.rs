@@ -1,7 +1,9 @@
 //! The tensor-core conv kernels' index arithmetic, emulated on the CPU: a line-by-line transcription of
 //! `conv_halo.cu` and `conv_mma.cu` (tile walk, shared-memory layout, cp.async zero fill, double buffering and
 //! pipeline stages, ldmatrix addresses) over an emulation of `ldmatrix` and `mma.sync.m16n8k16` written from the
-//! PTX ISA's fragment layouts, compared with the plain conv that reads the packed weights. It cannot find what only
+//! PTX ISA's fragment layouts, and of `conv_wgmma.cu` (patch planes, descriptors and their offsets, the accumulator
+//! layout, the staged epilogue) over an emulation of `wgmma` with no-swizzle K-major shared-memory operands,
+//! compared with the plain conv that reads the packed weights. It cannot find what only
 //! hardware shows (timing, races, alignment faults), but it does find a wrong offset, stride or fragment mapping
 //! without a GPU.
 
@@ -390,6 +392,180 @@ fn streaming_kernel_indexing_reproduces_the_conv() {
     let pr = Problem::new(6, 10, 1, 32, 16);
     let err = max_err(&emulate_mma(&pr, 32, 2, 1, 16, 32, 2), &pr.expected());
     assert!(err < 1e-4, "mma, upsampled: max error {err}");
+}
+
+/// Shared memory as bytes, f16 values little-endian.
+fn put16(smem: &mut [u8], at: usize, v: u16) {
+    smem[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn get16(smem: &[u8], at: usize) -> f32 {
+    h(u16::from_le_bytes([smem[at], smem[at + 1]]))
+}
+
+/// `smem_desc` of `conv_wgmma.cu`: start address, LBO and SBO in 16-byte units, no swizzle.
+fn smem_desc(addr: usize, lbo: usize, sbo: usize) -> u64 {
+    ((addr as u64 & 0x3FFFF) >> 4) | (((lbo as u64 >> 4) & 0x3FFF) << 16) | (((sbo as u64 >> 4) & 0x3FFF) << 32)
+}
+
+/// `wgmma.mma_async ... m64nNk16.f32.f16.f16` with both operands K-major from shared memory, no swizzle: element
+/// (row, k) of an operand lies at start + (k / 8)·LBO + (row / 8)·SBO + (row % 8)·16 + (k % 8)·2 (the PTX ISA's
+/// canonical layout, the one the H200 agreed with). D is handed out in the accumulator fragment layout: thread t of
+/// the warpgroup holds, in register 4j + 2hf + e, row 16 (t / 32) + (t % 32) / 4 + 8 hf, column 8j + 2 (t % 4) + e.
+fn wgmma(acc: &mut [Vec<f32>], smem: &[u8], da: u64, db: u64, n: usize, accumulate: bool) {
+    let decode = |d: u64| {
+        (((d & 0x3FFF) << 4) as usize, (((d >> 16) & 0x3FFF) << 4) as usize, (((d >> 32) & 0x3FFF) << 4) as usize)
+    };
+    let ((a0, alb, asb), (b0, blb, bsb)) = (decode(da), decode(db));
+    let at = |base: usize, lbo: usize, sbo: usize, row: usize, k: usize| {
+        get16(smem, base + (k / 8) * lbo + (row / 8) * sbo + (row % 8) * 16 + (k % 8) * 2)
+    };
+    for (t, regs) in acc.iter_mut().enumerate() {
+        for j in 0..n / 8 {
+            for hf in 0..2 {
+                for e in 0..2 {
+                    let (m, c) = (16 * (t / 32) + (t % 32) / 4 + 8 * hf, 8 * j + 2 * (t % 4) + e);
+                    let d: f32 = (0..16).map(|k| at(a0, alb, asb, m, k) * at(b0, blb, bsb, c, k)).sum();
+                    let r = &mut regs[4 * j + 2 * hf + e];
+                    *r = if accumulate { *r + d } else { d };
+                }
+            }
+        }
+    }
+}
+
+/// `conv_wgmma.cu` with `EPI 0` (NHWC f16 through the staging buffer), transcribed: CIN 64, `groups` warpgroups of
+/// `rows`-row tiles, persistent over `resident` CTAs. Returns the output as f32 (the kernel stores f16).
+fn emulate_wgmma(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: usize) -> Vec<f32> {
+    let (cin, cout_pad, cout) = (pr.p.cin, pr.p.cout_pad, pr.p.cout);
+    let (tw, pw, ch_n) = (64, 66, cin / 8);
+    let ppix = (rows + 2) * pw;
+    let plane = ppix * 16 + 16;
+    let patch_bytes = ch_n * plane;
+    let (w_plane, srow) = (bn * 16, bn * 2 + 16);
+    let w_bytes = 9 * ch_n * w_plane;
+    let ppt = 128 / ch_n;
+    let tiles_x = pr.w.div_ceil(tw);
+    let ntiles = tiles_x * pr.h.div_ceil(rows);
+    let mut out = vec![f32::NAN; pr.h * pr.w * cout];
+    for by in 0..cout_pad / bn {
+        let n0 = by * bn;
+        let blocks = ntiles.div_ceil(groups).min(resident);
+        for bx in 0..blocks {
+            let mut smem = vec![0xAAu8; w_bytes + groups * 2 * patch_bytes];
+            for i in 0..9 * ch_n * bn {
+                let (kc, n) = (i / bn, i % bn);
+                for e in 0..8 {
+                    put16(
+                        &mut smem,
+                        kc * w_plane + n * 16 + e * 2,
+                        pr.p.weight[(kc * 8 + e) * cout_pad + n0 + n].to_bits(),
+                    );
+                }
+            }
+            let wdesc = smem_desc(0, w_plane, 128);
+            let nworkers = blocks * groups;
+            for wg in 0..groups {
+                let sp = w_bytes + wg * 2 * patch_bytes;
+                let load_patch = |smem: &mut Vec<u8>, stage: usize, t: usize| {
+                    let (ty0, tx0) = (((t / tiles_x) * rows) as isize - 1, ((t % tiles_x) * tw) as isize - 1);
+                    for wt in 0..128 {
+                        let (ch, px0) = (wt % ch_n, wt / ch_n);
+                        let d0 = sp + stage * patch_bytes + ch * plane;
+                        for py in 0..rows + 2 {
+                            for px in (px0..pw).step_by(ppt) {
+                                let mut tmp = [0u16; 8];
+                                pr.copy_pixel(&mut tmp, 0, ty0 + py as isize, tx0 + px as isize, ch * 8);
+                                for (e, v) in tmp.into_iter().enumerate() {
+                                    put16(smem, d0 + (py * pw + px) * 16 + e * 2, v);
+                                }
+                            }
+                        }
+                    }
+                };
+                let mut t = bx * groups + wg;
+                if t < ntiles {
+                    load_patch(&mut smem, 0, t);
+                }
+                let mut it = 0;
+                while t < ntiles {
+                    let p = sp + (it & 1) * patch_bytes;
+                    let pdesc = smem_desc(p, plane, 128);
+                    let mut acc = vec![vec![vec![0.0f32; bn / 2]; 128]; rows];
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        for tap in 0..9 {
+                            for ks in 0..cin / 16 {
+                                let da = pdesc + (((r + tap / 3) * pw + tap % 3) + ks * 2 * (plane / 16)) as u64;
+                                let db = wdesc + ((tap * ch_n + ks * 2) * (w_plane / 16)) as u64;
+                                wgmma(acc_r, &smem, da, db, bn, (tap | ks) != 0);
+                            }
+                        }
+                    }
+                    let next = t + nworkers;
+                    if next < ntiles {
+                        load_patch(&mut smem, (it + 1) & 1, next);
+                    }
+                    let (ty0, tx0) = ((t / tiles_x) * rows, (t % tiles_x) * tw);
+                    for (r, acc_r) in acc.iter().enumerate() {
+                        for (wt, regs) in acc_r.iter().enumerate() {
+                            let (warp, lane) = (wt / 32, wt % 32);
+                            for hf in 0..2 {
+                                let px = r * tw + warp * 16 + (lane >> 2) + hf * 8;
+                                for j in 0..bn / 8 {
+                                    for e in 0..2 {
+                                        let n = n0 + j * 8 + (lane & 3) * 2 + e;
+                                        let v = regs[j * 4 + hf * 2 + e] + pr.p.bias[n];
+                                        let v = if v < 0.0 { v * pr.p.slope[n] } else { v };
+                                        put16(
+                                            &mut smem,
+                                            p + px * srow + (j * 8 + (lane & 3) * 2 + e) * 2,
+                                            f16::from_f32(v).to_bits(),
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    for wt in 0..128 {
+                        for c in (wt..rows * tw * (bn / 8)).step_by(128) {
+                            let (px, ch) = (c / (bn / 8), c % (bn / 8));
+                            let (y, x, n) = (ty0 + px / tw, tx0 + px % tw, n0 + ch * 8);
+                            if y < pr.h && x < pr.w && n < cout {
+                                for e in 0..8 {
+                                    out[(y * pr.w + x) * cout + n + e] = get16(&smem, p + px * srow + ch * 16 + e * 2);
+                                }
+                            }
+                        }
+                    }
+                    t += nworkers;
+                    it += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn wgmma_kernel_indexing_reproduces_the_conv() {
+    // The output is f16 there: compare with the expected values rounded the same way (one f16 step of slack for
+    // the summation order).
+    let check = |pr: &Problem, got: Vec<f32>, what: &str| {
+        let want: Vec<f32> = pr.expected().iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| if g.is_nan() { f32::INFINITY } else { (g - w).abs() / w.abs().max(1.0) })
+            .fold(0.0, f32::max);
+        assert!(err < 2e-3, "{what}: max error {err}");
+    };
+    // 5x70: partial tiles both ways (3 tile rows of 2, 2 tile columns of 64); 2 CTAs of 2 warpgroups over 6 tiles,
+    // so both patch buffers of a warpgroup are used.
+    let pr = Problem::new(5, 70, 0, 64, 64);
+    check(&pr, emulate_wgmma(&pr, 2, 2, 64, 2), "wgmma g2 r2");
+    // 32 output channels in 2 N blocks, one warpgroup, single-row tiles, an upsampled input (RRDB's up convs).
+    let pr = Problem::new(4, 66, 1, 64, 64);
+    check(&pr, emulate_wgmma(&pr, 1, 1, 32, 3), "wgmma g1 r1 bn32, upsampled");
 }
 
 /// `unshuffle` of `common.cu`, transcribed: channel → (colour, dy, dx).
