@@ -2,7 +2,7 @@
 //! `conv_halo.cu` and `conv_mma.cu` (tile walk, shared-memory layout, cp.async zero fill, double buffering and
 //! pipeline stages, ldmatrix addresses) over an emulation of `ldmatrix` and `mma.sync.m16n8k16` written from the
 //! PTX ISA's fragment layouts, and of `conv_wgmma.cu` (patch planes, descriptors and their offsets, the accumulator
-//! layout, the staged epilogue) over an emulation of `wgmma` with no-swizzle K-major shared-memory operands,
+//! layout, the staged NHWC and tail epilogues) over an emulation of `wgmma` with no-swizzle K-major shared-memory operands,
 //! compared with the plain conv that reads the packed weights. It cannot find what only
 //! hardware shows (timing, races, alignment faults), but it does find a wrong offset, stride or fragment mapping
 //! without a GPU.
@@ -434,20 +434,30 @@ fn wgmma(acc: &mut [Vec<f32>], smem: &[u8], da: u64, db: u64, n: usize, accumula
     }
 }
 
-/// `conv_wgmma.cu` with `EPI 0` (NHWC f16 through the staging buffer), transcribed: CIN 64, `groups` warpgroups of
-/// `rows`-row tiles, persistent over `resident` CTAs. Returns the output as f32 (the kernel stores f16).
-fn emulate_wgmma(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: usize) -> Vec<f32> {
-    let (cin, cout_pad, cout) = (pr.p.cin, pr.p.cout_pad, pr.p.cout);
+/// One warpgroup tile as `conv_wgmma.cu` leaves it for its epilogue: shared memory, the tile's patch buffer
+/// (reused as staging), its origin, the N block, and the accumulators `[row][thread][register]`.
+struct WgTile<'a> {
+    smem: &'a mut [u8],
+    p: usize,
+    ty0: usize,
+    tx0: usize,
+    n0: usize,
+    acc: &'a [Vec<Vec<f32>>],
+}
+
+/// `conv_wgmma.cu`'s main loop, transcribed (CIN 64): resident K-major weights, each warpgroup's persistent walk
+/// over `rows` x 64 tiles with its double-buffered patch planes, the MMAs through descriptors; `epilogue` gets each
+/// tile.
+fn wgmma_tiles(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: usize, mut epilogue: impl FnMut(WgTile)) {
+    let (cin, cout_pad) = (pr.p.cin, pr.p.cout_pad);
     let (tw, pw, ch_n) = (64, 66, cin / 8);
-    let ppix = (rows + 2) * pw;
-    let plane = ppix * 16 + 16;
+    let plane = (rows + 2) * pw * 16 + 16;
     let patch_bytes = ch_n * plane;
-    let (w_plane, srow) = (bn * 16, bn * 2 + 16);
+    let w_plane = bn * 16;
     let w_bytes = 9 * ch_n * w_plane;
     let ppt = 128 / ch_n;
     let tiles_x = pr.w.div_ceil(tw);
     let ntiles = tiles_x * pr.h.div_ceil(rows);
-    let mut out = vec![f32::NAN; pr.h * pr.w * cout];
     for by in 0..cout_pad / bn {
         let n0 = by * bn;
         let blocks = ntiles.div_ceil(groups).min(resident);
@@ -456,11 +466,8 @@ fn emulate_wgmma(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: 
             for i in 0..9 * ch_n * bn {
                 let (kc, n) = (i / bn, i % bn);
                 for e in 0..8 {
-                    put16(
-                        &mut smem,
-                        kc * w_plane + n * 16 + e * 2,
-                        pr.p.weight[(kc * 8 + e) * cout_pad + n0 + n].to_bits(),
-                    );
+                    let v = pr.p.weight[(kc * 8 + e) * cout_pad + n0 + n].to_bits();
+                    put16(&mut smem, kc * w_plane + n * 16 + e * 2, v);
                 }
             }
             let wdesc = smem_desc(0, w_plane, 128);
@@ -506,43 +513,100 @@ fn emulate_wgmma(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: 
                         load_patch(&mut smem, (it + 1) & 1, next);
                     }
                     let (ty0, tx0) = ((t / tiles_x) * rows, (t % tiles_x) * tw);
-                    for (r, acc_r) in acc.iter().enumerate() {
-                        for (wt, regs) in acc_r.iter().enumerate() {
-                            let (warp, lane) = (wt / 32, wt % 32);
-                            for hf in 0..2 {
-                                let px = r * tw + warp * 16 + (lane >> 2) + hf * 8;
-                                for j in 0..bn / 8 {
-                                    for e in 0..2 {
-                                        let n = n0 + j * 8 + (lane & 3) * 2 + e;
-                                        let v = regs[j * 4 + hf * 2 + e] + pr.p.bias[n];
-                                        let v = if v < 0.0 { v * pr.p.slope[n] } else { v };
-                                        put16(
-                                            &mut smem,
-                                            p + px * srow + (j * 8 + (lane & 3) * 2 + e) * 2,
-                                            f16::from_f32(v).to_bits(),
-                                        );
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    for wt in 0..128 {
-                        for c in (wt..rows * tw * (bn / 8)).step_by(128) {
-                            let (px, ch) = (c / (bn / 8), c % (bn / 8));
-                            let (y, x, n) = (ty0 + px / tw, tx0 + px % tw, n0 + ch * 8);
-                            if y < pr.h && x < pr.w && n < cout {
-                                for e in 0..8 {
-                                    out[(y * pr.w + x) * cout + n + e] = get16(&smem, p + px * srow + ch * 16 + e * 2);
-                                }
-                            }
-                        }
-                    }
+                    epilogue(WgTile { smem: &mut smem, p, ty0, tx0, n0, acc: &acc });
                     t += nworkers;
                     it += 1;
                 }
             }
         }
     }
+}
+
+/// `conv_wgmma.cu` with `EPI 0` (NHWC f16 through the staging buffer), transcribed; the output as f32.
+fn emulate_wgmma(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: usize) -> Vec<f32> {
+    let (tw, cout, srow) = (64, pr.p.cout, bn * 2 + 16);
+    let mut out = vec![f32::NAN; pr.h * pr.w * cout];
+    wgmma_tiles(pr, groups, rows, bn, resident, |t| {
+        for (r, acc_r) in t.acc.iter().enumerate() {
+            for (wt, regs) in acc_r.iter().enumerate() {
+                let (warp, lane) = (wt / 32, wt % 32);
+                for hf in 0..2 {
+                    let px = r * tw + warp * 16 + (lane >> 2) + hf * 8;
+                    for j in 0..bn / 8 {
+                        for e in 0..2 {
+                            let n = t.n0 + j * 8 + (lane & 3) * 2 + e;
+                            let v = regs[j * 4 + hf * 2 + e] + pr.p.bias[n];
+                            let v = if v < 0.0 { v * pr.p.slope[n] } else { v };
+                            let at = t.p + px * srow + (j * 8 + (lane & 3) * 2 + e) * 2;
+                            put16(t.smem, at, f16::from_f32(v).to_bits());
+                        }
+                    }
+                }
+            }
+        }
+        for wt in 0..128 {
+            for c in (wt..rows * tw * (bn / 8)).step_by(128) {
+                let (px, ch) = (c / (bn / 8), c % (bn / 8));
+                let (y, x, n) = (t.ty0 + px / tw, t.tx0 + px % tw, t.n0 + ch * 8);
+                if y < pr.h && x < pr.w && n < cout {
+                    for e in 0..8 {
+                        out[(y * pr.w + x) * cout + n + e] = get16(t.smem, t.p + px * srow + ch * 16 + e * 2);
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// `conv_wgmma.cu` with `EPI 1` (the tail: pixel shuffle by `s`, the nearest-upsampled `image` added, clamp to
+/// [0, 1], planar f32 output), transcribed: the per-thread staging offsets, the staging pass, the row-wise copy.
+fn emulate_wgmma_tail(pr: &Problem, rows: usize, s: usize, crd: bool, image: &[f32]) -> Vec<f32> {
+    let (tw, cout, bn) = (64, pr.p.cout, pr.p.cout_pad);
+    let (srows, cols, oh, ow) = (rows * s, tw * s, pr.h * s, pr.w * s);
+    let mut out = vec![f32::NAN; 3 * oh * ow];
+    wgmma_tiles(pr, 2, rows, bn, 2, |t| {
+        let mut st = vec![f32::NAN; 3 * srows * cols];
+        for (r, acc_r) in t.acc.iter().enumerate() {
+            for (wt, regs) in acc_r.iter().enumerate() {
+                let (warp, lane) = (wt / 32, wt % 32);
+                for hf in 0..2 {
+                    let px = warp * 16 + (lane >> 2) + hf * 8;
+                    let at = r * s * cols + px * s;
+                    let (y, x) = ((t.ty0 + r).min(pr.h - 1), (t.tx0 + px).min(pr.w - 1));
+                    let b: Vec<f32> = (0..3).map(|c| image[(c * pr.h + y) * pr.w + x]).collect();
+                    for j in 0..bn / 8 {
+                        for e in 0..2 {
+                            let n = t.n0 + j * 8 + (lane & 3) * 2 + e;
+                            if n >= cout {
+                                continue;
+                            }
+                            let (c, dy, dx) = unshuffle(n, s, crd);
+                            let v = regs[j * 4 + hf * 2 + e] + pr.p.bias[n];
+                            let v = if v < 0.0 { v * pr.p.slope[n] } else { v };
+                            st[(c * srows + dy) * cols + dx + at] = (v + b[c]).clamp(0.0, 1.0);
+                        }
+                    }
+                }
+            }
+        }
+        for c in 0..3 {
+            for rr in 0..srows {
+                let oy = t.ty0 * s + rr;
+                if oy >= oh {
+                    break;
+                }
+                for wt in 0..128 {
+                    for cc in (wt..cols).step_by(128) {
+                        let ox = t.tx0 * s + cc;
+                        if ox < ow {
+                            out[(c * oh + oy) * ow + ox] = st[(c * srows + rr) * cols + cc];
+                        }
+                    }
+                }
+            }
+        }
+    });
     out
 }
 
@@ -566,6 +630,33 @@ fn wgmma_kernel_indexing_reproduces_the_conv() {
     // 32 output channels in 2 N blocks, one warpgroup, single-row tiles, an upsampled input (RRDB's up convs).
     let pr = Problem::new(4, 66, 1, 64, 64);
     check(&pr, emulate_wgmma(&pr, 1, 1, 32, 3), "wgmma g1 r1 bn32, upsampled");
+}
+
+#[test]
+fn wgmma_tail_indexing_reproduces_shuffle_add_and_clamp() {
+    use videoforge_backend_fused_cuda::graph::ShuffleMode;
+    use videoforge_backend_fused_cuda::reference::shuffle_channel;
+    // 3x70 at x4 (48 channels): partial tiles both ways, both shuffle orders.
+    let pr = Problem::new(3, 70, 0, 64, 48);
+    let (s, h, w) = (4, pr.h, pr.w);
+    let image: Vec<f32> = (0..3 * h * w).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
+    let conv = pr.expected();
+    for (mode, crd) in [(ShuffleMode::Dcr, false), (ShuffleMode::Crd, true)] {
+        let got = emulate_wgmma_tail(&pr, 2, s, crd, &image);
+        let mut err = 0.0f32;
+        for c in 0..3 {
+            for oy in 0..h * s {
+                for ox in 0..w * s {
+                    let n = shuffle_channel(mode, s, c, oy % s, ox % s);
+                    let (y, x) = (oy / s, ox / s);
+                    let want = (conv[(y * w + x) * 48 + n] + image[(c * h + y) * w + x]).clamp(0.0, 1.0);
+                    let g = got[(c * h * s + oy) * w * s + ox];
+                    err = err.max(if g.is_nan() { f32::INFINITY } else { (g - want).abs() });
+                }
+            }
+        }
+        assert!(err < 1e-4, "{mode:?}: max error {err}");
+    }
 }
 
 /// `unshuffle` of `common.cu`, transcribed: channel → (colour, dy, dx).
