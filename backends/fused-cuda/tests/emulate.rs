@@ -2,10 +2,9 @@
 //! `conv_halo.cu` and `conv_mma.cu` (tile walk, shared-memory layout, cp.async zero fill, double buffering and
 //! pipeline stages, ldmatrix addresses) over an emulation of `ldmatrix` and `mma.sync.m16n8k16` written from the
 //! PTX ISA's fragment layouts, and of `conv_wgmma.cu` (patch planes, descriptors and their offsets, the accumulator
-//! layout, the staged NHWC and tail epilogues) over an emulation of `wgmma` with no-swizzle K-major shared-memory operands,
-//! compared with the plain conv that reads the packed weights. It cannot find what only
-//! hardware shows (timing, races, alignment faults), but it does find a wrong offset, stride or fragment mapping
-//! without a GPU.
+//! layout, the staged NHWC and tail epilogues) over an emulation of `wgmma` with no-swizzle K-major shared-memory
+//! operands, compared with the plain conv that reads the packed weights. It cannot find what only hardware shows
+//! (timing, races, alignment faults), but it does find a wrong offset, stride or fragment mapping without a GPU.
 
 // Loops over lanes and warps index by lane and warp on purpose: they mirror the CUDA code they transcribe.
 #![allow(clippy::needless_range_loop)]
