@@ -49,6 +49,15 @@ if [[ ${PROFILE:-0} == 1 ]]; then
     >"${OUT:-.}/ncu-frame.log" 2>&1
   grep -E "^  [a-z_]+|gpu__time_duration" "${OUT:-.}/ncu-frame.log" | paste - - | awk '{print $1, $(NF-1), $(NF)}' |
     tee -a "$log"
+  # The tail conv (the frame's 17th conv_wgmma, after the 47 of the layer timing) and the head, by code region.
+  for k in "conv_wgmma 63" "head_conv 0"; do
+    set -- $k
+    timeout 200 ncu --kernel-name "$1" --launch-skip "$2" --launch-count 1 --set full --import-source no \
+      -o "${OUT:-.}/$1-$2" "$here/bin/sweep" --only "$tile" >/dev/null 2>&1
+    ncu -i "${OUT:-.}/$1-$2.ncu-rep" --page source --csv --print-source sass >"${OUT:-.}/$1-$2.csv" 2>&1
+    echo "== $1 (launch $2) by region" | tee -a "$log"
+    python3 bench/ncu_regions.py "${OUT:-.}/$1-$2.csv" 2>&1 | tee -a "$log"
+  done
 fi
 RUN
 du -sh "$out"
