@@ -1,5 +1,5 @@
-//! Times every conv tile configuration on the GPU and checks each against the CPU, then times the whole model:
-//! one device call gives the table. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
+//! Times every conv tile configuration on the GPU and checks each against the CPU (a 64 -> 64 layer, and RRDB's
+//! dense convs for the chunked wgmma tiles), then times the whole model: one device call gives the tables. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
 //! [MODEL.onnx] [--only TILE[,TILE...]]` (default: models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times
 //! that configuration alone, e.g. under `ncu`). Prints markdown.
 
@@ -30,19 +30,18 @@ fn seeded(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-fn layer() -> Layer {
-    let slice = Slice { buffer: 0, offset: 0, channels: 64 };
+fn layer(cin: usize, cout: usize) -> Layer {
     Layer {
         name: "sweep".into(),
         k: 3,
-        cin: 64,
-        cout: 64,
-        weight: seeded(64 * 64 * 9, 1, 0.1),
-        bias: seeded(64, 2, 0.2),
-        act: Act::Prelu(seeded(64, 3, 0.5)),
+        cin,
+        cout,
+        weight: seeded(cout * cin * 9, 1, 0.1),
+        bias: seeded(cout, 2, 0.2),
+        act: Act::Prelu(seeded(cout, 3, 0.5)),
         residuals: vec![],
-        input: Input::Act { slice, upsample: 1 },
-        output: Output::Act(slice),
+        input: Input::Act { slice: Slice { buffer: 0, offset: 0, channels: cin }, upsample: 1 },
+        output: Output::Act(Slice { buffer: 1, offset: 0, channels: cout }),
         factor: 1,
     }
 }
@@ -57,7 +56,8 @@ struct Weights {
     slope: DeviceBuffer,
 }
 
-fn args(w: &Weights, input: u64, out: u64, h: usize, wd: usize) -> ConvArgs {
+#[allow(clippy::too_many_arguments)]
+fn args(w: &Weights, input: u64, out: u64, h: usize, wd: usize, cin: usize, cout: usize) -> ConvArgs {
     ConvArgs {
         input,
         wt: w.wt.ptr,
@@ -66,30 +66,31 @@ fn args(w: &Weights, input: u64, out: u64, h: usize, wd: usize) -> ConvArgs {
         out,
         h: h as i32,
         w: wd as i32,
-        cin: 64,
-        cout: 64,
-        cout_pad: 64,
-        in_stride: 64,
-        out_stride: 64,
+        cin: cin as i32,
+        cout: cout as i32,
+        cout_pad: cout as i32,
+        in_stride: cin as i32,
+        out_stride: cout as i32,
         ..ConvArgs::default()
     }
 }
 
 fn launch(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef, resident: u32) -> Res<()> {
-    f.launch(k.grid(a.h as usize, a.w as usize, 64, resident), k.threads(), k.smem(0), s, a)?;
+    f.launch(k.grid(a.h as usize, a.w as usize, a.cout_pad as usize, resident), k.threads(), k.smem(0), s, a)?;
     Ok(())
 }
 
 /// Max abs error of the kernel against the CPU conv that reads the packed layout, on a small odd-sized input.
-fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef, resident: u32) -> Res<f32> {
+#[allow(clippy::too_many_arguments)]
+fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef, resident: u32, cin: usize, cout: usize) -> Res<f32> {
     let (h, wd) = (29, 37);
-    let l = layer();
+    let l = layer(cin, cout);
     let p = pack_conv(&l);
-    let x: Vec<f32> = seeded(h * wd * 64, 9, 2.0).iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+    let x: Vec<f32> = seeded(h * wd * cin, 9, 2.0).iter().map(|&v| f16::from_f32(v).to_f32()).collect();
     let din = DeviceBuffer::from_slice(&f16_bits(&x))?;
-    let dout = DeviceBuffer::new(h * wd * 64 * 2)?;
-    launch(f, k, &args(w, din.ptr, dout.ptr, h, wd), s, resident)?;
-    let mut got = vec![0u8; h * wd * 64 * 2];
+    let dout = DeviceBuffer::new(h * wd * cout * 2)?;
+    launch(f, k, &args(w, din.ptr, dout.ptr, h, wd, cin, cout), s, resident)?;
+    let mut got = vec![0u8; h * wd * cout * 2];
     driver::download(s, &mut got, dout.ptr)?;
     let want = conv_packed_cpu(&p, &x, h, wd);
     let err = got
@@ -98,6 +99,76 @@ fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef, resident: u32) -> 
         .map(|(b, &r)| (f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32() - r).abs())
         .fold(0.0, f32::max);
     Ok(err)
+}
+
+/// Times each tile's kernel for a `cin -> cout` layer at `sizes` after checking it against the CPU, prints the
+/// table, and returns (tile, ms at the first size) for the tiles that ran.
+#[allow(clippy::too_many_arguments)]
+fn layer_table(
+    cache: &KernelCache,
+    ctx: &Context,
+    s: StreamRef,
+    tiles: &[Tile],
+    cin: usize,
+    cout: usize,
+    sizes: &[(usize, usize)],
+) -> Res<Vec<(Tile, f32)>> {
+    let sm = ctx.sm;
+    let p = pack_conv(&layer(cin, cout));
+    let bits: Vec<u16> = p.weight.iter().map(|h| h.to_bits()).collect();
+    let w = Weights {
+        wt: DeviceBuffer::from_slice(&bits)?,
+        bias: DeviceBuffer::from_slice(&p.bias)?,
+        slope: DeviceBuffer::from_slice(&p.slope)?,
+    };
+    let bufs: Vec<(DeviceBuffer, DeviceBuffer)> = sizes
+        .iter()
+        .map(|&(h, wd)| {
+            let x = DeviceBuffer::from_slice(&f16_bits(&seeded(h * wd * cin, 5, 2.0)))?;
+            Ok((x, DeviceBuffer::new(h * wd * cout * 2)?))
+        })
+        .collect::<Res<_>>()?;
+    let mut head = "| tile | kernel | smem KB | max err vs CPU |".to_string();
+    for (h, _) in sizes {
+        head += &format!(" {h}p ms | TFLOP/s | % of 750 |");
+    }
+    println!("{head}\n|{}", "---|".repeat(4 + 3 * sizes.len()));
+    let mut results = Vec::new();
+    for &t in tiles {
+        let Some(k) = Kernel::for_layer(sm, t, cin as u32, cout as u32, 3, false, false) else { continue };
+        let row = (|| -> Res<String> {
+            let cubin = cache.cubin(&k, sm, false)?;
+            let f = Function::load(&cubin, k.entry(), k.smem(0))?;
+            let resident = f.max_active_per_sm(k.threads(), k.smem(0))? * ctx.sms;
+            let err = check(&f, &k, &w, s, resident, cin, cout)?;
+            let mut cells = format!("| {t} | {} | {:.1} | {err:.2e} |", k.entry(), k.smem(0) as f64 / 1024.0);
+            for (i, (&(h, wd), (x, y))) in sizes.iter().zip(&bufs).enumerate() {
+                let a = args(&w, x.ptr, y.ptr, h, wd, cin, cout);
+                for _ in 0..3 {
+                    launch(&f, &k, &a, s, resident)?;
+                }
+                let reps = 20;
+                let ms = driver::time_ms(s, || {
+                    for _ in 0..reps {
+                        launch(&f, &k, &a, s, resident)
+                            .map_err(|e| videoforge_backend_fused_cuda::Error::BadTensor(e.to_string()))?;
+                    }
+                    Ok(())
+                })? / reps as f32;
+                let tflops = 2.0 * (h * wd * cin * cout * 9) as f64 / (ms as f64 * 1e-3) / 1e12;
+                if i == 0 {
+                    results.push((t, ms));
+                }
+                cells += &format!(" {ms:.3} | {tflops:.0} | {:.0}% |", 100.0 * tflops / PEAK_TFLOPS);
+            }
+            Ok(cells)
+        })();
+        match row {
+            Ok(r) => println!("{r}"),
+            Err(e) => println!("| {t} | {} | failed: {e} |", k.entry()),
+        }
+    }
+    Ok(results)
 }
 
 fn main() -> Res<()> {
@@ -121,60 +192,20 @@ fn main() -> Res<()> {
     let cache = KernelCache::new(&nvrtc, Some(cache_dir.clone()));
     let stream = Stream::new()?;
     let s = stream.handle();
-    let p = pack_conv(&layer());
-    let bits: Vec<u16> = p.weight.iter().map(|h| h.to_bits()).collect();
-    let w = Weights {
-        wt: DeviceBuffer::from_slice(&bits)?,
-        bias: DeviceBuffer::from_slice(&p.bias)?,
-        slope: DeviceBuffer::from_slice(&p.slope)?,
-    };
-    let bufs: Vec<(DeviceBuffer, DeviceBuffer)> = SIZES
-        .iter()
-        .map(|&(h, wd)| {
-            let x = DeviceBuffer::from_slice(&f16_bits(&seeded(h * wd * 64, 5, 2.0)))?;
-            Ok((x, DeviceBuffer::new(h * wd * 64 * 2)?))
-        })
-        .collect::<Res<_>>()?;
 
-    println!("## One 64 -> 64 3x3 conv + bias + PReLU (NHWC f16)\n");
-    println!("| tile | smem KB | max err vs CPU | 1080p ms | TFLOP/s | % of 750 | 540p ms | TFLOP/s | % of 750 |");
-    println!("|---|---|---|---|---|---|---|---|---|");
     let mut tiles = vec![tile_for_sm(sm)];
     tiles.extend(sweep_tiles().into_iter().filter(|t| *t != tile_for_sm(sm)));
     tiles.retain(|t| wanted(t));
-    let mut results: Vec<(Tile, f32)> = Vec::new();
-    for t in tiles {
-        let Some(k) = Kernel::for_layer(sm, t, 64, 64, 3, false, false) else { continue };
-        let row = (|| -> Res<String> {
-            let cubin = cache.cubin(&k, sm, false)?;
-            let f = Function::load(&cubin, k.entry(), k.smem(0))?;
-            let resident = f.max_active_per_sm(k.threads(), k.smem(0))? * ctx.sms;
-            let err = check(&f, &k, &w, s, resident)?;
-            let mut cells = format!("| {t} | {:.1} | {err:.2e} |", k.smem(0) as f64 / 1024.0);
-            for (&(h, wd), (x, y)) in SIZES.iter().zip(&bufs) {
-                let a = args(&w, x.ptr, y.ptr, h, wd);
-                for _ in 0..3 {
-                    launch(&f, &k, &a, s, resident)?;
-                }
-                let reps = 20;
-                let ms = driver::time_ms(s, || {
-                    for _ in 0..reps {
-                        launch(&f, &k, &a, s, resident)
-                            .map_err(|e| videoforge_backend_fused_cuda::Error::BadTensor(e.to_string()))?;
-                    }
-                    Ok(())
-                })? / reps as f32;
-                let tflops = 2.0 * (h * wd * 64 * 64 * 9) as f64 / (ms as f64 * 1e-3) / 1e12;
-                if h == 1080 {
-                    results.push((t, ms));
-                }
-                cells += &format!(" {ms:.3} | {tflops:.0} | {:.0}% |", 100.0 * tflops / PEAK_TFLOPS);
-            }
-            Ok(cells)
-        })();
-        match row {
-            Ok(r) => println!("{r}"),
-            Err(e) => println!("| {t} | failed: {e} |"),
+    println!("## One 64 -> 64 3x3 conv + bias + PReLU (NHWC f16)\n");
+    let mut results = layer_table(&cache, &ctx, s, &tiles, 64, 64, &SIZES)?;
+    // RRDB's dense-block convs at 540p (x4plus's input resolution is 270p to 540p): the chunked wgmma tiles
+    // against the table's.
+    let dense: Vec<Tile> =
+        tiles.iter().copied().filter(|t| *t == tile_for_sm(sm) || t.wgmma.is_some_and(|w| w.chunk > 0)).collect();
+    if dense.len() > 1 {
+        for (cin, cout) in [(96, 32), (192, 32), (192, 64)] {
+            println!("\n## RRDB dense conv {cin} -> {cout}\n");
+            layer_table(&cache, &ctx, s, &dense, cin, cout, &SIZES[1..])?;
         }
     }
     results.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -186,6 +217,14 @@ fn main() -> Res<()> {
     println!("|---|---|---|---|---|---|---|");
     let mut model_tiles = vec![tile_for_sm(sm)];
     model_tiles.extend(results.iter().map(|r| r.0).filter(|t| *t != tile_for_sm(sm)).take(3));
+    // A model with wider convs (RRDB) is also timed with every chunked tile.
+    if net.layers.iter().any(|l| l.cin > 64) {
+        for t in &dense {
+            if !model_tiles.contains(t) {
+                model_tiles.push(*t);
+            }
+        }
+    }
     model_tiles.retain(|t| wanted(t));
     for t in model_tiles {
         let row = (|| -> Res<String> {

@@ -433,6 +433,42 @@ fn wgmma(acc: &mut [Vec<f32>], smem: &[u8], da: u64, db: u64, n: usize, accumula
     }
 }
 
+/// `wg_load_weights` of `wgmma_common.cu`, transcribed: BN output channels from `n0` of all input channels into
+/// K-major core matrices at the start of shared memory.
+fn wg_load_weights(pr: &Problem, smem: &mut [u8], n0: usize, bn: usize) {
+    let w_plane = bn * 16;
+    for i in 0..9 * (pr.p.cin / 8) * bn {
+        let (kc, n) = (i / bn, i % bn);
+        for e in 0..8 {
+            let v = pr.p.weight[(kc * 8 + e) * pr.p.cout_pad + n0 + n].to_bits();
+            put16(smem, kc * w_plane + n * 16 + e * 2, v);
+        }
+    }
+}
+
+/// `wg_load_planes<np>` of `wgmma_common.cu`, transcribed: planes [0, np) (input channels c0 + 8 p) of tile t's
+/// (rows + 2) x 66 patch into `dst`, one plane `plane` bytes.
+#[allow(clippy::too_many_arguments)]
+fn wg_load_planes(pr: &Problem, smem: &mut [u8], dst: usize, np: usize, rows: usize, t: usize, c0: usize) {
+    let (tw, pw) = (64, 66);
+    let plane = (rows + 2) * pw * 16 + 16;
+    let tiles_x = pr.w.div_ceil(tw);
+    let (ty0, tx0) = (((t / tiles_x) * rows) as isize - 1, ((t % tiles_x) * tw) as isize - 1);
+    for wt in 0..128 {
+        let (ch, px0) = (wt % np, wt / np);
+        let d0 = dst + ch * plane;
+        for py in 0..rows + 2 {
+            for px in (px0..pw).step_by(128 / np) {
+                let mut tmp = [0u16; 8];
+                pr.copy_pixel(&mut tmp, 0, ty0 + py as isize, tx0 + px as isize, c0 + ch * 8);
+                for (e, v) in tmp.into_iter().enumerate() {
+                    put16(smem, d0 + (py * pw + px) * 16 + e * 2, v);
+                }
+            }
+        }
+    }
+}
+
 /// One warpgroup tile as `conv_wgmma.cu` leaves it for its epilogue: shared memory, the tile's patch buffer
 /// (reused as staging), its origin, the N block, and the accumulators `[row][thread][register]`.
 struct WgTile<'a> {
@@ -454,7 +490,6 @@ fn wgmma_tiles(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: us
     let patch_bytes = ch_n * plane;
     let w_plane = bn * 16;
     let w_bytes = 9 * ch_n * w_plane;
-    let ppt = 128 / ch_n;
     let tiles_x = pr.w.div_ceil(tw);
     let ntiles = tiles_x * pr.h.div_ceil(rows);
     for by in 0..cout_pad / bn {
@@ -462,32 +497,13 @@ fn wgmma_tiles(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: us
         let blocks = ntiles.div_ceil(groups).min(resident);
         for bx in 0..blocks {
             let mut smem = vec![0xAAu8; w_bytes + groups * 2 * patch_bytes];
-            for i in 0..9 * ch_n * bn {
-                let (kc, n) = (i / bn, i % bn);
-                for e in 0..8 {
-                    let v = pr.p.weight[(kc * 8 + e) * cout_pad + n0 + n].to_bits();
-                    put16(&mut smem, kc * w_plane + n * 16 + e * 2, v);
-                }
-            }
+            wg_load_weights(pr, &mut smem, n0, bn);
             let wdesc = smem_desc(0, w_plane, 128);
             let nworkers = blocks * groups;
             for wg in 0..groups {
                 let sp = w_bytes + wg * 2 * patch_bytes;
                 let load_patch = |smem: &mut Vec<u8>, stage: usize, t: usize| {
-                    let (ty0, tx0) = (((t / tiles_x) * rows) as isize - 1, ((t % tiles_x) * tw) as isize - 1);
-                    for wt in 0..128 {
-                        let (ch, px0) = (wt % ch_n, wt / ch_n);
-                        let d0 = sp + stage * patch_bytes + ch * plane;
-                        for py in 0..rows + 2 {
-                            for px in (px0..pw).step_by(ppt) {
-                                let mut tmp = [0u16; 8];
-                                pr.copy_pixel(&mut tmp, 0, ty0 + py as isize, tx0 + px as isize, ch * 8);
-                                for (e, v) in tmp.into_iter().enumerate() {
-                                    put16(smem, d0 + (py * pw + px) * 16 + e * 2, v);
-                                }
-                            }
-                        }
-                    }
+                    wg_load_planes(pr, smem, sp + stage * patch_bytes, ch_n, rows, t, 0)
                 };
                 let mut t = bx * groups + wg;
                 if t < ntiles {
@@ -521,40 +537,107 @@ fn wgmma_tiles(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: us
     }
 }
 
+/// The `EPI 0` epilogue of both wgmma kernels, transcribed: bias and PReLU from registers, f16 into the staging
+/// buffer, 16-byte chunks out (`out` as f32, NHWC with cout channels).
+fn wgmma_epilogue_nhwc(pr: &Problem, rows: usize, bn: usize, t: WgTile, out: &mut [f32]) {
+    let (tw, cout, srow) = (64, pr.p.cout, bn * 2 + 16);
+    for (r, acc_r) in t.acc.iter().enumerate() {
+        for (wt, regs) in acc_r.iter().enumerate() {
+            let (warp, lane) = (wt / 32, wt % 32);
+            for hf in 0..2 {
+                let px = r * tw + warp * 16 + (lane >> 2) + hf * 8;
+                for j in 0..bn / 8 {
+                    for e in 0..2 {
+                        let n = t.n0 + j * 8 + (lane & 3) * 2 + e;
+                        let v = regs[j * 4 + hf * 2 + e] + pr.p.bias[n];
+                        let v = if v < 0.0 { v * pr.p.slope[n] } else { v };
+                        let at = t.p + px * srow + (j * 8 + (lane & 3) * 2 + e) * 2;
+                        put16(t.smem, at, f16::from_f32(v).to_bits());
+                    }
+                }
+            }
+        }
+    }
+    for wt in 0..128 {
+        for c in (wt..rows * tw * (bn / 8)).step_by(128) {
+            let (px, ch) = (c / (bn / 8), c % (bn / 8));
+            let (y, x, n) = (t.ty0 + px / tw, t.tx0 + px % tw, t.n0 + ch * 8);
+            if y < pr.h && x < pr.w && n < cout {
+                for e in 0..8 {
+                    out[(y * pr.w + x) * cout + n + e] = get16(t.smem, t.p + px * srow + ch * 16 + e * 2);
+                }
+            }
+        }
+    }
+}
+
 /// `conv_wgmma.cu` with `EPI 0` (NHWC f16 through the staging buffer), transcribed; the output as f32.
 fn emulate_wgmma(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: usize) -> Vec<f32> {
-    let (tw, cout, srow) = (64, pr.p.cout, bn * 2 + 16);
-    let mut out = vec![f32::NAN; pr.h * pr.w * cout];
-    wgmma_tiles(pr, groups, rows, bn, resident, |t| {
-        for (r, acc_r) in t.acc.iter().enumerate() {
-            for (wt, regs) in acc_r.iter().enumerate() {
-                let (warp, lane) = (wt / 32, wt % 32);
-                for hf in 0..2 {
-                    let px = r * tw + warp * 16 + (lane >> 2) + hf * 8;
-                    for j in 0..bn / 8 {
-                        for e in 0..2 {
-                            let n = t.n0 + j * 8 + (lane & 3) * 2 + e;
-                            let v = regs[j * 4 + hf * 2 + e] + pr.p.bias[n];
-                            let v = if v < 0.0 { v * pr.p.slope[n] } else { v };
-                            let at = t.p + px * srow + (j * 8 + (lane & 3) * 2 + e) * 2;
-                            put16(t.smem, at, f16::from_f32(v).to_bits());
+    let mut out = vec![f32::NAN; pr.h * pr.w * pr.p.cout];
+    wgmma_tiles(pr, groups, rows, bn, resident, |t| wgmma_epilogue_nhwc(pr, rows, bn, t, &mut out));
+    out
+}
+
+/// `conv_wgmma_k.cu`, transcribed: resident weights for all input channels, each tile's patch streamed in
+/// `chunk`-channel pieces through two buffers per warpgroup (the next piece, or the next tile's first, copied
+/// after the current piece's MMAs are issued), the accumulators carried across a tile's pieces.
+fn emulate_wgmma_k(pr: &Problem, groups: usize, rows: usize, chunk: usize, bn: usize, resident: usize) -> Vec<f32> {
+    let (cin, cout_pad) = (pr.p.cin, pr.p.cout_pad);
+    let (tw, pw, ch_n, nch) = (64, 66, chunk / 8, cin / chunk);
+    let plane = (rows + 2) * pw * 16 + 16;
+    let buf_bytes = ch_n * plane;
+    let w_plane = bn * 16;
+    let w_bytes = 9 * (cin / 8) * w_plane;
+    let tiles_x = pr.w.div_ceil(tw);
+    let ntiles = tiles_x * pr.h.div_ceil(rows);
+    let mut out = vec![f32::NAN; pr.h * pr.w * pr.p.cout];
+    for by in 0..cout_pad / bn {
+        let n0 = by * bn;
+        let blocks = ntiles.div_ceil(groups).min(resident);
+        for bx in 0..blocks {
+            let mut smem = vec![0xAAu8; w_bytes + groups * 2 * buf_bytes];
+            wg_load_weights(pr, &mut smem, n0, bn);
+            let wdesc = smem_desc(0, w_plane, 128);
+            let nworkers = blocks * groups;
+            for wg in 0..groups {
+                let sb = w_bytes + wg * 2 * buf_bytes;
+                let load_chunk = |smem: &mut Vec<u8>, stage: usize, t: usize, q: usize| {
+                    wg_load_planes(pr, smem, sb + stage * buf_bytes, ch_n, rows, t, q * chunk)
+                };
+                let mut t = bx * groups + wg;
+                if t < ntiles {
+                    load_chunk(&mut smem, 0, t, 0);
+                }
+                let mut stage = 0;
+                while t < ntiles {
+                    let mut acc = vec![vec![vec![0.0f32; bn / 2]; 128]; rows];
+                    let mut p = sb;
+                    for q in 0..nch {
+                        p = sb + stage * buf_bytes;
+                        let pdesc = smem_desc(p, plane, 128);
+                        for (r, acc_r) in acc.iter_mut().enumerate() {
+                            for tap in 0..9 {
+                                for ks in 0..chunk / 16 {
+                                    let da = pdesc + (((r + tap / 3) * pw + tap % 3) + ks * 2 * (plane / 16)) as u64;
+                                    let db = wdesc + ((tap * (cin / 8) + q * ch_n + ks * 2) * (w_plane / 16)) as u64;
+                                    wgmma(acc_r, &smem, da, db, bn, true);
+                                }
+                            }
                         }
+                        let tn = if q + 1 < nch { t } else { t + nworkers };
+                        if tn < ntiles {
+                            load_chunk(&mut smem, stage ^ 1, tn, (q + 1) % nch);
+                        }
+                        stage ^= 1;
                     }
+                    let (ty0, tx0) = ((t / tiles_x) * rows, (t % tiles_x) * tw);
+                    let tile = WgTile { smem: &mut smem, p, ty0, tx0, n0, acc: &acc };
+                    wgmma_epilogue_nhwc(pr, rows, bn, tile, &mut out);
+                    t += nworkers;
                 }
             }
         }
-        for wt in 0..128 {
-            for c in (wt..rows * tw * (bn / 8)).step_by(128) {
-                let (px, ch) = (c / (bn / 8), c % (bn / 8));
-                let (y, x, n) = (t.ty0 + px / tw, t.tx0 + px % tw, t.n0 + ch * 8);
-                if y < pr.h && x < pr.w && n < cout {
-                    for e in 0..8 {
-                        out[(y * pr.w + x) * cout + n + e] = get16(t.smem, t.p + px * srow + ch * 16 + e * 2);
-                    }
-                }
-            }
-        }
-    });
+    }
     out
 }
 
@@ -629,6 +712,14 @@ fn wgmma_kernel_indexing_reproduces_the_conv() {
     // 32 output channels in 2 N blocks, one warpgroup, single-row tiles, an upsampled input (RRDB's up convs).
     let pr = Problem::new(4, 66, 1, 64, 64);
     check(&pr, emulate_wgmma(&pr, 1, 1, 32, 3), "wgmma g1 r1 bn32, upsampled");
+    // conv_wgmma_k: RRDB's widest dense conv (192 -> 32) in six 32-channel pieces; 96 -> 64 in two N blocks of
+    // 32 with 2-row tiles; an upsampled 128-channel input in two 64-channel pieces.
+    let pr = Problem::new(3, 70, 0, 192, 32);
+    check(&pr, emulate_wgmma_k(&pr, 2, 1, 32, 32, 2), "wgmma_k 192 -> 32, k32");
+    let pr = Problem::new(3, 66, 0, 96, 64);
+    check(&pr, emulate_wgmma_k(&pr, 2, 2, 32, 32, 1), "wgmma_k 96 -> 64, k32, r2");
+    let pr = Problem::new(4, 70, 1, 128, 32);
+    check(&pr, emulate_wgmma_k(&pr, 3, 1, 64, 32, 2), "wgmma_k 128 -> 32, k64, upsampled");
 }
 
 #[test]

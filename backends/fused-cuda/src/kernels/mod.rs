@@ -10,14 +10,16 @@ const COMMON: &str = include_str!("common.cu");
 const CONV_COMMON: &str = include_str!("conv_common.cu");
 const CONV: &str = include_str!("conv_mma.cu");
 const HALO: &str = include_str!("conv_halo.cu");
+const WGMMA_COMMON: &str = include_str!("wgmma_common.cu");
 const WGMMA: &str = include_str!("conv_wgmma.cu");
+const WGMMA_K: &str = include_str!("conv_wgmma_k.cu");
 const HEAD: &str = include_str!("head.cu");
 const DOWN: &str = include_str!("downscale.cu");
 
 /// The first 16 hex digits of SHA-256 over every kernel source: part of the engine fingerprint, so changed kernels
 /// redo finished files.
 pub fn sources_hash() -> String {
-    let all = [COMMON, CONV_COMMON, CONV, HALO, WGMMA, HEAD, DOWN].join("\0");
+    let all = [COMMON, CONV_COMMON, CONV, HALO, WGMMA_COMMON, WGMMA, WGMMA_K, HEAD, DOWN].join("\0");
     source_hash(&all, &[])[..16].to_string()
 }
 
@@ -73,12 +75,16 @@ pub struct Wg {
     pub groups: u32,
     /// Output rows per warpgroup tile.
     pub rows: u32,
+    /// Input channels per streamed patch chunk for the layers with more than 64 (`conv_wgmma_k`); 0: those layers
+    /// stay on the mma.sync kernels.
+    pub chunk: u32,
 }
 
 impl std::fmt::Display for Tile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(wg) = self.wgmma {
-            return write!(f, "wgmma_g{}_r{}", wg.groups, wg.rows);
+            write!(f, "wgmma_g{}_r{}", wg.groups, wg.rows)?;
+            return if wg.chunk > 0 { write!(f, "_k{}", wg.chunk) } else { Ok(()) };
         }
         match self.halo {
             true => write!(f, "halo_bm{}_w{}x{}", self.bm, self.warps_m, self.warps_n),
@@ -102,7 +108,7 @@ pub fn tile_for_sm(sm: u32) -> Tile {
             kc: 64,
             stages: 4,
             halo: true,
-            wgmma: Some(Wg { groups: 2, rows: 2 }),
+            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0 }),
         },
         _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None },
     }
@@ -133,10 +139,14 @@ pub fn sweep_tiles() -> Vec<Tile> {
     }
     let base = Tile { wgmma: None, ..tile_for_sm(90) };
     for (groups, rows) in [(1, 2), (1, 4), (2, 1), (2, 2), (3, 1)] {
-        let t = Tile { wgmma: Some(Wg { groups, rows }), ..base };
-        if wgmma_smem(Wg { groups, rows }, 64, 64) <= MAX_SMEM {
-            v.push(t);
+        let wg = Wg { groups, rows, chunk: 0 };
+        if wgmma_smem(wg, 64, 64) <= MAX_SMEM {
+            v.push(Tile { wgmma: Some(wg), ..base });
         }
+    }
+    // The table's shape with RRDB's wide convs on conv_wgmma_k (not measured yet: the sweep times them first).
+    for (groups, rows, chunk) in [(2, 1, 32), (2, 1, 64), (3, 1, 32)] {
+        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk }), ..base });
     }
     v
 }
@@ -146,6 +156,13 @@ pub fn sweep_tiles() -> Vec<Tile> {
 pub fn wgmma_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
     let plane = (wg.rows + 2) * 66 * 16 + 16;
     9 * (cin / 8) * bn * 16 + wg.groups * 2 * (cin / 8) * plane
+}
+
+/// Dynamic shared memory of a chunked wgmma variant: resident weights and two `chunk`-channel patch buffers per
+/// warpgroup (see `conv_wgmma_k.cu`).
+pub fn wgmma_k_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
+    let plane = (wg.rows + 2) * 66 * 16 + 16;
+    9 * (cin / 8) * bn * 16 + wg.groups * 2 * (wg.chunk / 8) * plane
 }
 
 /// Dynamic shared memory of a halo variant: resident weights and two input patches.
@@ -201,6 +218,16 @@ pub enum Kernel {
         /// IO is f16 (tail only).
         io_f16: bool,
     },
+    /// The Hopper warpgroup-MMA conv with the patch streamed in `kch`-channel chunks (`conv_wgmma_k.cu`), 3x3,
+    /// NHWC output; sm_90a.
+    WgmmaK {
+        /// CTA shape.
+        wg: Wg,
+        /// Output channels per CTA (32 or 64).
+        bn: u32,
+        /// Input channels (the weights are resident).
+        cin: u32,
+    },
     /// The fused head (`head.cu`).
     Head {
         /// IO is f16.
@@ -253,6 +280,17 @@ impl Kernel {
                 return Some(Kernel::Wgmma { wg, bn, cin, tail, io_f16: io_f16 && tail });
             }
         }
+        if let Some(wg) = tile.wgmma.filter(|w| w.chunk > 0 && cin > 64 && cin % w.chunk == 0) {
+            // Two CTAs along N when all 64 output channels' weights would not leave room for the patch chunks.
+            let fits = |bn: u32| {
+                wgmma_k_smem(wg, cin, bn) <= max_smem(sm)
+                    && wg.rows * 64 * (bn * 2 + 16) <= (wg.chunk / 8) * ((wg.rows + 2) * 66 * 16 + 16)
+            };
+            let bn = [bn, 32].into_iter().find(|&b| matches!(b, 32 | 64) && bn % b == 0 && fits(b));
+            if let (90, 3, false, Some(bn)) = (sm, ksize, tail, bn) {
+                return Some(Kernel::WgmmaK { wg, bn, cin });
+            }
+        }
         if tile.halo && ksize == 3 && halo_smem(tile, cin, bn) <= max_smem(sm) {
             let tile = Tile { halo: true, wgmma: None, kc: 0, stages: 2, ..t };
             return Some(Kernel::Halo { tile, bn, cin, tail, io_f16: io_f16 && tail });
@@ -273,6 +311,10 @@ impl Kernel {
                 let tiles = (w.div_ceil(64) * h.div_ceil(wg.rows as usize)) as u32;
                 (tiles.div_ceil(wg.groups).min(resident.max(1)), cout_pad as u32 / bn)
             }
+            Kernel::WgmmaK { wg, bn, .. } => {
+                let tiles = (w.div_ceil(64) * h.div_ceil(wg.rows as usize)) as u32;
+                (tiles.div_ceil(wg.groups).min(resident.max(1)), cout_pad as u32 / bn)
+            }
             Kernel::Head { .. } => ((h * w).div_ceil(256) as u32, 1),
             Kernel::Downscale { .. } => ((h * w).div_ceil(256) as u32, 1),
         }
@@ -280,7 +322,7 @@ impl Kernel {
 
     /// Whether the kernel uses Hopper-only instructions: compiled for `sm_90a`, which runs on sm_90 devices only.
     pub fn arch_specific(&self) -> bool {
-        matches!(self, Kernel::Wgmma { .. })
+        matches!(self, Kernel::Wgmma { .. } | Kernel::WgmmaK { .. })
     }
 
     /// The `extern "C"` entry point.
@@ -289,6 +331,7 @@ impl Kernel {
             Kernel::Conv { .. } => "conv_mma",
             Kernel::Halo { .. } => "conv_halo",
             Kernel::Wgmma { .. } => "conv_wgmma",
+            Kernel::WgmmaK { .. } => "conv_wgmma_k",
             Kernel::Head { .. } => "head_conv",
             Kernel::Downscale { .. } => "downscale_cubic",
         }
@@ -310,6 +353,9 @@ impl Kernel {
                 let epi = if *tail { format!("tail_{}", io(*io_f16)) } else { "nhwc".to_string() };
                 format!("conv3x3_wgmma_g{}_r{}_cin{cin}_bn{bn}_{epi}", wg.groups, wg.rows)
             }
+            Kernel::WgmmaK { wg, bn, cin } => {
+                format!("conv3x3_wgmmak_g{}_r{}_k{}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows, wg.chunk)
+            }
             Kernel::Head { io_f16 } => format!("head_{}", io(*io_f16)),
             Kernel::Downscale { io_f16 } => format!("downscale_{}", io(*io_f16)),
         }
@@ -319,7 +365,7 @@ impl Kernel {
     pub fn threads(&self) -> u32 {
         match self {
             Kernel::Conv { tile, .. } | Kernel::Halo { tile, .. } => tile.warps_m * tile.warps_n * 32,
-            Kernel::Wgmma { wg, .. } => wg.groups * 128,
+            Kernel::Wgmma { wg, .. } | Kernel::WgmmaK { wg, .. } => wg.groups * 128,
             Kernel::Head { .. } => 128,
             Kernel::Downscale { .. } => 256,
         }
@@ -331,6 +377,7 @@ impl Kernel {
             Kernel::Conv { tile, bn, .. } => conv_smem(*tile, *bn),
             Kernel::Halo { tile, bn, cin, .. } => halo_smem(*tile, *cin, *bn),
             Kernel::Wgmma { wg, bn, cin, .. } => wgmma_smem(*wg, *cin, *bn),
+            Kernel::WgmmaK { wg, bn, cin } => wgmma_k_smem(*wg, *cin, *bn),
             Kernel::Head { .. } => (27 + 2) * cout * 4,
             Kernel::Downscale { .. } => 0,
         }
@@ -345,6 +392,7 @@ impl Kernel {
             | Kernel::Head { io_f16 }
             | Kernel::Downscale { io_f16 }
             | Kernel::Wgmma { io_f16, .. } => *io_f16,
+            Kernel::WgmmaK { .. } => false,
         };
         let _ = writeln!(s, "// videoforge fused-cuda kernel {}", self.name());
         let _ = writeln!(s, "#define IO_F16 {}", io_f16 as u32);
@@ -375,13 +423,25 @@ impl Kernel {
                 );
                 WGMMA
             }
+            Kernel::WgmmaK { wg, bn, cin } => {
+                let _ = writeln!(
+                    s,
+                    "#define BN {bn}\n#define NWG {}\n#define TR {}\n#define CIN {cin}\n#define KCH {}\n#define EPI 0",
+                    wg.groups, wg.rows, wg.chunk
+                );
+                WGMMA_K
+            }
             Kernel::Head { .. } => HEAD,
             Kernel::Downscale { .. } => DOWN,
         };
         s.push_str(COMMON);
         s.push('\n');
-        if matches!(self, Kernel::Conv { .. } | Kernel::Halo { .. } | Kernel::Wgmma { .. }) {
+        if matches!(self, Kernel::Conv { .. } | Kernel::Halo { .. } | Kernel::Wgmma { .. } | Kernel::WgmmaK { .. }) {
             s.push_str(CONV_COMMON);
+            s.push('\n');
+        }
+        if self.arch_specific() {
+            s.push_str(WGMMA_COMMON);
             s.push('\n');
         }
         s.push_str(body);
@@ -397,9 +457,17 @@ pub fn ci_variants(sm: u32) -> Vec<Kernel> {
     let mut v = table_variants(sm);
     if sm >= 90 {
         for s in sweep_tiles() {
-            if let Some(k) = Kernel::for_layer(sm, s, 64, 64, 3, false, false) {
-                if !v.contains(&k) {
-                    v.push(k);
+            // The 64 -> 64 layer every tile is timed on, and RRDB's wide dense convs for the chunked ones.
+            let shapes = if s.wgmma.is_some_and(|w| w.chunk > 0) {
+                &[(64, 64), (96, 32), (128, 32), (160, 32), (192, 32), (192, 64)][..]
+            } else {
+                &[(64, 64)][..]
+            };
+            for &(cin, cout) in shapes {
+                if let Some(k) = Kernel::for_layer(sm, s, cin, cout, 3, false, false) {
+                    if !v.contains(&k) {
+                        v.push(k);
+                    }
                 }
             }
         }

@@ -1,0 +1,88 @@
+// NHWC f16 3x3 conv for Hopper (sm_90a) with more input channels than conv_wgmma's whole-patch buffers hold
+// (RRDB's dense blocks: 96 to 192 channels in, 32 or 64 out). The same warpgroup MMAs and shared-memory layouts as
+// conv_wgmma.cu; the weights (all CIN, BN output channels) stay resident, but each tile's patch streams through two
+// KCH-channel buffers per warpgroup: while chunk q's MMAs run, chunk q + 1 (or the next tile's first) is copied.
+// The accumulators stay in the tensor pipe across a tile's chunks; the epilogue follows the last one (staged
+// 16-byte stores without residuals, conv_common.cu's per-pair epilogue with them).
+// Compile-time parameters: BN (32 or 64) NWG TR CIN KCH (a divisor of CIN, 32 or 64) EPI (0) IO_F16.
+
+#define CH (KCH / 8)
+#define NCH (CIN / KCH)
+#define BUF_BYTES (CH * PLANE)
+#if TR * TW * SROW > BUF_BYTES || CIN % KCH != 0 || EPI != 0
+#error "conv_wgmma_k: KCH must divide CIN, the output staging must fit in a chunk buffer, NHWC output only"
+#endif
+
+extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArgs a) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    unsigned char* sW = smem;
+    const int tid = threadIdx.x, wg = tid >> 7, wt = tid & 127, warp = wt >> 5, lane = tid & 31;
+    unsigned char* sB = smem + W_BYTES + wg * 2 * BUF_BYTES;
+    const int n0 = blockIdx.y * BN;
+    const int tiles_x = (a.w + TW - 1) / TW, tiles_y = (a.h + TR - 1) / TR;
+    const int ntiles = tiles_x * tiles_y;
+
+    wg_load_weights(sW, a, n0, tid);
+    fence_proxy_async();
+    __syncthreads();
+
+    // Chunk q of tile t: input channels q * KCH + [0, KCH) of its patch.
+    auto load_chunk = [&](int stage, int t, int q) {
+        wg_load_planes<CH>(smem_u32(sB + stage * BUF_BYTES), a, t, tiles_x, q * KCH, wt);
+    };
+
+    float bias[BN / 8][2], slope[BN / 8][2];
+    wg_load_bias(a, n0, lane, bias, slope);
+
+    const u64 wdesc = smem_desc(smem_u32(sW), W_PLANE, 128);
+    const int nworkers = gridDim.x * NWG;
+    int t = blockIdx.x * NWG + wg;
+    if (t < ntiles) load_chunk(0, t, 0);
+    cp_async_commit();
+    int stage = 0;
+    for (; t < ntiles; t += nworkers) {
+        float acc[TR][NACC];
+#pragma unroll
+        for (int r = 0; r < TR; ++r)
+#pragma unroll
+            for (int i = 0; i < NACC; ++i) acc[r][i] = 0.0f;
+        // The chunk loop is unrolled so that no path touches the accumulators while MMAs are in flight (ptxas
+        // serialises every wgmma otherwise).
+        unsigned char* P = sB;
+#pragma unroll
+        for (int q = 0; q < NCH; ++q) {
+            cp_async_wait<0>();
+            fence_proxy_async();
+            wg_barrier(wg);
+            P = sB + stage * BUF_BYTES;
+            const u64 pdesc = smem_desc(smem_u32(P), PLANE, 128);
+            wgmma_fence();
+#pragma unroll
+            for (int r = 0; r < TR; ++r)
+#pragma unroll
+                for (int tap = 0; tap < 9; ++tap)
+#pragma unroll
+                    for (int ks = 0; ks < KCH / 16; ++ks) {
+                        u64 da = pdesc + (u64)(((r + tap / 3) * PW + tap % 3) + ks * 2 * (PLANE / 16));
+                        u64 db = wdesc + (u64)((tap * (CIN / 8) + q * CH + ks * 2) * (W_PLANE / 16));
+                        wgmma_ss(acc[r], da, db, 1);
+                    }
+            wgmma_commit();
+            // The previous chunk's MMAs are done once at most this group is pending: its buffer (which also held
+            // the previous tile's output staging, finished before that tile's closing barrier) takes the next
+            // chunk, this tile's or the next tile's first.
+            wgmma_wait_one();
+            wg_barrier(wg);
+            const int tn = q + 1 < NCH ? t : t + nworkers;
+            if (tn < ntiles) load_chunk(stage ^ 1, tn, (q + 1) % NCH);
+            cp_async_commit();
+            stage ^= 1;
+        }
+        wgmma_wait_all();
+
+        const int ty0 = (t / tiles_x) * TR, tx0 = (t % tiles_x) * TW;
+        wg_epilogue_nhwc(a, acc, bias, slope, P, ty0, tx0, n0, wg, wt, warp, lane);
+        wg_barrier(wg);
+    }
+    cp_async_wait<0>();
+}
