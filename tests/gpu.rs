@@ -232,8 +232,11 @@ fn probe_sees_the_gpu_and_nvdec() {
     eprintln!("{}", serde_json::to_string_pretty(&p).unwrap());
 }
 
+/// Frames with their timestamps, as planar samples.
+type Frames = Vec<(Option<i64>, Vec<u8>)>;
+
 /// Frames of `path` decoded by libavcodec: (pts, planar 4:2:0 samples in `YuvFrame` layout).
-fn cpu_frames(path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
+fn cpu_frames(path: &std::path::Path) -> Frames {
     let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
     let info = src.info().clone();
     let mut out = Vec::new();
@@ -247,12 +250,16 @@ fn cpu_frames(path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
     out
 }
 
-/// Frames of `path` decoded by NVDEC, downloaded in the same layout.
-fn nvdec_frames(gpu: &std::sync::Arc<GpuContext>, path: &std::path::Path) -> Vec<(Option<i64>, Vec<u8>)> {
+/// Frames of `path` decoded by NVDEC (deinterlaced as `kind` says), downloaded in the same layout, with the
+/// stream's description.
+fn nvdec_frames(
+    gpu: &std::sync::Arc<GpuContext>,
+    path: &std::path::Path,
+    kind: videoforge::plan::FilterKind,
+) -> (Frames, videoforge::video::VideoInfo) {
     let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
     let info = src.info().clone();
-    let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, videoforge::plan::FilterKind::None)
-        .expect("NVDEC takes it");
+    let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, kind).expect("NVDEC takes it");
     let mut feed = videoforge::video::DecoderFeed::new(&src).expect("bitstream filter");
     src.hand_out_video_packets();
     let mut out = Vec::new();
@@ -278,8 +285,11 @@ fn nvdec_frames(gpu: &std::sync::Arc<GpuContext>, path: &std::path::Path) -> Vec
             break;
         }
     }
-    assert_eq!(dec.frames(), out.len() as u64);
-    out
+    assert_eq!(dec.frames_out(), out.len() as u64);
+    if kind == videoforge::plan::FilterKind::None {
+        assert_eq!(dec.frames(), out.len() as u64);
+    }
+    (out, info)
 }
 
 /// NVDEC's pictures equal libavcodec's, bit for bit and timestamp for timestamp: H.264 in Matroska and in MP4
@@ -295,7 +305,7 @@ fn nvdec_frames_equal_the_cpu_decoder() {
     videoforge::video::write_synthetic_clip_with(&hevc10, 256, 144, 24, Some("libx265"), 10).unwrap();
     for clip in [h264, root().join("jobs/media/sample.mp4"), hevc10] {
         let cpu = cpu_frames(&clip);
-        let gpu_frames = nvdec_frames(&gpu, &clip);
+        let (gpu_frames, _) = nvdec_frames(&gpu, &clip, videoforge::plan::FilterKind::None);
         assert_eq!(cpu.len(), gpu_frames.len(), "{}: frame counts", clip.display());
         assert!(!cpu.is_empty());
         for (i, (a, b)) in cpu.iter().zip(&gpu_frames).enumerate() {
@@ -391,51 +401,18 @@ fn interlaced_h264(dir: &std::path::Path) -> std::path::PathBuf {
         return p.into();
     }
     let path = dir.join("interlaced.mkv");
-    common::ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=60000/1001",
-        "-frames:v",
-        "40",
-        "-vf",
-        "tinterlace=mode=interleave_top",
-        "-colorspace",
-        "smpte170m",
-        "-color_range",
-        "tv",
-        "-c:v",
-        "libx264",
-        "-flags",
-        "+ildct+ilme",
-        "-x264-params",
-        "tff=1",
-        "-crf",
-        "12",
-        path.to_str().unwrap(),
-    ]);
+    common::media::interlaced_h264(&path, "");
     path
 }
-
-/// Frames with their timestamps, as planar samples.
-type Frames = Vec<(Option<i64>, Vec<u8>)>;
 
 /// Frames of `path` through libavfilter's bwdif on the CPU as the file plan builds it: (pts in the filter's time
 /// base, planar samples).
 fn cpu_bwdif(path: &std::path::Path, choice: videoforge::codec::Deinterlace) -> (Frames, (i32, i32)) {
-    use videoforge::plan::{plan_file, EncodePlan, FileSettings, PipelinePlan};
+    use videoforge::plan::{plan_file, EncodePlan, FileSettings};
     let mut src = videoforge::video::Source::open(path, 4).expect("decodable");
     let info = src.info().clone();
     let encode = EncodePlan::with_defaults(videoforge::codec::Codec::Ffv1);
-    let pipeline = PipelinePlan {
-        depth: 2,
-        batch: 1,
-        tile: 0,
-        tile_overlap: 0,
-        cpu_threads: 4,
-        inference_threads: 1,
-        pin_host_frames: false,
-    };
+    let pipeline = common::pipe();
     let settings = FileSettings {
         input: path,
         output: std::path::Path::new("unused.mkv"),
@@ -485,38 +462,11 @@ fn nvdec_deinterlacing_matches_libavfilter_s_bwdif() {
         [(Deinterlace::Bwdif, FilterKind::NvdecAdaptive), (Deinterlace::BwdifDouble, FilterKind::NvdecAdaptiveDouble)]
     {
         let (cpu, cpu_tb) = cpu_bwdif(&clip, choice);
-        let mut src = videoforge::video::Source::open(&clip, 4).expect("decodable");
-        let info = src.info().clone();
+        let (nv, info) = nvdec_frames(&gpu, &clip, kind);
         assert!(info.interlacing.is_interlaced(), "{:?}", info.interlacing);
-        let mut dec = videoforge::gpu::nvdec::NvDecoder::new(gpu.clone(), &info, kind).expect("NVDEC takes it");
-        let mut feed = videoforge::video::DecoderFeed::new(&src).expect("bitstream filter");
-        src.hand_out_video_packets();
-        let mut nv = Vec::new();
-        loop {
-            let item = src.next_item().unwrap();
-            let end = item.is_none();
-            match item {
-                Some(videoforge::video::Item::VideoPacket(p)) => {
-                    feed.push(Some(p), |d, pts, dur| dec.send(d, pts, dur).map_err(EngineError::from)).unwrap()
-                }
-                None => {
-                    feed.push(None, |d, pts, dur| dec.send(d, pts, dur).map_err(EngineError::from)).unwrap();
-                    dec.finish().unwrap()
-                }
-                _ => {}
-            }
-            while let Some((f, _)) = dec.receive() {
-                nv.push((f.pts, f.to_host_planar(&gpu.decode).unwrap()));
-                f.recycle();
-            }
-            if end {
-                break;
-            }
-        }
         let nv_tb =
             if kind == FilterKind::NvdecAdaptive { info.time_base } else { (info.time_base.0, 2 * info.time_base.1) };
         assert_eq!(nv.len(), cpu.len(), "{choice:?}: frame counts");
-        assert_eq!(nv.len() as u64, dec.frames_out());
         let secs = |p: Option<i64>, (n, d): (i32, i32)| p.map(|p| p as f64 * f64::from(n) / f64::from(d));
         let mut worst = f64::INFINITY;
         for (i, (a, b)) in cpu.iter().zip(&nv).enumerate() {

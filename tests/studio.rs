@@ -744,29 +744,7 @@ fn run_job_on(
 fn nvdec_deinterlacing_matches_the_cpu_path() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("interlaced.mkv");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=60000/1001",
-        "-frames:v",
-        "40",
-        "-vf",
-        "hue=s=0.6,tinterlace=mode=interleave_top",
-        "-colorspace",
-        "smpte170m",
-        "-color_range",
-        "tv",
-        "-c:v",
-        "libx264",
-        "-flags",
-        "+ildct+ilme",
-        "-x264-params",
-        "tff=1",
-        "-crf",
-        "12",
-        s(&input),
-    ]);
+    interlaced_h264(&input, "hue=s=0.6,");
     for (choice, per_frame) in [("bwdif", 1usize), ("bwdif-double", 2)] {
         let extra = format!("[filter]\ndeinterlace = \"{choice}\"");
         let (cpu, cpu_report) = run_job_on(dir.path(), &input, "\"cpu\"", &extra, &format!("cpu-{choice}.mkv"));

@@ -1,7 +1,7 @@
 //! Helpers for the studio and archive tests: raw planes at any chroma layout and depth, plane-level nearest-x2
-//! references, per-plane PSNR, ffprobe as JSON, and the pipeline run with a deinterlace choice.
+//! references, per-plane PSNR, ffprobe as JSON, an interlaced clip, and the pipeline run with a deinterlace choice.
 
-use super::{ffprobe, pipe, raw_frames};
+use super::{ffmpeg, ffprobe, pipe, raw_frames};
 use std::path::Path;
 use videoforge::backend::FrameModel;
 use videoforge::codec::{Container, Deinterlace, Device};
@@ -177,4 +177,32 @@ pub fn run_settings(
         digest_frames: false,
         before_publish: None,
     })
+}
+
+/// An interlaced H.264 clip at `path` (MBAFF, top field first, BT.601 limited range, 320x240, 20 frames from 40
+/// fields) made with the `ffmpeg` CLI; `pre` is a filter chain run before the interlacing (e.g. `"hue=s=0.6,"`).
+pub fn interlaced_h264(path: &Path, pre: &str) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=60000/1001",
+        "-frames:v",
+        "40",
+        "-vf",
+        &format!("{pre}tinterlace=mode=interleave_top"),
+        "-colorspace",
+        "smpte170m",
+        "-color_range",
+        "tv",
+        "-c:v",
+        "libx264",
+        "-flags",
+        "+ildct+ilme",
+        "-x264-params",
+        "tff=1",
+        "-crf",
+        "12",
+        &path.to_string_lossy(),
+    ]);
 }
