@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use videoforge::backend::{find_plugin, Device, ExecutionProvider, FrameModel, ModelOptions, Plugin, Precision};
 use videoforge::runner::Environment;
@@ -33,13 +33,8 @@ pub(crate) struct InferenceBench {
 
 /// The backend plugin `name`, loaded the way a run loads it.
 fn load_backend(name: &str, env: &Environment) -> anyhow::Result<Plugin> {
-    Ok(Plugin::load_with(&find_plugin(name, &env.plugin_dirs)?, ort_library(name, env).as_deref())?)
-}
-
-/// The ONNX Runtime library the environment found: only the ONNX Runtime plugin's runtime (fused-cuda's is NVRTC,
-/// which it finds itself).
-fn ort_library(backend: &str, env: &Environment) -> Option<PathBuf> {
-    env.runtime_library.clone().filter(|_| backend != videoforge::plan::FUSED_CUDA)
+    let path = find_plugin(name, &env.plugin_dirs)?;
+    Ok(Plugin::load_with(&path, env.runtime_for(&path))?)
 }
 
 /// The compiled-kernel cache a run gives the fused backend, so a benchmark times kernels, not NVRTC (none for
@@ -90,7 +85,7 @@ pub(crate) fn inference(b: &InferenceBench, env: &Environment) -> anyhow::Result
         tile: b.tile,
         tile_overlap: if b.tile > 0 { 16 } else { 0 },
         batch: 1,
-        runtime_library: ort_library(&b.backend, env),
+        runtime_library: env.runtime_for(&plugin.info().path).map(Path::to_path_buf),
         cache_dir: kernel_cache(&b.backend, env),
         cuda_stream: 0,
         threads: 0,
@@ -169,7 +164,7 @@ pub(crate) fn device(b: &InferenceBench, device: u32, env: &Environment) -> anyh
         tile: 0,
         tile_overlap: 0,
         batch: 1,
-        runtime_library: ort_library(&b.backend, env),
+        runtime_library: env.runtime_for(&plugin.info().path).map(Path::to_path_buf),
         cache_dir: kernel_cache(&b.backend, env),
         cuda_stream: gpu.compute.cu_stream() as usize,
         threads: 0,

@@ -33,9 +33,7 @@ pub(crate) fn doctor(env: &Environment) -> DoctorReport {
     let mut has_cuda_ep = false;
     let mut fused_ready = None;
     for path in discover_plugins(&env.plugin_dirs) {
-        // The ONNX Runtime library is the ONNX Runtime plugin's runtime only (fused-cuda's is NVRTC).
-        let ort = path.file_name() == Some(std::ffi::OsStr::new(&videoforge::backend::plugin_file_name("onnxruntime")));
-        match Plugin::load_with(&path, env.runtime_library.as_deref().filter(|_| ort)) {
+        match Plugin::load_with(&path, env.runtime_for(&path)) {
             Ok(p) => {
                 if p.info().name == videoforge::plan::FUSED_CUDA {
                     fused_ready = Some(p.info().library_error.clone());
@@ -99,9 +97,9 @@ impl DoctorReport {
     /// Whether the ONNX Runtime plugin loads and its runtime library with it: without it nothing can run (fused-cuda
     /// refuses CPU jobs and models it does not match).
     pub(crate) fn can_run(&self) -> bool {
-        self.plugins
-            .iter()
-            .any(|p| p["name"] == "onnxruntime" && p.get("error").is_none() && p["library_error"].is_null())
+        self.plugins.iter().any(|p| {
+            p["name"] == videoforge::plan::ONNXRUNTIME && p.get("error").is_none() && p["library_error"].is_null()
+        })
     }
 
     /// Text for a person.

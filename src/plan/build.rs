@@ -27,6 +27,9 @@ pub fn infer_bytes(w: u32, h: u32, scale: u32, precision: Precision) -> u64 {
 /// The backend name of videoforge's own fused CUDA kernels.
 pub const FUSED_CUDA: &str = "fused-cuda";
 
+/// The backend name of the ONNX Runtime plugin.
+pub const ONNXRUNTIME: &str = "onnxruntime";
+
 /// Settings that come from the environment rather than the job file (read once, at the CLI edge), for
 /// benchmarks and comparisons. The defaults are what a job gets.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ mod problem;
 mod retry;
 mod validate;
 
-pub use build::{build, infer_bytes, Overrides, FUSED_CUDA};
+pub use build::{build, infer_bytes, Overrides, FUSED_CUDA, ONNXRUNTIME};
 pub use engine_plan::{
     DecodeRoute, Decoder, EncodePlan, EnginePlan, ModelFacts, ModelPlan, PipelinePlan, WorkItem, WorkerPlan,
 };

@@ -15,7 +15,7 @@ pub use report::RunSummary;
 pub use resume::{report_path, write_atomic, FileRecord, FileStatus};
 pub use shard::{shard_assignment, shard_tasks, Shard, ShardError, ShardTask};
 
-use crate::backend::{find_plugin, ModelOptions, Plugin};
+use crate::backend::{find_plugin, plugin_file_name, ModelOptions, Plugin};
 use crate::codec::{ExecutionProvider, Precision};
 use crate::error::{exit_codes, EngineError};
 use crate::fingerprint::EngineFingerprint;
@@ -48,6 +48,15 @@ pub struct Environment {
     pub audit_traces: u64,
     /// Fail slot S of worker W once, as if its device had (`VIDEOFORGE_FAIL_SLOT=W/S`, for tests).
     pub fail_slot: Option<String>,
+}
+
+impl Environment {
+    /// The runtime library to load the plugin at `plugin` with: the one this environment found is ONNX Runtime's,
+    /// for the ONNX Runtime plugin only (fused-cuda's runtime is NVRTC, which it finds itself).
+    pub fn runtime_for(&self, plugin: &Path) -> Option<&Path> {
+        let ort = plugin.file_name() == Some(std::ffi::OsStr::new(&plugin_file_name(plan::ONNXRUNTIME)));
+        self.runtime_library.as_deref().filter(|_| ort)
+    }
 }
 
 /// How to run a job.
@@ -117,7 +126,7 @@ pub fn plan_job(spec: &JobSpec, env: &Environment) -> Result<Planned, EngineErro
     } else {
         crate::probe::detect(env.probe)
     };
-    let plugin = Plugin::load_with(&find_plugin("onnxruntime", &env.plugin_dirs)?, env.runtime_library.as_deref())?;
+    let plugin = Plugin::load_with(&find_plugin(plan::ONNXRUNTIME, &env.plugin_dirs)?, env.runtime_library.as_deref())?;
     let runtime = spec.manifest.model.runtime.as_ref().map(|r| spec.resolve(r)).or(env.runtime_library.clone());
     let model = plugin.open_model(&ModelOptions {
         execution_provider: Some(ExecutionProvider::Cpu),
