@@ -151,18 +151,21 @@ pub fn sweep_tiles() -> Vec<Tile> {
     v
 }
 
-/// Dynamic shared memory of a wgmma variant: resident weights and two input patches per warpgroup (each 8-channel
-/// plane of a patch padded by 16 bytes, see `conv_wgmma.cu`).
+/// Bytes of one warpgroup patch buffer of `planes` 8-channel planes: (rows + 2) x 66 pixels of 16 bytes a plane,
+/// each plane padded by 16 bytes (see `conv_wgmma.cu`).
+fn wg_buffer(rows: u32, planes: u32) -> u32 {
+    planes * ((rows + 2) * 66 * 16 + 16)
+}
+
+/// Dynamic shared memory of a wgmma variant: resident weights and two input patches per warpgroup.
 pub fn wgmma_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
-    let plane = (wg.rows + 2) * 66 * 16 + 16;
-    9 * (cin / 8) * bn * 16 + wg.groups * 2 * (cin / 8) * plane
+    9 * (cin / 8) * bn * 16 + wg.groups * 2 * wg_buffer(wg.rows, cin / 8)
 }
 
 /// Dynamic shared memory of a chunked wgmma variant: resident weights and two `chunk`-channel patch buffers per
 /// warpgroup (see `conv_wgmma_k.cu`).
 pub fn wgmma_k_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
-    let plane = (wg.rows + 2) * 66 * 16 + 16;
-    9 * (cin / 8) * bn * 16 + wg.groups * 2 * (wg.chunk / 8) * plane
+    9 * (cin / 8) * bn * 16 + wg.groups * 2 * wg_buffer(wg.rows, wg.chunk / 8)
 }
 
 /// Dynamic shared memory of a halo variant: resident weights and two input patches.
@@ -275,7 +278,7 @@ impl Kernel {
         if let Some(wg) = tile.wgmma {
             let fits = wgmma_smem(wg, cin, bn) <= max_smem(sm) && cin == 64 && matches!(bn, 16 | 32 | 48 | 64);
             // The tail stages its f32 outputs in a patch buffer.
-            let staged = !tail || wg.rows * 64 * bn * 4 <= (cin / 8) * ((wg.rows + 2) * 66 * 16 + 16);
+            let staged = !tail || wg.rows * 64 * bn * 4 <= wg_buffer(wg.rows, cin / 8);
             if sm == 90 && ksize == 3 && fits && staged {
                 return Some(Kernel::Wgmma { wg, bn, cin, tail, io_f16: io_f16 && tail });
             }
@@ -284,7 +287,7 @@ impl Kernel {
             // Two CTAs along N when all 64 output channels' weights would not leave room for the patch chunks.
             let fits = |bn: u32| {
                 wgmma_k_smem(wg, cin, bn) <= max_smem(sm)
-                    && wg.rows * 64 * (bn * 2 + 16) <= (wg.chunk / 8) * ((wg.rows + 2) * 66 * 16 + 16)
+                    && wg.rows * 64 * (bn * 2 + 16) <= wg_buffer(wg.rows, wg.chunk / 8)
             };
             let bn = [bn, 32].into_iter().find(|&b| matches!(b, 32 | 64) && bn % b == 0 && fits(b));
             if let (90, 3, false, Some(bn)) = (sm, ksize, tail, bn) {
@@ -307,11 +310,7 @@ impl Kernel {
                 let tiles = (w.div_ceil(16) * h.div_ceil(tile.bm as usize / 16)) as u32;
                 (tiles.min(resident.max(1)), cout_pad as u32 / bn)
             }
-            Kernel::Wgmma { wg, bn, .. } => {
-                let tiles = (w.div_ceil(64) * h.div_ceil(wg.rows as usize)) as u32;
-                (tiles.div_ceil(wg.groups).min(resident.max(1)), cout_pad as u32 / bn)
-            }
-            Kernel::WgmmaK { wg, bn, .. } => {
+            Kernel::Wgmma { wg, bn, .. } | Kernel::WgmmaK { wg, bn, .. } => {
                 let tiles = (w.div_ceil(64) * h.div_ceil(wg.rows as usize)) as u32;
                 (tiles.div_ceil(wg.groups).min(resident.max(1)), cout_pad as u32 / bn)
             }
