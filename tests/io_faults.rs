@@ -152,33 +152,55 @@ fn assert_nothing_left(output: &Path) {
 /// setpriv's arguments that run a command as `nobody`.
 const NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 
+/// Whether setpriv can run a command as `nobody` here.
+fn setpriv_works() -> bool {
+    Command::new("setpriv").args(NOBODY).arg("true").status().is_ok_and(|s| s.success())
+}
+
 /// The binary run as `nobody` (root is not stopped by `chmod`), with the tests' environment; `None` when setpriv
-/// cannot switch users here.
-fn as_nobody() -> Option<Command> {
-    let ok = Command::new("setpriv").args(NOBODY).arg("true").status();
-    if !ok.is_ok_and(|s| s.success()) {
+/// cannot switch users here. What the binary reads besides itself (the model, ONNX Runtime, the plugins) is copied
+/// into `kit` first, a folder of the test's that nobody can read: the checkout may sit in a folder nobody cannot
+/// enter (a private home or `mktemp -d`). The model is then `kit/nearest2x.onnx`.
+fn as_nobody(kit: &Path) -> Option<Command> {
+    if !setpriv_works() {
         return None;
+    }
+    let (lib, plugins) = (kit.join("lib"), kit.join("plugins"));
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(model(), kit.join("nearest2x.onnx")).unwrap();
+    let ort = lib.join("libonnxruntime.so");
+    std::fs::copy(common::ort_library(), &ort).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_videoforge")).parent().unwrap();
+    for name in common::dir_entries(bin_dir) {
+        if name.starts_with("libvideoforge_backend_") && name.ends_with(".so") {
+            std::fs::copy(bin_dir.join(&name), plugins.join(&name)).unwrap();
+        }
     }
     let mut c = Command::new("setpriv");
     c.args(NOBODY).arg(env!("CARGO_BIN_EXE_videoforge"));
-    c.env("VIDEOFORGE_NO_GPU", "1").env("ORT_DYLIB_PATH", common::ort_library());
+    c.env("VIDEOFORGE_NO_GPU", "1").env("ORT_DYLIB_PATH", ort).env("VIDEOFORGE_PLUGIN_DIR", plugins);
     Some(c)
 }
 
-/// `videoforge -i input -o output -m model -d cpu` (as `nobody` when `nobody` is set).
+/// `videoforge -i input -o output -m model -d cpu` (as `nobody` when `nobody` is set, with its kit beside `input`).
 fn single(input: &Path, output: &Path, nobody: bool) -> Output {
-    let mut c = if nobody { as_nobody().expect("setpriv switches to nobody") } else { bin() };
-    c.args(["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "-m", model().to_str().unwrap()]);
+    let kit = input.parent().unwrap();
+    let (mut c, model) = match nobody {
+        true => (as_nobody(kit).expect("setpriv switches to nobody"), kit.join("nearest2x.onnx")),
+        false => (bin(), model()),
+    };
+    c.args(["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "-m", model.to_str().unwrap()]);
     c.args(["-d", "cpu", "--preset", "ultrafast"]).output().unwrap()
 }
 
 /// A job over `clips/` into `out`, one file at a time, in name order, so a fault in one file leaves the files
 /// before it done and, where the fault passes, the files after it a clean run.
-fn job(dir: &Path, out: &Path) -> PathBuf {
+fn job(dir: &Path, out: &Path, model: &Path) -> PathBuf {
     let text = format!(
         "version = 1\n[model]\npath = {:?}\n[device]\ngpus = \"cpu\"\nfiles_at_once = 1\n[[input]]\npath = \
          \"clips/*.mp4\"\n[output]\ndir = {:?}\n[encode]\npreset = \"ultrafast\"\n",
-        model().display().to_string(),
+        model.display().to_string(),
         out.display().to_string()
     );
     let path = dir.join("job.toml");
@@ -259,7 +281,7 @@ fn disk_full_under_run_fails_only_the_file_that_does_not_fit() {
         Ok(m) => m,
         Err(why) => return skip("disk_full_under_run", &format!("tmpfs mount refused: {why}")),
     };
-    let o = bin().arg("run").arg(job(dir.path(), &out)).output().unwrap();
+    let o = bin().arg("run").arg(job(dir.path(), &out, &model())).output().unwrap();
     let b = out.join("b.x2.mp4");
     assert_fault(&o, 75, "disk full: ", &b);
     assert!(text(&o).contains("2 done, 0 skipped, 1 failed"), "{}", text(&o));
@@ -314,7 +336,8 @@ fn output_folder_deleted_under_run_fails_the_files_that_follow_and_is_not_recrea
     let dir = tempfile::tempdir().unwrap();
     clips(dir.path(), |b| noisy_clip(b, 320, 240, 48));
     let out = dir.path().join("out");
-    let mut child = bin().arg("run").arg(job(dir.path(), &out)).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        bin().arg("run").arg(job(dir.path(), &out, &model())).stderr(std::process::Stdio::piped()).spawn().unwrap();
     // a is written first and quickly; b is the long one.
     let a = out.join("a.x2.mp4");
     let started = std::time::Instant::now();
@@ -359,7 +382,7 @@ fn folder_not_writable_single(test: &str, lock: impl FnOnce(&Path) -> Result<Box
 /// nobody and `dir` stays root's 0755).
 fn deny(dir: &Path) -> Result<Box<dyn std::any::Any>, String> {
     if is_root() {
-        if as_nobody().is_none() {
+        if !setpriv_works() {
             return Err("running as root and setpriv cannot switch to nobody".into());
         }
     } else {
@@ -421,7 +444,7 @@ fn erofs_output_folder_under_run_exits_3_before_any_work() {
         Ok(m) => m,
         Err(why) => return skip("erofs_output_folder_under_run", &format!("read-only bind mount refused: {why}")),
     };
-    let o = bin().arg("run").arg(job(dir.path(), &out)).output().unwrap();
+    let o = bin().arg("run").arg(job(dir.path(), &out, &model())).output().unwrap();
     assert_fault(&o, 3, "is not writable", &out);
     assert!(common::dir_entries(&out).is_empty(), "nothing written");
 }
@@ -441,7 +464,7 @@ fn eperm_on_one_output_under_run_exits_1_and_the_others_complete() {
         Ok(g) => g,
         Err(why) => return skip("eperm_on_one_output_under_run", &format!("chattr +i refused: {why}")),
     };
-    let o = bin().arg("run").arg(job(dir.path(), &out)).output().unwrap();
+    let o = bin().arg("run").arg(job(dir.path(), &out, &model())).output().unwrap();
     assert_fault(&o, 1, "no permission to write", &b);
     assert!(text(&o).contains("2 done, 0 skipped, 1 failed"), "{}", text(&o));
     assert_eq!(std::fs::read(&b).unwrap(), b"an older output");
@@ -461,18 +484,17 @@ fn eacces_mid_run_fails_the_files_for_good_with_exit_1() {
     clips(dir.path(), |b| noisy_clip(b, 320, 240, 48));
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let job = job(dir.path(), &out);
-    let mut c = if is_root() {
-        let Some(c) = as_nobody() else {
+    let (mut c, job) = if is_root() {
+        let Some(c) = as_nobody(dir.path()) else {
             return skip("eacces_mid_run", "running as root and setpriv cannot switch to nobody");
         };
         // The tempdir is private; nobody must read the clips and own the output folder.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let st = Command::new("chown").arg("65534:65534").arg(&out).status().unwrap();
         assert!(st.success());
-        c
+        (c, job(dir.path(), &out, &dir.path().join("nearest2x.onnx")))
     } else {
-        bin()
+        (bin(), job(dir.path(), &out, &model()))
     };
     let child = c.arg("run").arg(&job).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let (started, partial) = (std::time::Instant::now(), |n: &String| n.starts_with(".b.x2.mp4.partial-"));
@@ -499,7 +521,7 @@ fn a_summary_or_report_that_cannot_be_written_is_said_and_not_zero() {
     let out = dir.path().join("out");
     let summary = out.join("videoforge-run.json");
     std::fs::create_dir_all(summary.join("x")).unwrap();
-    let job = job(dir.path(), &out);
+    let job = job(dir.path(), &out, &model());
     let o = bin().arg("run").arg(&job).output().unwrap();
     let t = text(&o);
     assert_eq!(o.status.code(), Some(75), "{t}");
@@ -532,7 +554,7 @@ fn a_lost_device_with_no_other_worker_exits_75() {
     let dir = tempfile::tempdir().unwrap();
     clips(dir.path(), |b| noisy_clip(b, 32, 24, 2));
     let out = dir.path().join("out");
-    let o = bin().arg("run").arg(job(dir.path(), &out)).env("VIDEOFORGE_FAIL_SLOT", "0/0").output().unwrap();
+    let o = bin().arg("run").arg(job(dir.path(), &out, &model())).env("VIDEOFORGE_FAIL_SLOT", "0/0").output().unwrap();
     let t = text(&o);
     assert_eq!(o.status.code(), Some(75), "{t}");
     assert!(t.contains("slot 0 stopped: injected device failure"), "{t}");
