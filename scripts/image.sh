@@ -10,6 +10,8 @@
 #   --bundle PATH   the bundle to use (default: dist/'s bundle of this version, made by scripts/bundle.sh if missing)
 #   --fresh-rootfs  make the root filesystem again (default: reuse dist/.rootfs/ from an earlier run)
 #
+# Exit 3 when the disk is too small for it (the GPU image needs about 4 GB free beside its unpacked bundle).
+#
 # Load and run:  podman load -i dist/videoforge-VERSION.oci.tar
 #                podman run --rm -v "$PWD:/data" videoforge:VERSION run job.toml
 # Entrypoint /opt/videoforge/bin/videoforge (also on PATH as `videoforge`), working directory /data, default
@@ -25,7 +27,7 @@ while (($#)); do
     --gpu) gpu=1 ;;
     --bundle) bundle=$2; shift ;;
     --fresh-rootfs) fresh=1 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "image: unknown argument $1 (--gpu, --bundle PATH, --fresh-rootfs)" >&2; exit 2 ;;
   esac
   shift
@@ -76,19 +78,37 @@ if ((fresh)) || [[ ! -s $rootfs ]]; then
   echo "image: root filesystem $(vf_mib "$rootfs") MiB in $((SECONDS - t0)) s"
 fi
 
-# 2. the bundle, unpacked
+# 2. the bundle, unpacked (an earlier archive of this tag goes first: the GPU image needs several GB of disk at its
+#    peak, see tests/release/image.sh)
+rm -f "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/data"
 zstd -dc "$bundle" | tar -C "$work" -xf -
 [[ -x $work/$base/bin/videoforge ]] || { echo "image: $bundle has no $base/bin/videoforge" >&2; exit 1; }
+# room for what follows (the GPU bundle is 2 GB unpacked): the container's copy of the bundle in the containers'
+# storage, then the layer as a temporary file and the packed archive in dist/. Short of it, buildah's commit fails
+# with an unhelpful "io: read/write on closed pipe", so say it here (exit 3).
+size=$(du -sm "$work/$base" | cut -f1)
+storage=/var/lib/containers
+mkdir -p "$storage"
+for need in "dist:$((2 * size))" "$storage:$((size + size / 10))"; do
+  dir=${need%%:*} mib=${need##*:}
+  free=$(df --output=avail -BM "$dir" | tail -n1 | tr -dc 0-9)
+  if ((free < mib)); then
+    echo "image: not enough disk: $dir ($(df --output=target "$dir" | tail -n1)) has $free MiB free, the image of" \
+         "this ${size} MiB bundle needs about $mib MiB there" >&2
+    exit 3
+  fi
+done
 
 # 3. the image
 c=$(buildah from --quiet scratch)
-cleanup() { buildah rm "$c" >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { buildah rm "$c" >/dev/null 2>&1 || true; rm -rf "$work" dist/.tmp; }
 trap cleanup EXIT
 buildah add --quiet "$c" "$rootfs" / >/dev/null
 buildah add --quiet "$c" "$work/$base" /opt/videoforge >/dev/null
+rm -rf "${work:?}/$base"   # copied into the container: 2 GB less on disk while the layer is committed
 buildah add --quiet "$c" "$work/data" /data >/dev/null
 # what the image holds must be complete without the host: every library the program, its plugins and ONNX
 # Runtime need resolves in the image (glibc included), and in a GPU image the CUDA provider's too, but libcuda
@@ -112,9 +132,12 @@ buildah config --os linux --arch amd64 \
   --label org.opencontainers.image.title=videoforge --label org.opencontainers.image.version="$tag" \
   --label org.opencontainers.image.description="AI video upscaling driven by job files" \
   --label org.opencontainers.image.licenses=Apache-2.0 "$c"
-buildah rmi "$image" >/dev/null 2>&1 || true   # an earlier build of this tag, which would stay behind untagged
-buildah commit --quiet --format oci --rm "$c" "$image" >/dev/null
+# straight into the archive, not into local storage first: a 2 GB layer would otherwise take 2 GB more. The layer
+# is written to a temporary file first (buildah uses TMPDIR, /var/tmp by default, which may be small or full: a
+# commit that runs out of room there fails with "io: read/write on closed pipe"), so it goes under dist/.
+export TMPDIR=$PWD/dist/.tmp
+mkdir -p "$TMPDIR"
+buildah commit --quiet --format oci --disable-compression=false --rm "$c" "oci-archive:$out:$image" >/dev/null
 c=
-rm -f "$out"
-buildah push --quiet "$image" "oci-archive:$out:$image"
+rm -rf "$TMPDIR"
 echo "image: $out ($image): $(vf_mib "$out") MiB; load it with: podman load -i $out"
