@@ -40,7 +40,11 @@ else
   archive=dist/videoforge-$version.oci.tar tag=$version
 fi
 podman rmi -f "videoforge:$tag" >/dev/null 2>&1 || true
-podman load -q -i "$archive"
+# podman too unpacks the layer into a temporary file first: under dist/, as scripts/image.sh does (/var/tmp may be
+# small)
+mkdir -p dist/.tmp
+TMPDIR=$PWD/dist/.tmp podman load -q -i "$archive"
+rm -rf dist/.tmp
 # the loaded image goes again at the end (2 GB for the GPU one); `podman load -i` brings it back
 trap 'podman image unmount "videoforge:$tag" >/dev/null 2>&1; podman rmi -f "videoforge:$tag" >/dev/null 2>&1; rm -rf "$probe" ${data:+"$data"}' EXIT
 podman image exists "videoforge:$tag" || fail "podman load -i $archive did not give videoforge:$tag"
