@@ -2,8 +2,9 @@
 //! `conv_halo.cu` and `conv_mma.cu` (tile walk, shared-memory layout, cp.async zero fill, double buffering and
 //! pipeline stages, ldmatrix addresses) over an emulation of `ldmatrix` and `mma.sync.m16n8k16` written from the
 //! PTX ISA's fragment layouts, and of `conv_wgmma.cu` (patch planes, descriptors and their offsets, the accumulator
-//! layout, the staged NHWC and tail epilogues) over an emulation of `wgmma` with no-swizzle K-major shared-memory
-//! operands, compared with the plain conv that reads the packed weights. It cannot find what only hardware shows
+//! layout, the staged NHWC and tail epilogues) and `conv_wgmma_wide.cu` (row ring, strip segments, `stmatrix.trans`
+//! staging) over an emulation of `wgmma` with no-swizzle K-major shared-memory operands, compared with the plain
+//! conv that reads the packed weights. It cannot find what only hardware shows
 //! (timing, races, alignment faults), but it does find a wrong offset, stride or fragment mapping without a GPU.
 
 // Loops over lanes and warps index by lane and warp on purpose: they mirror the CUDA code they transcribe.
@@ -692,19 +693,143 @@ fn emulate_wgmma_tail(pr: &Problem, rows: usize, s: usize, crd: bool, image: &[f
     out
 }
 
+/// `stmatrix.sync.aligned.m8n8.x4.trans.shared.b16` over a warp: lane `l`'s register `q` holds row `l / 4`,
+/// columns `2 (l % 4)` and `+1` of matrix `q` (low half first), stored transposed: as column `l / 4` of rows
+/// `2 (l % 4)` and `+1`, at the row addresses lanes `8q .. 8q + 7` give.
+fn stmatrix_trans(smem: &mut [u8], addrs: &[usize; 32], regs: &[[(u16, u16); 4]; 32]) {
+    for (l, r) in regs.iter().enumerate() {
+        for (q, &(lo, hi)) in r.iter().enumerate() {
+            put16(smem, addrs[8 * q + 2 * (l % 4)] + (l / 4) * 2, lo);
+            put16(smem, addrs[8 * q + 2 * (l % 4) + 1] + (l / 4) * 2, hi);
+        }
+    }
+}
+
+/// `conv_wgmma_wide.cu`, transcribed: resident weights as the A operand, each warpgroup's strip segments with
+/// their ring of four input rows as B (row y + 2 copied after row y's MMAs), the output row staged by
+/// `stmatrix.trans` into the spent slot of row y - 1 with the pixel XOR swizzle, then 16-byte NHWC stores.
+fn emulate_wgmma_wide(pr: &Problem, groups: usize, npx: usize, blocks: usize) -> Vec<f32> {
+    let (h, w, cout) = (pr.h, pr.w, pr.p.cout);
+    let splane = (npx + 2) * 16;
+    let slot = 8 * splane;
+    let (w_plane, w_bytes) = (64 * 16, 9 * 8 * 64 * 16);
+    let staged = |p: usize, c: usize| p * 128 + ((c ^ (p & 7)) << 4);
+    let ring_slot = |y: isize| y.rem_euclid(4) as usize;
+    let workers = blocks * groups;
+    let strips = w.div_ceil(npx);
+    let per_strip = (workers / strips).max(1);
+    let seg = h.div_ceil(per_strip);
+    let items = strips * h.div_ceil(seg);
+    let mut out = vec![f32::NAN; h * w * cout];
+    for bx in 0..blocks {
+        let mut smem = vec![0xAAu8; w_bytes + groups * 4 * slot];
+        wg_load_weights(pr, &mut smem, 0, 64);
+        let wdesc = smem_desc(0, w_plane, 128);
+        for wg in 0..groups {
+            let sr = w_bytes + wg * 4 * slot;
+            let load_row = |smem: &mut Vec<u8>, y: isize, x0: usize| {
+                let dst = sr + ring_slot(y) * slot;
+                for wt in 0..128 {
+                    for px in ((wt >> 3)..npx + 2).step_by(16) {
+                        let mut tmp = [0u16; 8];
+                        pr.copy_pixel(&mut tmp, 0, y, x0 as isize - 1 + px as isize, (wt & 7) * 8);
+                        for (e, v) in tmp.into_iter().enumerate() {
+                            put16(smem, dst + (wt & 7) * splane + px * 16 + e * 2, v);
+                        }
+                    }
+                }
+            };
+            for item in (bx * groups + wg..items).step_by(workers) {
+                let (x0, y0) = ((item % strips) * npx, (item / strips) * seg);
+                let y1 = (y0 + seg).min(h);
+                for y in [y0 as isize - 1, y0 as isize, y0 as isize + 1] {
+                    load_row(&mut smem, y, x0);
+                }
+                for y in y0..y1 {
+                    let yi = y as isize;
+                    let mut acc = vec![vec![0.0f32; npx / 2]; 128];
+                    for tap in 0..9 {
+                        let rdesc = smem_desc(sr + ring_slot(yi - 1 + tap as isize / 3) * slot, splane, 128);
+                        for ks in 0..4 {
+                            let da = wdesc + ((tap * 8 + ks * 2) * (w_plane / 16)) as u64;
+                            let db = rdesc + (tap % 3 + ks * 2 * (splane / 16)) as u64;
+                            wgmma(&mut acc, &smem, da, db, npx, (tap | ks) != 0);
+                        }
+                    }
+                    if y + 2 <= y1 {
+                        load_row(&mut smem, yi + 2, x0);
+                    }
+                    let st = sr + ring_slot(yi - 1) * slot;
+                    for warp in 0..4 {
+                        let m0 = warp * 16;
+                        for j in (0..npx / 8).step_by(2) {
+                            let mut addrs = [0usize; 32];
+                            let mut regs = [[(0u16, 0u16); 4]; 32];
+                            for lane in 0..32 {
+                                let a = &acc[warp * 32 + lane];
+                                let m = m0 + (lane >> 2);
+                                let act = |i: usize, n: usize| {
+                                    let v = a[i] + pr.p.bias[n];
+                                    f16::from_f32(if v < 0.0 { v * pr.p.slope[n] } else { v }).to_bits()
+                                };
+                                regs[lane] = [
+                                    (act(j * 4, m), act(j * 4 + 1, m)),
+                                    (act(j * 4 + 2, m + 8), act(j * 4 + 3, m + 8)),
+                                    (act(j * 4 + 4, m), act(j * 4 + 5, m)),
+                                    (act(j * 4 + 6, m + 8), act(j * 4 + 7, m + 8)),
+                                ];
+                                let q = lane >> 3;
+                                let p = (j + (q >> 1)) * 8 + (lane & 7);
+                                addrs[lane] = st + staged(p, warp * 2 + (q & 1));
+                            }
+                            stmatrix_trans(&mut smem, &addrs, &regs);
+                        }
+                    }
+                    for wt in 0..128 {
+                        for i in (wt..npx * 8).step_by(128) {
+                            let (p, c) = (i >> 3, i & 7);
+                            let x = x0 + p;
+                            if x < w && c * 8 < cout {
+                                for e in 0..8 {
+                                    out[(y * w + x) * cout + c * 8 + e] = get16(&smem, st + staged(p, c) + e * 2);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The wgmma kernels' output is f16: compares it with the expected values rounded the same way (one f16 step of
+/// slack for the summation order).
+fn check(pr: &Problem, got: Vec<f32>, what: &str) {
+    let want: Vec<f32> = pr.expected().iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| if g.is_nan() { f32::INFINITY } else { (g - w).abs() / w.abs().max(1.0) })
+        .fold(0.0, f32::max);
+    assert!(err < 2e-3, "{what}: max error {err}");
+}
+
+#[test]
+fn wgmma_wide_kernel_indexing_reproduces_the_conv() {
+    // 5x70 in 64-pixel strips (the second one 6 pixels wide), 2 CTAs of 2 warpgroups: segments of 3 and 2 rows.
+    let pr = Problem::new(5, 70, 0, 64, 64);
+    check(&pr, emulate_wgmma_wide(&pr, 2, 64, 2), "wide g2 n64");
+    // 128-pixel strips over 130 columns, one CTA of 2 warpgroups: one 4-row segment each, the ring wraps.
+    let pr = Problem::new(4, 130, 0, 64, 64);
+    check(&pr, emulate_wgmma_wide(&pr, 2, 128, 1), "wide g2 n128");
+    // An upsampled input in one 256-pixel strip, three single-warpgroup CTAs: segments of 2 rows.
+    let pr = Problem::new(6, 36, 1, 64, 64);
+    check(&pr, emulate_wgmma_wide(&pr, 1, 256, 3), "wide g1 n256, upsampled");
+}
+
 #[test]
 fn wgmma_kernel_indexing_reproduces_the_conv() {
-    // The output is f16 there: compare with the expected values rounded the same way (one f16 step of slack for
-    // the summation order).
-    let check = |pr: &Problem, got: Vec<f32>, what: &str| {
-        let want: Vec<f32> = pr.expected().iter().map(|&v| f16::from_f32(v).to_f32()).collect();
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| if g.is_nan() { f32::INFINITY } else { (g - w).abs() / w.abs().max(1.0) })
-            .fold(0.0, f32::max);
-        assert!(err < 2e-3, "{what}: max error {err}");
-    };
     // 5x70: partial tiles both ways (3 tile rows of 2, 2 tile columns of 64); 2 CTAs of 2 warpgroups over 6 tiles,
     // so both patch buffers of a warpgroup are used.
     let pr = Problem::new(5, 70, 0, 64, 64);

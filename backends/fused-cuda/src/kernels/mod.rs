@@ -13,13 +13,14 @@ const HALO: &str = include_str!("conv_halo.cu");
 const WGMMA_COMMON: &str = include_str!("wgmma_common.cu");
 const WGMMA: &str = include_str!("conv_wgmma.cu");
 const WGMMA_K: &str = include_str!("conv_wgmma_k.cu");
+const WGMMA_WIDE: &str = include_str!("conv_wgmma_wide.cu");
 const HEAD: &str = include_str!("head.cu");
 const DOWN: &str = include_str!("downscale.cu");
 
 /// The first 16 hex digits of SHA-256 over every kernel source: part of the engine fingerprint, so changed kernels
 /// redo finished files.
 pub fn sources_hash() -> String {
-    let all = [COMMON, CONV_COMMON, CONV, HALO, WGMMA_COMMON, WGMMA, WGMMA_K, HEAD, DOWN].join("\0");
+    let all = [COMMON, CONV_COMMON, CONV, HALO, WGMMA_COMMON, WGMMA, WGMMA_K, WGMMA_WIDE, HEAD, DOWN].join("\0");
     source_hash(&all, &[])[..16].to_string()
 }
 
@@ -78,13 +79,19 @@ pub struct Wg {
     /// Input channels per streamed patch chunk for the layers with more than 64 (`conv_wgmma_k`); 0: those layers
     /// stay on the mma.sync kernels.
     pub chunk: u32,
+    /// Pixels per MMA (64, 128 or 256) of `conv_wgmma_wide` for the 64 -> 64 layers (weights as the M operand, a
+    /// row of pixels as N); 0: those layers stay on `conv_wgmma`.
+    pub wide: u32,
 }
 
 impl std::fmt::Display for Tile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(wg) = self.wgmma {
             write!(f, "wgmma_g{}_r{}", wg.groups, wg.rows)?;
-            return if wg.chunk > 0 { write!(f, "_k{}", wg.chunk) } else { Ok(()) };
+            if wg.chunk > 0 {
+                write!(f, "_k{}", wg.chunk)?;
+            }
+            return if wg.wide > 0 { write!(f, "_w{}", wg.wide) } else { Ok(()) };
         }
         match self.halo {
             true => write!(f, "halo_bm{}_w{}x{}", self.bm, self.warps_m, self.warps_n),
@@ -108,7 +115,7 @@ pub fn tile_for_sm(sm: u32) -> Tile {
             kc: 64,
             stages: 4,
             halo: true,
-            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0 }),
+            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0 }),
         },
         _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None },
     }
@@ -139,15 +146,23 @@ pub fn sweep_tiles() -> Vec<Tile> {
     }
     let base = Tile { wgmma: None, ..tile_for_sm(90) };
     for (groups, rows) in [(1, 2), (1, 4), (2, 1), (2, 2), (3, 1)] {
-        let wg = Wg { groups, rows, chunk: 0 };
+        let wg = Wg { groups, rows, chunk: 0, wide: 0 };
         if wgmma_smem(wg, 64, 64) <= MAX_SMEM {
             v.push(Tile { wgmma: Some(wg), ..base });
         }
     }
     // The table's shape with RRDB's wide convs on conv_wgmma_k (not measured yet: the sweep times them first).
     for (groups, rows, chunk) in [(2, 1, 32), (2, 1, 64), (3, 1, 32)] {
-        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk }), ..base });
+        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0 }), ..base });
     }
+    // The table's shape with the 64 -> 64 layers on conv_wgmma_wide (not measured yet), and other widths.
+    for (groups, wide) in [(2, 128), (1, 256), (2, 64), (3, 64)] {
+        if wgmma_wide_smem(groups, wide) <= MAX_SMEM {
+            v.push(Tile { wgmma: Some(Wg { groups, rows: 2, chunk: 0, wide }), ..base });
+        }
+    }
+    // Both for RRDB: its wide dense convs chunked, its 64 -> 64 convs on conv_wgmma_wide.
+    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128 }), ..base });
     v
 }
 
@@ -166,6 +181,12 @@ pub fn wgmma_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
 /// warpgroup (see `conv_wgmma_k.cu`).
 pub fn wgmma_k_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
     9 * (cin / 8) * bn * 16 + wg.groups * 2 * wg_buffer(wg.rows, wg.chunk / 8)
+}
+
+/// Dynamic shared memory of a `conv_wgmma_wide` variant: resident 64 -> 64 weights and, per warpgroup, a ring of
+/// four input rows of `npx + 2` pixels x 64 channels.
+pub fn wgmma_wide_smem(groups: u32, npx: u32) -> u32 {
+    9 * 8 * 64 * 16 + groups * 4 * 8 * (npx + 2) * 16
 }
 
 /// Dynamic shared memory of a halo variant: resident weights and two input patches.
@@ -231,6 +252,14 @@ pub enum Kernel {
         /// Input channels (the weights are resident).
         cin: u32,
     },
+    /// The Hopper warpgroup-MMA conv with the weights as M and rows of `npx` pixels as N
+    /// (`conv_wgmma_wide.cu`), 3x3, 64 -> 64 channels, NHWC output; sm_90a.
+    WgmmaWide {
+        /// Warpgroups (128 threads each) per CTA.
+        groups: u32,
+        /// Pixels per MMA row (64, 128 or 256).
+        npx: u32,
+    },
     /// The fused head (`head.cu`).
     Head {
         /// IO is f16.
@@ -275,6 +304,12 @@ impl Kernel {
         let Kernel::Conv { tile: t, bn, .. } = Kernel::conv(tile, cin, cout_pad, ksize, tail, io_f16)? else {
             return None;
         };
+        if let Some(wg) = tile.wgmma.filter(|w| w.wide > 0) {
+            let fits = wgmma_wide_smem(wg.groups, wg.wide) <= max_smem(sm) && matches!(wg.wide, 64 | 128 | 256);
+            if sm == 90 && ksize == 3 && cin == 64 && cout_pad == 64 && !tail && fits {
+                return Some(Kernel::WgmmaWide { groups: wg.groups, npx: wg.wide });
+            }
+        }
         if let Some(wg) = tile.wgmma {
             let fits = wgmma_smem(wg, cin, bn) <= max_smem(sm) && cin == 64 && matches!(bn, 16 | 32 | 48 | 64);
             // The tail stages its f32 outputs in a patch buffer.
@@ -314,6 +349,12 @@ impl Kernel {
                 let tiles = (w.div_ceil(64) * h.div_ceil(wg.rows as usize)) as u32;
                 (tiles.div_ceil(wg.groups).min(resident.max(1)), cout_pad as u32 / bn)
             }
+            // Every resident warpgroup takes one strip segment (the kernel sizes them from the grid), at least one
+            // output row each.
+            Kernel::WgmmaWide { groups, npx } => {
+                let rows = (w.div_ceil(*npx as usize) * h) as u32;
+                (rows.div_ceil(*groups).min(resident.max(1)), 1)
+            }
             Kernel::Head { .. } => ((h * w).div_ceil(256) as u32, 1),
             Kernel::Downscale { .. } => ((h * w).div_ceil(256) as u32, 1),
         }
@@ -321,7 +362,7 @@ impl Kernel {
 
     /// Whether the kernel uses Hopper-only instructions: compiled for `sm_90a`, which runs on sm_90 devices only.
     pub fn arch_specific(&self) -> bool {
-        matches!(self, Kernel::Wgmma { .. } | Kernel::WgmmaK { .. })
+        matches!(self, Kernel::Wgmma { .. } | Kernel::WgmmaK { .. } | Kernel::WgmmaWide { .. })
     }
 
     /// The `extern "C"` entry point.
@@ -331,6 +372,7 @@ impl Kernel {
             Kernel::Halo { .. } => "conv_halo",
             Kernel::Wgmma { .. } => "conv_wgmma",
             Kernel::WgmmaK { .. } => "conv_wgmma_k",
+            Kernel::WgmmaWide { .. } => "conv_wgmma_wide",
             Kernel::Head { .. } => "head_conv",
             Kernel::Downscale { .. } => "downscale_cubic",
         }
@@ -355,6 +397,7 @@ impl Kernel {
             Kernel::WgmmaK { wg, bn, cin } => {
                 format!("conv3x3_wgmmak_g{}_r{}_k{}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows, wg.chunk)
             }
+            Kernel::WgmmaWide { groups, npx } => format!("conv3x3_wgmmaw_g{groups}_n{npx}_cin64_bn64_nhwc"),
             Kernel::Head { io_f16 } => format!("head_{}", io(*io_f16)),
             Kernel::Downscale { io_f16 } => format!("downscale_{}", io(*io_f16)),
         }
@@ -365,6 +408,7 @@ impl Kernel {
         match self {
             Kernel::Conv { tile, .. } | Kernel::Halo { tile, .. } => tile.warps_m * tile.warps_n * 32,
             Kernel::Wgmma { wg, .. } | Kernel::WgmmaK { wg, .. } => wg.groups * 128,
+            Kernel::WgmmaWide { groups, .. } => groups * 128,
             Kernel::Head { .. } => 128,
             Kernel::Downscale { .. } => 256,
         }
@@ -377,6 +421,7 @@ impl Kernel {
             Kernel::Halo { tile, bn, cin, .. } => halo_smem(*tile, *cin, *bn),
             Kernel::Wgmma { wg, bn, cin, .. } => wgmma_smem(*wg, *cin, *bn),
             Kernel::WgmmaK { wg, bn, cin } => wgmma_k_smem(*wg, *cin, *bn),
+            Kernel::WgmmaWide { groups, npx } => wgmma_wide_smem(*groups, *npx),
             Kernel::Head { .. } => (27 + 2) * cout * 4,
             Kernel::Downscale { .. } => 0,
         }
@@ -391,7 +436,7 @@ impl Kernel {
             | Kernel::Head { io_f16 }
             | Kernel::Downscale { io_f16 }
             | Kernel::Wgmma { io_f16, .. } => *io_f16,
-            Kernel::WgmmaK { .. } => false,
+            Kernel::WgmmaK { .. } | Kernel::WgmmaWide { .. } => false,
         };
         let _ = writeln!(s, "// videoforge fused-cuda kernel {}", self.name());
         let _ = writeln!(s, "#define IO_F16 {}", io_f16 as u32);
@@ -430,12 +475,19 @@ impl Kernel {
                 );
                 WGMMA_K
             }
+            Kernel::WgmmaWide { groups, npx } => {
+                let _ = writeln!(
+                    s,
+                    "#define BN 64\n#define NWG {groups}\n#define TR 1\n#define CIN 64\n#define NPX {npx}\n#define EPI 0"
+                );
+                WGMMA_WIDE
+            }
             Kernel::Head { .. } => HEAD,
             Kernel::Downscale { .. } => DOWN,
         };
         s.push_str(COMMON);
         s.push('\n');
-        if matches!(self, Kernel::Conv { .. } | Kernel::Halo { .. } | Kernel::Wgmma { .. } | Kernel::WgmmaK { .. }) {
+        if !matches!(self, Kernel::Head { .. } | Kernel::Downscale { .. }) {
             s.push_str(CONV_COMMON);
             s.push('\n');
         }
