@@ -1,6 +1,10 @@
 // The fused head: planar RGB (IO_T, pitched, read through the IoTable) -> first conv (3 -> cout, 3x3, pad 1) +
-// bias + activation -> f16 NHWC channel slice. CUDA cores: 27 inputs per pixel, weights (f32) in shared memory.
-// One thread per two output pixels, 8 output channels at a time (cout is a multiple of 8).
+// bias + activation -> f16 NHWC channel slice. Two kernels (HEAD_MMA picks one), the same arguments and weights
+// (f32 [27][cout], k = (ky * 3 + kx) * 3 + c):
+// - head_conv, CUDA cores: 27 inputs per pixel, weights in shared memory; one thread per two output pixels, 8
+//   output channels at a time (cout is a multiple of 8).
+// - head_mma, tensor cores (mma.sync m16n8k16, sm_80+; cout up to 64): K = the 27 inputs padded to 32, a warp per
+//   16 pixels of a row, the A fragments loaded straight from the image (f16), the weights held as B fragments.
 
 // Must match `runtime::args::HeadArgs`.
 struct HeadArgs {
@@ -15,6 +19,7 @@ __device__ __forceinline__ void lds4(const float* p, float (&w)[8], int at) {
         : "r"(smem_u32(p)));
 }
 
+#if !HEAD_MMA
 extern "C" __global__ void __launch_bounds__(128) head_conv(const HeadArgs a) {
     extern __shared__ __align__(16) float hs[];
     float* sw = hs;                  // [27][cout]
@@ -82,3 +87,93 @@ extern "C" __global__ void __launch_bounds__(128) head_conv(const HeadArgs a) {
         }
     }
 }
+#else
+extern "C" __global__ void __launch_bounds__(128) head_mma(const HeadArgs a) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int nb = a.cout / 8;
+    // B fragments of the 8 output-channel blocks j and the two K steps s: column g, rows 16 s + 8 r + 2 t and + 1
+    // (zero past the 27 inputs); bias and slope of this thread's accumulator columns 8 j + 2 t and + 1.
+    const float* wt = (const float*)a.wt;
+    unsigned bw[8][2][2];
+    float bias[8][2], slope[8][2];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        const int n = min(8 * j + g, a.cout - 1);
+#pragma unroll
+        for (int s = 0; s < 2; ++s)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int k = 16 * s + 8 * r + 2 * t;
+                bw[j][s][r] = pack_h2(k < 27 ? wt[k * a.cout + n] : 0.0f, k + 1 < 27 ? wt[(k + 1) * a.cout + n] : 0.0f);
+            }
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int c = min(8 * j + 2 * t + e, a.cout - 1);
+            bias[j][e] = ((const float*)a.bias)[c];
+            slope[j][e] = ((const float*)a.slope)[c];
+        }
+    }
+    // The image offsets of this thread's eight K indices i = 4 s + 2 r + e (k = 16 s + 8 r + 2 t + e): colour plane
+    // and tap; a padding index gets a row offset that is never inside the image.
+    const IoTable* io = (const IoTable*)a.io;
+    const io_t* img = (const io_t*)io->in;
+    const long long pitch = io->in_pitch;
+    int kdy[8], kdx[8];
+    long long koff[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const int k = 16 * (i >> 2) + 8 * ((i >> 1) & 1) + 2 * t + (i & 1);
+        const int tap = k / 3, c = k - tap * 3;
+        kdy[i] = k < 27 ? tap / 3 - 1 : -(1 << 20);
+        kdx[i] = k < 27 ? tap % 3 - 1 : 0;
+        koff[i] = k < 27 ? ((long long)c * a.h + kdy[i]) * pitch + kdx[i] : 0;
+    }
+    const int tiles_x = (a.w + 15) / 16, ntiles = a.h * tiles_x;
+    const int nwarps = (gridDim.x * blockDim.x) >> 5;
+    for (int tile = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; tile < ntiles; tile += nwarps) {
+        const int y = tile / tiles_x, x0 = (tile - y * tiles_x) * 16;
+        // A fragments: register r * 2 + q of K step s holds pixel x0 + g + 8 q, inputs k and k + 1.
+        unsigned af[2][4];
+#pragma unroll
+        for (int s = 0; s < 2; ++s)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+#pragma unroll
+                for (int q = 0; q < 2; ++q) {
+                    const int x = x0 + g + 8 * q;
+                    float v[2];
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const int i = 4 * s + 2 * r + e;
+                        const int yy = y + kdy[i], xx = x + kdx[i];
+                        const bool ok = yy >= 0 && yy < a.h && xx >= 0 && xx < a.w;
+                        v[e] = ok ? io_load(img + koff[i] + (long long)y * pitch + x) : 0.0f;
+                    }
+                    af[s][r * 2 + q] = pack_h2(v[0], v[1]);
+                }
+        float acc[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+            if (j < nb) {
+                mma_16816(acc[j], af[0], bw[j][0][0], bw[j][0][1]);
+                mma_16816(acc[j], af[1], bw[j][1][0], bw[j][1][1]);
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+            const int x = x0 + g + 8 * q;
+            if (x >= a.w) continue;
+            half_t* out = (half_t*)a.out + ((long long)y * a.w + x) * a.out_stride + a.out_off + 2 * t;
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                if (j >= nb) break;
+                float v0 = acc[j][2 * q] + bias[j][0], v1 = acc[j][2 * q + 1] + bias[j][1];
+                if (v0 < 0.0f) v0 *= slope[j][0];
+                if (v1 < 0.0f) v1 *= slope[j][1];
+                *(unsigned*)(out + 8 * j) = pack_h2(v0, v1);
+            }
+        }
+    }
+}
+#endif

@@ -67,6 +67,9 @@ pub struct Tile {
     pub halo: bool,
     /// Prefer `conv_wgmma` with this shape.
     pub wgmma: Option<Wg>,
+    /// The head on tensor cores (`head_mma` in `head.cu`) where it has at most 64 output channels; else
+    /// `head_conv` on CUDA cores.
+    pub tc_head: bool,
 }
 
 /// The shape of a `conv_wgmma` CTA: warpgroups, each walking its own tiles of `rows` output rows x 64 pixels.
@@ -91,21 +94,27 @@ impl std::fmt::Display for Tile {
             if wg.chunk > 0 {
                 write!(f, "_k{}", wg.chunk)?;
             }
-            return if wg.wide > 0 { write!(f, "_w{}", wg.wide) } else { Ok(()) };
+            if wg.wide > 0 {
+                write!(f, "_w{}", wg.wide)?;
+            }
+        } else if self.halo {
+            write!(f, "halo_bm{}_w{}x{}", self.bm, self.warps_m, self.warps_n)?;
+        } else {
+            write!(f, "bm{}_w{}x{}_kc{}_s{}", self.bm, self.warps_m, self.warps_n, self.kc, self.stages)?;
         }
-        match self.halo {
-            true => write!(f, "halo_bm{}_w{}x{}", self.bm, self.warps_m, self.warps_n),
-            false => write!(f, "bm{}_w{}x{}_kc{}_s{}", self.bm, self.warps_m, self.warps_n, self.kc, self.stages),
+        if self.tc_head {
+            write!(f, "_th")?;
         }
+        Ok(())
     }
 }
 
 /// The tuned configuration for an SM (8.0, 8.6, 8.9, 9.0; others take the nearest lower row).
 pub fn tile_for_sm(sm: u32) -> Tile {
     match sm {
-        0..=85 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 4, halo: true, wgmma: None },
-        86..=88 => Tile { bm: 64, warps_m: 2, warps_n: 2, kc: 32, stages: 3, halo: true, wgmma: None },
-        89 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 3, halo: true, wgmma: None },
+        0..=85 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 4, halo: true, wgmma: None, tc_head: false },
+        86..=88 => Tile { bm: 64, warps_m: 2, warps_n: 2, kc: 32, stages: 3, halo: true, wgmma: None, tc_head: false },
+        89 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 3, halo: true, wgmma: None, tc_head: false },
         // Hopper: the warpgroup-MMA conv for the 3x3 layers it takes, halo_bm64_w4x2 (the fastest mma.sync
         // configuration on the H200, bench/RESULTS.md) for the rest.
         90 => Tile {
@@ -116,8 +125,9 @@ pub fn tile_for_sm(sm: u32) -> Tile {
             stages: 4,
             halo: true,
             wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0 }),
+            tc_head: false,
         },
-        _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None },
+        _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None, tc_head: false },
     }
 }
 
@@ -128,7 +138,7 @@ pub fn sweep_tiles() -> Vec<Tile> {
         for (warps_m, warps_n) in [(2, 2), (4, 2), (8, 1)] {
             for kc in [32, 64] {
                 for stages in [3, 4] {
-                    let t = Tile { bm, warps_m, warps_n, kc, stages, halo: false, wgmma: None };
+                    let t = Tile { bm, warps_m, warps_n, kc, stages, halo: false, wgmma: None, tc_head: false };
                     if t.bm % (16 * t.warps_m) == 0 && conv_smem(t, 64) <= MAX_SMEM && t.bm / t.warps_m <= 64 {
                         v.push(t);
                     }
@@ -138,7 +148,7 @@ pub fn sweep_tiles() -> Vec<Tile> {
     }
     for bm in [64, 128, 256] {
         for (warps_m, warps_n) in [(2, 2), (4, 2), (8, 1)] {
-            let t = Tile { bm, warps_m, warps_n, kc: 64, stages: 2, halo: true, wgmma: None };
+            let t = Tile { bm, warps_m, warps_n, kc: 64, stages: 2, halo: true, wgmma: None, tc_head: false };
             if t.bm % (16 * t.warps_m) == 0 && halo_smem(t, 64, 64) <= MAX_SMEM && t.bm / t.warps_m <= 64 {
                 v.push(t);
             }
@@ -163,6 +173,9 @@ pub fn sweep_tiles() -> Vec<Tile> {
     }
     // Both for RRDB: its wide dense convs chunked, its 64 -> 64 convs on conv_wgmma_wide.
     v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128 }), ..base });
+    // The head on tensor cores (not measured yet), with the table's convs and with the wide ones.
+    v.push(Tile { tc_head: true, ..tile_for_sm(90) });
+    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 128 }), tc_head: true, ..base });
     v
 }
 
@@ -264,6 +277,8 @@ pub enum Kernel {
     Head {
         /// IO is f16.
         io_f16: bool,
+        /// `head_mma` (tensor cores, at most 64 output channels) instead of `head_conv`.
+        mma: bool,
     },
     /// The final bicubic resize (`downscale.cu`).
     Downscale {
@@ -285,7 +300,7 @@ impl Kernel {
         while warps_n > 1 && bn % (16 * warps_n) != 0 {
             warps_n /= 2;
         }
-        let tile = Tile { kc, warps_n, halo: false, wgmma: None, ..tile };
+        let tile = Tile { kc, warps_n, halo: false, wgmma: None, tc_head: false, ..tile };
         // The IO type only matters to the tail's epilogue: one NHWC variant serves both.
         Some(Kernel::Conv { tile, bn, ksize, tail, io_f16: io_f16 && tail })
     }
@@ -330,7 +345,7 @@ impl Kernel {
             }
         }
         if tile.halo && ksize == 3 && halo_smem(tile, cin, bn) <= max_smem(sm) {
-            let tile = Tile { halo: true, wgmma: None, kc: 0, stages: 2, ..t };
+            let tile = Tile { halo: true, wgmma: None, tc_head: false, kc: 0, stages: 2, ..t };
             return Some(Kernel::Halo { tile, bn, cin, tail, io_f16: io_f16 && tail });
         }
         Kernel::conv(tile, cin, cout_pad, ksize, tail, io_f16)
@@ -355,6 +370,8 @@ impl Kernel {
                 let rows = (w.div_ceil(*npx as usize) * h) as u32;
                 (rows.div_ceil(*groups).min(resident.max(1)), 1)
             }
+            // head_mma: 16-pixel row tiles, a warp about four of them.
+            Kernel::Head { mma: true, .. } => ((h * w.div_ceil(16)).div_ceil(16) as u32, 1),
             Kernel::Head { .. } => ((h * w).div_ceil(256) as u32, 1),
             Kernel::Downscale { .. } => ((h * w).div_ceil(256) as u32, 1),
         }
@@ -373,6 +390,7 @@ impl Kernel {
             Kernel::Wgmma { .. } => "conv_wgmma",
             Kernel::WgmmaK { .. } => "conv_wgmma_k",
             Kernel::WgmmaWide { .. } => "conv_wgmma_wide",
+            Kernel::Head { mma: true, .. } => "head_mma",
             Kernel::Head { .. } => "head_conv",
             Kernel::Downscale { .. } => "downscale_cubic",
         }
@@ -398,7 +416,7 @@ impl Kernel {
                 format!("conv3x3_wgmmak_g{}_r{}_k{}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows, wg.chunk)
             }
             Kernel::WgmmaWide { groups, npx } => format!("conv3x3_wgmmaw_g{groups}_n{npx}_cin64_bn64_nhwc"),
-            Kernel::Head { io_f16 } => format!("head_{}", io(*io_f16)),
+            Kernel::Head { io_f16, mma } => format!("head{}_{}", if *mma { "_mma" } else { "" }, io(*io_f16)),
             Kernel::Downscale { io_f16 } => format!("downscale_{}", io(*io_f16)),
         }
     }
@@ -422,6 +440,7 @@ impl Kernel {
             Kernel::Wgmma { wg, bn, cin, .. } => wgmma_smem(*wg, *cin, *bn),
             Kernel::WgmmaK { wg, bn, cin } => wgmma_k_smem(*wg, *cin, *bn),
             Kernel::WgmmaWide { groups, npx } => wgmma_wide_smem(*groups, *npx),
+            Kernel::Head { mma: true, .. } => 0,
             Kernel::Head { .. } => (27 + 2) * cout * 4,
             Kernel::Downscale { .. } => 0,
         }
@@ -433,7 +452,7 @@ impl Kernel {
         let io_f16 = match self {
             Kernel::Conv { io_f16, .. }
             | Kernel::Halo { io_f16, .. }
-            | Kernel::Head { io_f16 }
+            | Kernel::Head { io_f16, .. }
             | Kernel::Downscale { io_f16 }
             | Kernel::Wgmma { io_f16, .. } => *io_f16,
             Kernel::WgmmaK { .. } | Kernel::WgmmaWide { .. } => false,
@@ -482,7 +501,10 @@ impl Kernel {
                 );
                 WGMMA_WIDE
             }
-            Kernel::Head { .. } => HEAD,
+            Kernel::Head { mma, .. } => {
+                let _ = writeln!(s, "#define HEAD_MMA {}", *mma as u32);
+                HEAD
+            }
             Kernel::Downscale { .. } => DOWN,
         };
         s.push_str(COMMON);
@@ -502,10 +524,18 @@ impl Kernel {
 
 /// Every variant CI compiles for an SM: the SM's table configuration for each layer shape of the shipped models
 /// (64 -> 64, the dense block's 64..192 -> 32 and 192 -> 64, the tails to 48 and 3 channels), halo and streaming
-/// alike, 1x1 convs, the head and downscale for both IO types, and on sm_90 (where the sweep runs) the whole sweep
-/// list.
+/// alike, 1x1 convs, both heads and the downscale for both IO types, and on sm_90 (where the sweep runs) the whole
+/// sweep list.
 pub fn ci_variants(sm: u32) -> Vec<Kernel> {
     let mut v = table_variants(sm);
+    // Both heads on every SM, whichever the table picks.
+    for io_f16 in [false, true] {
+        for mma in [false, true] {
+            if !v.contains(&Kernel::Head { io_f16, mma }) {
+                v.push(Kernel::Head { io_f16, mma });
+            }
+        }
+    }
     if sm >= 90 {
         for s in sweep_tiles() {
             // The 64 -> 64 layer every tile is timed on, and RRDB's wide dense convs for the chunked ones.
@@ -550,7 +580,7 @@ pub fn table_variants(sm: u32) -> Vec<Kernel> {
             push(Kernel::for_layer(sm, t, 64, cout, 3, true, io_f16));
             push(Kernel::conv(no_halo, 64, cout, 3, true, io_f16));
         }
-        push(Some(Kernel::Head { io_f16 }));
+        push(Some(Kernel::Head { io_f16, mma: t.tc_head }));
         push(Some(Kernel::Downscale { io_f16 }));
     }
     v

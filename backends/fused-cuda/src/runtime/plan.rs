@@ -64,7 +64,7 @@ pub fn plan(net: &Network, sm: u32, tile: Option<Tile>) -> Result<Vec<Step>> {
             if !aligned(s.offset, net.buffers[s.buffer].channels) {
                 return Err(refuse("the head's output slice is not 8-channel aligned".into()));
             }
-            steps.push(Step::Head { kernel: Kernel::Head { io_f16 } });
+            steps.push(Step::Head { kernel: Kernel::Head { io_f16, mma: tile.tc_head && l.cout <= 64 } });
             continue;
         }
         let Input::Act { slice, upsample } = l.input else {
