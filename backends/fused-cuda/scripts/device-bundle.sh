@@ -49,8 +49,13 @@ if [[ ${PROFILE:-0} == 1 ]]; then
     >"${OUT:-.}/ncu-frame.log" 2>&1
   grep -E "^  [a-z_]+|gpu__time_duration" "${OUT:-.}/ncu-frame.log" | paste - - | awk '{print $1, $(NF-1), $(NF)}' |
     tee -a "$log"
-  # The tail conv (the frame's 17th conv_wgmma, after the 47 of the layer timing) and the head, by code region.
-  for k in "conv_wgmma 63" "head_conv 0"; do
+  # The tail conv and the head, by code region. The tail is the frame's 17th conv_wgmma after the layer timing's 47
+  # when the body runs on conv_wgmma too, its first when the body is on conv_wgmma_wide (a _w tile); the head is
+  # head_mma in a _th tile.
+  tail="conv_wgmma 63" head="head_conv 0"
+  [[ $tile == *_w* ]] && tail="conv_wgmma 0"
+  [[ $tile == *_th ]] && head="head_mma 0"
+  for k in "$tail" "$head"; do
     set -- $k
     timeout 200 ncu --kernel-name "$1" --launch-skip "$2" --launch-count 1 --set full --import-source no \
       -o "${OUT:-.}/$1-$2" "$here/bin/sweep" --only "$tile" >/dev/null 2>&1
