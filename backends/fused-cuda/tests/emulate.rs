@@ -653,42 +653,83 @@ fn emulate_wgmma_tail(pr: &Problem, rows: usize, s: usize, crd: bool, image: &[f
         for (r, acc_r) in t.acc.iter().enumerate() {
             for (wt, regs) in acc_r.iter().enumerate() {
                 let (warp, lane) = (wt / 32, wt % 32);
+                // The thread's staging offsets and colours (-1: a padding channel), and whether each of its pairs
+                // lands on two neighbouring, 8-byte aligned sub-columns.
+                let place = |j: usize, e: usize| {
+                    let n = t.n0 + j * 8 + (lane & 3) * 2 + e;
+                    if n >= cout {
+                        return (-1, 0);
+                    }
+                    let (c, dy, dx) = unshuffle(n, s, crd);
+                    (((c * srows + dy) * cols + dx) as isize, c)
+                };
+                let pairs = s % 2 == 0
+                    && (0..bn / 8).all(|j| {
+                        let (o0, o1) = (place(j, 0).0, place(j, 1).0);
+                        o0 >= 0 && o1 == o0 + 1 && o0 % 2 == 0
+                    });
                 for hf in 0..2 {
                     let px = warp * 16 + (lane >> 2) + hf * 8;
-                    let at = r * s * cols + px * s;
+                    let at = (r * s * cols + px * s) as isize;
                     let (y, x) = ((t.ty0 + r).min(pr.h - 1), (t.tx0 + px).min(pr.w - 1));
                     let b: Vec<f32> = (0..3).map(|c| image[(c * pr.h + y) * pr.w + x]).collect();
                     for j in 0..bn / 8 {
-                        for e in 0..2 {
-                            let n = t.n0 + j * 8 + (lane & 3) * 2 + e;
-                            if n >= cout {
-                                continue;
+                        let v: Vec<f32> = (0..2)
+                            .map(|e| {
+                                let n = (t.n0 + j * 8 + (lane & 3) * 2 + e).min(cout - 1);
+                                let v = regs[j * 4 + hf * 2 + e] + pr.p.bias[n];
+                                let v = if v < 0.0 { v * pr.p.slope[n] } else { v };
+                                (v + b[place(j, e).1]).clamp(0.0, 1.0)
+                            })
+                            .collect();
+                        if pairs {
+                            let o = (place(j, 0).0 + at) as usize;
+                            st[o] = v[0];
+                            st[o + 1] = v[1];
+                        } else {
+                            for e in 0..2 {
+                                if place(j, e).0 >= 0 {
+                                    st[(place(j, e).0 + at) as usize] = v[e];
+                                }
                             }
-                            let (c, dy, dx) = unshuffle(n, s, crd);
-                            let v = regs[j * 4 + hf * 2 + e] + pr.p.bias[n];
-                            let v = if v < 0.0 { v * pr.p.slope[n] } else { v };
-                            st[(c * srows + dy) * cols + dx + at] = (v + b[c]).clamp(0.0, 1.0);
                         }
                     }
                 }
             }
         }
-        for c in 0..3 {
-            for rr in 0..srows {
-                let oy = t.ty0 * s + rr;
-                if oy >= oh {
-                    break;
-                }
-                for wt in 0..128 {
-                    for cc in (wt..cols).step_by(128) {
-                        let ox = t.tx0 * s + cc;
-                        if ox < ow {
-                            out[(c * oh + oy) * ow + ox] = st[(c * srows + rr) * cols + cc];
+        // The copy, a quad of sub-columns at a time, each thread's (quad, sub-row, colour) carried as in the kernel.
+        let qpr = cols / 4;
+        let (drow, dq) = (128 / qpr, 128 % qpr);
+        let mut visits = vec![0; 3 * srows * qpr];
+        for wt in 0..128 {
+            let (mut q, mut rr, mut c) = (wt % qpr, wt / qpr, 0);
+            while rr >= srows {
+                rr -= srows;
+                c += 1;
+            }
+            while c < 3 {
+                let (oy, ox) = (t.ty0 * s + rr, t.tx0 * s + 4 * q);
+                visits[(c * srows + rr) * qpr + q] += 1;
+                if oy < oh {
+                    for e in 0..4 {
+                        if ox + e < ow {
+                            out[(c * oh + oy) * ow + ox + e] = st[(c * srows + rr) * cols + 4 * q + e];
                         }
                     }
                 }
+                q += dq;
+                rr += drow;
+                if q >= qpr {
+                    q -= qpr;
+                    rr += 1;
+                }
+                while rr >= srows {
+                    rr -= srows;
+                    c += 1;
+                }
             }
         }
+        assert!(visits.iter().all(|&v| v == 1), "every quad is copied once");
     });
     out
 }
@@ -972,26 +1013,29 @@ fn wgmma_kernel_indexing_reproduces_the_conv() {
 fn wgmma_tail_indexing_reproduces_shuffle_add_and_clamp() {
     use videoforge_backend_fused_cuda::graph::ShuffleMode;
     use videoforge_backend_fused_cuda::reference::shuffle_channel;
-    // 3x70 at x4 (48 channels): partial tiles both ways, both shuffle orders.
-    let pr = Problem::new(3, 70, 0, 64, 48);
-    let (s, h, w) = (4, pr.h, pr.w);
-    let image: Vec<f32> = (0..3 * h * w).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
-    let conv = pr.expected();
-    for (mode, crd) in [(ShuffleMode::Dcr, false), (ShuffleMode::Crd, true)] {
-        let got = emulate_wgmma_tail(&pr, 2, s, crd, &image);
-        let mut err = 0.0f32;
-        for c in 0..3 {
-            for oy in 0..h * s {
-                for ox in 0..w * s {
-                    let n = shuffle_channel(mode, s, c, oy % s, ox % s);
-                    let (y, x) = (oy / s, ox / s);
-                    let want = (conv[(y * w + x) * 48 + n] + image[(c * h + y) * w + x]).clamp(0.0, 1.0);
-                    let g = got[(c * h * s + oy) * w * s + ox];
-                    err = err.max(if g.is_nan() { f32::INFINITY } else { (g - want).abs() });
+    // 3x70 (partial tiles both ways), both shuffle orders, at x4 (48 channels: whole-pair stores with CRD), x3 (27
+    // channels padded to 32: the copy's quads carry across staged rows) and x1 (RRDB's 3-channel tail).
+    for (cout, s) in [(48, 4), (27, 3), (3, 1)] {
+        let pr = Problem::new(3, 70, 0, 64, cout);
+        let (h, w) = (pr.h, pr.w);
+        let image: Vec<f32> = (0..3 * h * w).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
+        let conv = pr.expected();
+        for (mode, crd) in [(ShuffleMode::Dcr, false), (ShuffleMode::Crd, true)] {
+            let got = emulate_wgmma_tail(&pr, 2, s, crd, &image);
+            let mut err = 0.0f32;
+            for c in 0..3 {
+                for oy in 0..h * s {
+                    for ox in 0..w * s {
+                        let n = shuffle_channel(mode, s, c, oy % s, ox % s);
+                        let (y, x) = (oy / s, ox / s);
+                        let want = (conv[(y * w + x) * cout + n] + image[(c * h + y) * w + x]).clamp(0.0, 1.0);
+                        let g = got[(c * h * s + oy) * w * s + ox];
+                        err = err.max(if g.is_nan() { f32::INFINITY } else { (g - want).abs() });
+                    }
                 }
             }
+            assert!(err < 1e-4, "{cout} channels x{s} {mode:?}: max error {err}");
         }
-        assert!(err < 1e-4, "{mode:?}: max error {err}");
     }
 }
 

@@ -19,6 +19,33 @@ __device__ __forceinline__ void st_global_v4(half_t* dst, const unsigned* src) {
                  : "memory");
 }
 
+// Two floats to shared memory (8-byte aligned).
+__device__ __forceinline__ void st_shared_v2(float* dst, float a, float b) {
+    asm volatile("st.shared.v2.f32 [%0], {%1,%2};\n" ::"r"(smem_u32(dst)), "f"(a), "f"(b) : "memory");
+}
+
+// Four floats from shared memory (16-byte aligned).
+__device__ __forceinline__ void ld_shared_v4f(float (&v)[4], const float* src) {
+    asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
+                 : "r"(smem_u32(src)));
+}
+
+// 8 bytes to global memory.
+__device__ __forceinline__ void st_global_v2(half_t* dst, unsigned lo, unsigned hi) {
+    asm volatile("st.global.v2.b32 [%0], {%1,%2};\n" ::"l"(dst), "r"(lo), "r"(hi) : "memory");
+}
+
+// Four output values of the IO type to global memory (8 or 16 bytes, aligned).
+__device__ __forceinline__ void io_store4(io_t* dst, const float (&v)[4]) {
+#if IO_F16
+    st_global_v2(dst, pack_h2(v[0], v[1]), pack_h2(v[2], v[3]));
+#else
+    asm volatile("st.global.v4.f32 [%0], {%1,%2,%3,%4};\n" ::"l"(dst), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3])
+                 : "memory");
+#endif
+}
+
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 __device__ __forceinline__ void wg_barrier(int wg) {
