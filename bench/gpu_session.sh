@@ -150,14 +150,20 @@ PY
 fi
 
 if want segments; then
-  # SEG_CONFIGS: "one" (one instance), "auto", or "S:Q" (segment frames : frames queued per instance);
+  # SEG_CONFIGS: "one" (one instance), "auto", "S:Q" (segment frames : frames queued per instance, instances as the
+  # plan decides), or "NxS" (N instances of S-frame segments, e.g. 3x48: H.264 is never split automatically);
   # SEG_CODEC / SEG_PRESET: the encoder (h264 medium); SEG_NOCHECK=1 skips the (slow) decode-and-compare.
-  log "segment-parallel encoding: 300 frames 1080p -> 4K, x264 medium: ${SEG_CONFIGS:=one auto auto one}"
+  log "segment-parallel encoding: 300 frames 1080p -> 4K, ${SEG_CODEC:-h264} ${SEG_PRESET:-medium}: ${SEG_CONFIGS:=one auto auto one}"
   rm -rf /tmp/seg && mkdir -p /tmp/seg/clips && cp bench/clips/long_1920x1080.mp4 /tmp/seg/clips/ && cp $X2H /tmp/seg/model.onnx
   n=0
   for cfg in $SEG_CONFIGS; do
     n=$((n + 1)); seg=""; frames=""; queue=""
-    case $cfg in one) seg="segments = 1";; auto) ;; *) frames=${cfg%%:*}; queue=${cfg##*:};; esac
+    case $cfg in
+      one) seg="segments = 1" ;;
+      auto) ;;
+      *x*) seg="segments = ${cfg%%x*}"; frames=${cfg##*x} ;;
+      *) frames=${cfg%%:*}; queue=${cfg##*:} ;;
+    esac
     printf 'version = 1\n[model]\npath = "model.onnx"\n[device]\ngpus = [0]\nfiles_at_once = 1\n[[input]]\npath = "clips/*.mp4"\n[output]\ndir = "out_%s"\n[encode]\ncodec = "%s"\npreset = "%s"\n%s\n' "$n" "${SEG_CODEC:-h264}" "${SEG_PRESET:-medium}" "$seg" > /tmp/seg/job_$n.toml
     VIDEOFORGE_SEGMENT_FRAMES=$frames VIDEOFORGE_SEGMENT_QUEUE=$queue run videoforge run /tmp/seg/job_$n.toml --force
     python3 - "$n" "$cfg" <<'PY' 2>&1 | tee -a "$out/session.log"
