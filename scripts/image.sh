@@ -10,7 +10,7 @@
 #   --bundle PATH   the bundle to use (default: dist/'s bundle of this version, made by scripts/bundle.sh if missing)
 #   --fresh-rootfs  make the root filesystem again (default: reuse dist/.rootfs/ from an earlier run)
 #
-# Exit 3 when the disk is too small for it (the GPU image needs about 4 GB free beside its unpacked bundle).
+# Exit 3 when the disk is too small for it (the GPU image needs about 4.5 GB free beside its unpacked bundle).
 #
 # Load and run:  podman load -i dist/videoforge-VERSION.oci.tar
 #                podman run --rm -v "$PWD:/data" videoforge:VERSION run job.toml
@@ -86,18 +86,26 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/data"
 zstd -dc "$bundle" | tar -C "$work" -xf -
 [[ -x $work/$base/bin/videoforge ]] || { echo "image: $bundle has no $base/bin/videoforge" >&2; exit 1; }
-# room for what follows (the GPU bundle is 2 GB unpacked): the container's copy of the bundle in the containers'
-# storage, then the layer as a temporary file and the packed archive in dist/. Short of it, buildah's commit fails
-# with an unhelpful "io: read/write on closed pipe", so say it here (exit 3).
+# room for what follows (the GPU bundle is 2 GB unpacked: S below), per filesystem: the container's copy in the
+# containers' storage (S), then, once the unpacked bundle is gone (-S where it was unpacked), the commit's
+# temporary files in dist/ (about 1.4 S, measured) and the packed archive (0.7 S). Short of it, buildah's commit
+# fails with an unhelpful "io: read/write on closed pipe", so say it here (exit 3).
 size=$(du -sm "$work/$base" | cut -f1)
 storage=/var/lib/containers
 mkdir -p "$storage"
-for need in "dist:$((2 * size))" "$storage:$((size + size / 10))"; do
-  dir=${need%%:*} mib=${need##*:}
-  free=$(df --output=avail -BM "$dir" | tail -n1 | tr -dc 0-9)
+mount_of() { df --output=target "$1" | tail -n1; }
+declare -A adding committing
+for m in "$(mount_of "$storage")" "$(mount_of dist)" "$(mount_of "$work")"; do adding[$m]=0 committing[$m]=0; done
+adding[$(mount_of "$storage")]=$((size * 11 / 10))
+committing[$(mount_of "$storage")]=$((size * 11 / 10))
+((committing[$(mount_of dist)] += size * 21 / 10))
+((committing[$(mount_of "$work")] -= size))
+for m in "${!adding[@]}"; do
+  mib=$((adding[$m] > committing[$m] ? adding[$m] : committing[$m]))
+  free=$(df --output=avail -BM "$m" | tail -n1 | tr -dc 0-9)
   if ((free < mib)); then
-    echo "image: not enough disk: $dir ($(df --output=target "$dir" | tail -n1)) has $free MiB free, the image of" \
-         "this ${size} MiB bundle needs about $mib MiB there" >&2
+    echo "image: not enough disk: $m has $free MiB free, the image of this ${size} MiB bundle needs about $mib MiB" \
+         "there" >&2
     exit 3
   fi
 done
