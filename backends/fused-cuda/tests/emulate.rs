@@ -434,6 +434,35 @@ fn wgmma(acc: &mut [Vec<f32>], smem: &[u8], da: u64, db: u64, n: usize, accumula
     }
 }
 
+/// `wgmma.mma_async ... m64nNk16` with A from registers: thread t's register r holds row
+/// `16 (t / 32) + (t % 32) / 4 + 8 (r % 2)`, K columns `2 (t % 4) + 8 (r / 2)` and the next one (the mma.sync
+/// m16n8k16 A fragment, one per warp); B K-major from shared memory as in [`wgmma`].
+fn wgmma_rs(acc: &mut [Vec<f32>], a: &[[Reg; 4]], smem: &[u8], db: u64, n: usize, accumulate: bool) {
+    let mut am = [[f32::NAN; 16]; 64];
+    for (t, regs) in a.iter().enumerate() {
+        for (r, &(lo, hi)) in regs.iter().enumerate() {
+            let (row, k) = (16 * (t / 32) + (t % 32) / 4 + 8 * (r % 2), 2 * (t % 4) + 8 * (r / 2));
+            am[row][k] = lo;
+            am[row][k + 1] = hi;
+        }
+    }
+    let (b0, blb, bsb) =
+        (((db & 0x3FFF) << 4) as usize, (((db >> 16) & 0x3FFF) << 4) as usize, (((db >> 32) & 0x3FFF) << 4) as usize);
+    let bat = |row: usize, k: usize| get16(smem, b0 + (k / 8) * blb + (row / 8) * bsb + (row % 8) * 16 + (k % 8) * 2);
+    for (t, regs) in acc.iter_mut().enumerate() {
+        for j in 0..n / 8 {
+            for hf in 0..2 {
+                for e in 0..2 {
+                    let (m, c) = (16 * (t / 32) + (t % 32) / 4 + 8 * hf, 8 * j + 2 * (t % 4) + e);
+                    let d: f32 = (0..16).map(|k| am[m][k] * bat(c, k)).sum();
+                    let r = &mut regs[4 * j + 2 * hf + e];
+                    *r = if accumulate { *r + d } else { d };
+                }
+            }
+        }
+    }
+}
+
 /// `wg_load_weights` of `wgmma_common.cu`, transcribed: BN output channels from `n0` of all input channels into
 /// K-major core matrices at the start of shared memory.
 fn wg_load_weights(pr: &Problem, smem: &mut [u8], n0: usize, bn: usize) {
@@ -870,11 +899,32 @@ fn stmatrix_trans(smem: &mut [u8], addrs: &[usize; 32], regs: &[[(u16, u16); 4];
 /// `conv_wgmma_wide.cu`, transcribed: resident weights as the A operand, each warpgroup's strip segments with
 /// their ring of four input rows as B (row y + 2 copied after row y's MMAs), the output row staged by
 /// `stmatrix.trans` into the spent slot of row y - 1 with the pixel XOR swizzle, then 16-byte NHWC stores.
-fn emulate_wgmma_wide(pr: &Problem, groups: usize, npx: usize, blocks: usize) -> Vec<f32> {
+fn emulate_wgmma_wide(pr: &Problem, groups: usize, npx: usize, blocks: usize, regs: bool) -> Vec<f32> {
     let (h, w, cout) = (pr.h, pr.w, pr.p.cout);
     let splane = (npx + 2) * 16;
     let slot = 8 * splane;
-    let (w_plane, w_bytes) = (64 * 16, 9 * 8 * 64 * 16);
+    let w_plane = 64 * 16;
+    let w_bytes = if regs { 0 } else { 9 * 8 * 64 * 16 };
+    // WRS: each thread's A fragments of the weights, [thread][tap][ks][register] as (low, high) halves.
+    let wa: Vec<Vec<[[Reg; 4]; 4]>> = (0..128)
+        .map(|tt| {
+            let (warp, lane) = (tt / 32, tt % 32);
+            (0..9)
+                .map(|tap| {
+                    let mut f = [[(0.0, 0.0); 4]; 4];
+                    for (ks, regs) in f.iter_mut().enumerate() {
+                        for (r, reg) in regs.iter_mut().enumerate() {
+                            let m = warp * 16 + (lane >> 2) + 8 * (r & 1);
+                            let k = tap * 64 + ks * 16 + 2 * (lane & 3) + 8 * (r >> 1);
+                            let wv = |k: usize| pr.p.weight[k * pr.p.cout_pad + m].to_f32();
+                            *reg = (wv(k), wv(k + 1));
+                        }
+                    }
+                    f
+                })
+                .collect()
+        })
+        .collect();
     let staged = |p: usize, c: usize| p * 128 + ((c ^ (p & 7)) << 4);
     let ring_slot = |y: isize| y.rem_euclid(4) as usize;
     let workers = blocks * groups;
@@ -885,7 +935,9 @@ fn emulate_wgmma_wide(pr: &Problem, groups: usize, npx: usize, blocks: usize) ->
     let mut out = vec![f32::NAN; h * w * cout];
     for bx in 0..blocks {
         let mut smem = vec![0xAAu8; w_bytes + groups * 4 * slot];
-        wg_load_weights(pr, &mut smem, 0, 64);
+        if !regs {
+            wg_load_weights(pr, &mut smem, 0, 64);
+        }
         let wdesc = smem_desc(0, w_plane, 128);
         for wg in 0..groups {
             let sr = w_bytes + wg * 4 * slot;
@@ -913,9 +965,14 @@ fn emulate_wgmma_wide(pr: &Problem, groups: usize, npx: usize, blocks: usize) ->
                     for tap in 0..9 {
                         let rdesc = smem_desc(sr + ring_slot(yi - 1 + tap as isize / 3) * slot, splane, 128);
                         for ks in 0..4 {
-                            let da = wdesc + ((tap * 8 + ks * 2) * (w_plane / 16)) as u64;
                             let db = rdesc + (tap % 3 + ks * 2 * (splane / 16)) as u64;
-                            wgmma(&mut acc, &smem, da, db, npx, (tap | ks) != 0);
+                            if regs {
+                                let a: Vec<[Reg; 4]> = wa.iter().map(|t| t[tap][ks]).collect();
+                                wgmma_rs(&mut acc, &a, &smem, db, npx, (tap | ks) != 0);
+                            } else {
+                                let da = wdesc + ((tap * 8 + ks * 2) * (w_plane / 16)) as u64;
+                                wgmma(&mut acc, &smem, da, db, npx, (tap | ks) != 0);
+                            }
                         }
                     }
                     if y + 2 <= y1 {
@@ -981,13 +1038,14 @@ fn check(pr: &Problem, got: Vec<f32>, what: &str) {
 fn wgmma_wide_kernel_indexing_reproduces_the_conv() {
     // 5x70 in 64-pixel strips (the second one 6 pixels wide), 2 CTAs of 2 warpgroups: segments of 3 and 2 rows.
     let pr = Problem::new(5, 70, 0, 64, 64);
-    check(&pr, emulate_wgmma_wide(&pr, 2, 64, 2), "wide g2 n64");
+    check(&pr, emulate_wgmma_wide(&pr, 2, 64, 2, false), "wide g2 n64");
+    check(&pr, emulate_wgmma_wide(&pr, 2, 64, 2, true), "wide g2 n64, weights in registers");
     // 128-pixel strips over 130 columns, one CTA of 2 warpgroups: one 4-row segment each, the ring wraps.
     let pr = Problem::new(4, 130, 0, 64, 64);
-    check(&pr, emulate_wgmma_wide(&pr, 2, 128, 1), "wide g2 n128");
+    check(&pr, emulate_wgmma_wide(&pr, 2, 128, 1, false), "wide g2 n128");
     // An upsampled input in one 256-pixel strip, three single-warpgroup CTAs: segments of 2 rows.
     let pr = Problem::new(6, 36, 1, 64, 64);
-    check(&pr, emulate_wgmma_wide(&pr, 1, 256, 3), "wide g1 n256, upsampled");
+    check(&pr, emulate_wgmma_wide(&pr, 1, 256, 3, false), "wide g1 n256, upsampled");
 }
 
 #[test]

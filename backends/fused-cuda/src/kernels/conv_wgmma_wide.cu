@@ -14,7 +14,10 @@
 // - Weights (A), as conv_wgmma.cu's B: byte(k, m) = (k / 8) * 1024 + m * 16 + (k % 8) * 2, k = tap * 64 + ci.
 // - A ring slot (B), one input row: byte(px, ci) = (ci / 8) * SPLANE + px * 16 + (ci % 8) * 2, px = x - x0 + 1. A tap
 //   (dy, dx) of output row y is the slot of row y + dy - 1 started dx pixels in.
-// Compile-time parameters: NWG NPX (64, 128 or 256) CIN (64) BN (64) TR (1: unused) IO_F16.
+// With WRS 1 the weights stay in registers instead (A from registers, the mma.sync A fragment layout), so an MMA
+// reads only its 2 KB of B from shared memory and the CTA needs no weight copy there; 144 registers a thread hold
+// the weights, so NPX is 64 (254 registers in all; at 128 ptxas spills).
+// Compile-time parameters: NWG NPX (64, 128 or 256; 64 with WRS) WRS CIN (64) BN (64) TR (1: unused) IO_F16.
 
 #define NACCW (NPX / 2)
 #define SPLANE ((NPX + 2) * 16)
@@ -81,6 +84,28 @@ __device__ __forceinline__ void wgmma_px(float (&d)[NACCW], u64 da, u64 db, int 
 #endif
 }
 
+#if WRS
+// D (64 x NPX, f32) = A * B + (accumulate ? D : 0), A from registers (the weights: the mma.sync m16n8k16 A fragment
+// of rows 16 warp .. 16 warp + 15), B from shared memory, K-major.
+__device__ __forceinline__ void wgmma_px_rs(float (&d)[NACCW], const unsigned (&a)[4], u64 db, int accumulate) {
+#if NPX == 64
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+        "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+        "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+#else
+#error "conv_wgmma_wide: with the weights in registers, NPX must be 64 (at 128 ptxas spills)"
+#endif
+}
+#endif
+
 // Four 8x8 b16 matrices from registers to shared memory, transposed: lane l's register q holds row l / 4, columns
 // 2 (l % 4) and + 1 of matrix q, stored as column l / 4 of rows 2 (l % 4) and + 1, at the row addresses lanes
 // 8q .. 8q + 7 give.
@@ -101,13 +126,34 @@ __device__ __forceinline__ int staged(int p, int c) { return p * 128 + ((c ^ (p 
 
 extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_wide(const ConvArgs a) {
     extern __shared__ __align__(128) unsigned char smem[];
-    unsigned char* sW = smem;
     const int tid = threadIdx.x, wg = tid >> 7, wt = tid & 127, warp = wt >> 5, lane = tid & 31;
+#if WRS
+    unsigned char* sR = smem + wg * NSLOT * SLOT;
+    // The weights as this thread's A fragments for the whole kernel: rows (output channels) 16 warp + lane / 4 and
+    // + 8, K indices tap * 64 + 16 ks + 2 (lane % 4) and + 8, two halves a register.
+    unsigned wa[9][4][4];
+    {
+        const half_t* w = (const half_t*)a.wt;
+#pragma unroll
+        for (int tap = 0; tap < 9; ++tap)
+#pragma unroll
+            for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+                for (int r = 0; r < 4; ++r) {
+                    const int m = warp * 16 + (lane >> 2) + 8 * (r & 1);
+                    const int k = tap * 64 + ks * 16 + 2 * (lane & 3) + 8 * (r >> 1);
+                    wa[tap][ks][r] = (unsigned)w[(long long)k * a.cout_pad + m] |
+                                     ((unsigned)w[(long long)(k + 1) * a.cout_pad + m] << 16);
+                }
+    }
+#else
+    unsigned char* sW = smem;
     unsigned char* sR = smem + W_BYTES + wg * NSLOT * SLOT;
-
     wg_load_weights(sW, a, 0, tid);
     fence_proxy_async();
     __syncthreads();
+    const u64 wdesc = smem_desc(smem_u32(sW), W_PLANE, 128);
+#endif
 
     // This thread's two output channels (accumulator rows): 16 warp + lane / 4, and 8 more.
     const int m0 = warp * 16 + (lane >> 2);
@@ -138,7 +184,6 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_wide(const Conv
         }
     };
 
-    const u64 wdesc = smem_desc(smem_u32(sW), W_PLANE, 128);
     for (int item = blockIdx.x * NWG + wg; item < items; item += workers) {
         const int x0 = (item % strips) * NPX, y0 = (item / strips) * seg, y1 = min(y0 + seg, a.h);
         load_row(y0 - 1, x0);
@@ -160,9 +205,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_wide(const Conv
 #pragma unroll
                 for (int ks = 0; ks < 4; ++ks) {
                     // Descriptor start addresses are in 16-byte units: a pixel of a plane is one unit.
-                    const u64 da = wdesc + (u64)((tap * 8 + ks * 2) * (W_PLANE / 16));
                     const u64 db = rdesc + (u64)(tap % 3 + ks * 2 * (SPLANE / 16));
+#if WRS
+                    wgmma_px_rs(acc, wa[tap][ks], db, tap | ks);
+#else
+                    const u64 da = wdesc + (u64)((tap * 8 + ks * 2) * (W_PLANE / 16));
                     wgmma_px(acc, da, db, tap | ks);
+#endif
                 }
             }
             wgmma_commit();

@@ -85,6 +85,8 @@ pub struct Wg {
     /// Pixels per MMA (64, 128 or 256) of `conv_wgmma_wide` for the 64 -> 64 layers (weights as the M operand, a
     /// row of pixels as N); 0: those layers stay on `conv_wgmma`.
     pub wide: u32,
+    /// `conv_wgmma_wide` keeps the weights in registers (wgmma's A from registers) instead of shared memory.
+    pub wide_regs: bool,
 }
 
 impl std::fmt::Display for Tile {
@@ -95,7 +97,7 @@ impl std::fmt::Display for Tile {
                 write!(f, "_k{}", wg.chunk)?;
             }
             if wg.wide > 0 {
-                write!(f, "_w{}", wg.wide)?;
+                write!(f, "_w{}{}", wg.wide, if wg.wide_regs { "r" } else { "" })?;
             }
         } else if self.halo {
             write!(f, "halo_bm{}_w{}x{}", self.bm, self.warps_m, self.warps_n)?;
@@ -124,7 +126,7 @@ pub fn tile_for_sm(sm: u32) -> Tile {
             kc: 64,
             stages: 4,
             halo: true,
-            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0 }),
+            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0, wide_regs: false }),
             tc_head: false,
         },
         _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None, tc_head: false },
@@ -156,26 +158,29 @@ pub fn sweep_tiles() -> Vec<Tile> {
     }
     let base = Tile { wgmma: None, ..tile_for_sm(90) };
     for (groups, rows) in [(1, 2), (1, 4), (2, 1), (2, 2), (3, 1)] {
-        let wg = Wg { groups, rows, chunk: 0, wide: 0 };
+        let wg = Wg { groups, rows, chunk: 0, wide: 0, wide_regs: false };
         if wgmma_smem(wg, 64, 64) <= MAX_SMEM {
             v.push(Tile { wgmma: Some(wg), ..base });
         }
     }
     // The table's shape with RRDB's wide convs on conv_wgmma_k (not measured yet: the sweep times them first).
     for (groups, rows, chunk) in [(2, 1, 32), (2, 1, 64), (3, 1, 32)] {
-        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0 }), ..base });
+        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0, wide_regs: false }), ..base });
     }
     // The table's shape with the 64 -> 64 layers on conv_wgmma_wide (not measured yet), and other widths.
     for (groups, wide) in [(2, 128), (1, 256), (2, 64), (3, 64)] {
-        if wgmma_wide_smem(groups, wide) <= MAX_SMEM {
-            v.push(Tile { wgmma: Some(Wg { groups, rows: 2, chunk: 0, wide }), ..base });
+        if wgmma_wide_smem(groups, wide, false) <= MAX_SMEM {
+            v.push(Tile { wgmma: Some(Wg { groups, rows: 2, chunk: 0, wide, wide_regs: false }), ..base });
         }
     }
+    // The weights in registers: two warpgroups of 254 registers a thread (64-pixel rows; at 128 ptxas spills).
+    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 64, wide_regs: true }), ..base });
     // Both for RRDB: its wide dense convs chunked, its 64 -> 64 convs on conv_wgmma_wide.
-    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128 }), ..base });
+    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128, wide_regs: false }), ..base });
     // The head on tensor cores (not measured yet), with the table's convs and with the wide ones.
     v.push(Tile { tc_head: true, ..tile_for_sm(90) });
-    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 128 }), tc_head: true, ..base });
+    let wide = Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false };
+    v.push(Tile { wgmma: Some(wide), tc_head: true, ..base });
     v
 }
 
@@ -196,10 +201,11 @@ pub fn wgmma_k_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
     9 * (cin / 8) * bn * 16 + wg.groups * 2 * wg_buffer(wg.rows, wg.chunk / 8)
 }
 
-/// Dynamic shared memory of a `conv_wgmma_wide` variant: resident 64 -> 64 weights and, per warpgroup, a ring of
-/// four input rows of `npx + 2` pixels x 64 channels.
-pub fn wgmma_wide_smem(groups: u32, npx: u32) -> u32 {
-    9 * 8 * 64 * 16 + groups * 4 * 8 * (npx + 2) * 16
+/// Dynamic shared memory of a `conv_wgmma_wide` variant: resident 64 -> 64 weights (unless they are in registers)
+/// and, per warpgroup, a ring of four input rows of `npx + 2` pixels x 64 channels.
+pub fn wgmma_wide_smem(groups: u32, npx: u32, regs: bool) -> u32 {
+    let weights = if regs { 0 } else { 9 * 8 * 64 * 16 };
+    weights + groups * 4 * 8 * (npx + 2) * 16
 }
 
 /// Dynamic shared memory of a halo variant: resident weights and two input patches.
@@ -270,8 +276,10 @@ pub enum Kernel {
     WgmmaWide {
         /// Warpgroups (128 threads each) per CTA.
         groups: u32,
-        /// Pixels per MMA row (64, 128 or 256).
+        /// Pixels per MMA row (64, 128 or 256; 64 with `regs`).
         npx: u32,
+        /// The weights in registers (wgmma's A from registers).
+        regs: bool,
     },
     /// The fused head (`head.cu`).
     Head {
@@ -320,9 +328,10 @@ impl Kernel {
             return None;
         };
         if let Some(wg) = tile.wgmma.filter(|w| w.wide > 0) {
-            let fits = wgmma_wide_smem(wg.groups, wg.wide) <= max_smem(sm) && matches!(wg.wide, 64 | 128 | 256);
+            let npx_ok = if wg.wide_regs { wg.wide == 64 } else { matches!(wg.wide, 64 | 128 | 256) };
+            let fits = wgmma_wide_smem(wg.groups, wg.wide, wg.wide_regs) <= max_smem(sm) && npx_ok;
             if sm == 90 && ksize == 3 && cin == 64 && cout_pad == 64 && !tail && fits {
-                return Some(Kernel::WgmmaWide { groups: wg.groups, npx: wg.wide });
+                return Some(Kernel::WgmmaWide { groups: wg.groups, npx: wg.wide, regs: wg.wide_regs });
             }
         }
         if let Some(wg) = tile.wgmma {
@@ -366,7 +375,7 @@ impl Kernel {
             }
             // Every resident warpgroup takes one strip segment (the kernel sizes them from the grid), at least one
             // output row each.
-            Kernel::WgmmaWide { groups, npx } => {
+            Kernel::WgmmaWide { groups, npx, .. } => {
                 let rows = (w.div_ceil(*npx as usize) * h) as u32;
                 (rows.div_ceil(*groups).min(resident.max(1)), 1)
             }
@@ -415,7 +424,9 @@ impl Kernel {
             Kernel::WgmmaK { wg, bn, cin } => {
                 format!("conv3x3_wgmmak_g{}_r{}_k{}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows, wg.chunk)
             }
-            Kernel::WgmmaWide { groups, npx } => format!("conv3x3_wgmmaw_g{groups}_n{npx}_cin64_bn64_nhwc"),
+            Kernel::WgmmaWide { groups, npx, regs } => {
+                format!("conv3x3_wgmmaw_g{groups}_n{npx}{}_cin64_bn64_nhwc", if *regs { "_regs" } else { "" })
+            }
             Kernel::Head { io_f16, mma } => format!("head{}_{}", if *mma { "_mma" } else { "" }, io(*io_f16)),
             Kernel::Downscale { io_f16 } => format!("downscale_{}", io(*io_f16)),
         }
@@ -439,7 +450,7 @@ impl Kernel {
             Kernel::Halo { tile, bn, cin, .. } => halo_smem(*tile, *cin, *bn),
             Kernel::Wgmma { wg, bn, cin, .. } => wgmma_smem(*wg, *cin, *bn),
             Kernel::WgmmaK { wg, bn, cin } => wgmma_k_smem(*wg, *cin, *bn),
-            Kernel::WgmmaWide { groups, npx } => wgmma_wide_smem(*groups, *npx),
+            Kernel::WgmmaWide { groups, npx, regs } => wgmma_wide_smem(*groups, *npx, *regs),
             Kernel::Head { mma: true, .. } => 0,
             Kernel::Head { .. } => (27 + 2) * cout * 4,
             Kernel::Downscale { .. } => 0,
@@ -494,10 +505,12 @@ impl Kernel {
                 );
                 WGMMA_K
             }
-            Kernel::WgmmaWide { groups, npx } => {
+            Kernel::WgmmaWide { groups, npx, regs } => {
                 let _ = writeln!(
                     s,
-                    "#define BN 64\n#define NWG {groups}\n#define TR 1\n#define CIN 64\n#define NPX {npx}\n#define EPI 0"
+                    "#define BN 64\n#define NWG {groups}\n#define TR 1\n#define CIN 64\n#define NPX {npx}\n\
+                     #define WRS {}\n#define EPI 0",
+                    *regs as u32
                 );
                 WGMMA_WIDE
             }
