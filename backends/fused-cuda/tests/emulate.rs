@@ -900,6 +900,27 @@ fn stmatrix_trans(smem: &mut [u8], addrs: &[usize; 32], regs: &[[(u16, u16); 4];
 /// their ring of four input rows as B (row y + 2 copied after row y's MMAs), the output row staged by
 /// `stmatrix.trans` into the spent slot of row y - 1 with the pixel XOR swizzle, then 16-byte NHWC stores.
 fn emulate_wgmma_wide(pr: &Problem, groups: usize, npx: usize, blocks: usize, regs: bool) -> Vec<f32> {
+    emulate_wgmma_wide_res(pr, groups, npx, blocks, regs, None)
+}
+
+/// One residual step `v = v * scale + r` of the wide kernel's store phase: r NHWC f16 bits, channels `stride`, the
+/// slice at `off`.
+struct Residual<'a> {
+    r: &'a [u16],
+    stride: usize,
+    off: usize,
+    scale: f32,
+}
+
+/// [`emulate_wgmma_wide`] with a residual step (`nres = 1`), applied to the staged f16 values as they are stored.
+fn emulate_wgmma_wide_res(
+    pr: &Problem,
+    groups: usize,
+    npx: usize,
+    blocks: usize,
+    regs: bool,
+    res: Option<&Residual>,
+) -> Vec<f32> {
     let (h, w, cout) = (pr.h, pr.w, pr.p.cout);
     let splane = (npx + 2) * 16;
     let slot = 8 * splane;
@@ -1010,7 +1031,13 @@ fn emulate_wgmma_wide(pr: &Problem, groups: usize, npx: usize, blocks: usize, re
                             let x = x0 + p;
                             if x < w && c * 8 < cout {
                                 for e in 0..8 {
-                                    out[(y * w + x) * cout + c * 8 + e] = get16(&smem, st + staged(p, c) + e * 2);
+                                    let mut v = get16(&smem, st + staged(p, c) + e * 2);
+                                    if let Some(r) = res {
+                                        let m = y * w + x;
+                                        v = r16(v * r.scale
+                                            + f16::from_bits(r.r[m * r.stride + r.off + c * 8 + e]).to_f32());
+                                    }
+                                    out[(y * w + x) * cout + c * 8 + e] = v;
                                 }
                             }
                         }
@@ -1046,6 +1073,27 @@ fn wgmma_wide_kernel_indexing_reproduces_the_conv() {
     // An upsampled input in one 256-pixel strip, three single-warpgroup CTAs: segments of 2 rows.
     let pr = Problem::new(6, 36, 1, 64, 64);
     check(&pr, emulate_wgmma_wide(&pr, 1, 256, 3, false), "wide g1 n256, upsampled");
+    // A residual step (RRDB's trunk add, v = v * 0.5 + r here) on the staged f16 values, both weight placements.
+    let pr = Problem::new(3, 70, 0, 64, 64);
+    let (stride, off) = (80, 8);
+    let r: Vec<u16> =
+        (0..3 * 70 * stride).map(|i| f16::from_f32(((i * 31) % 97) as f32 / 97.0 - 0.5).to_bits()).collect();
+    let res = Residual { r: &r, stride, off, scale: 0.5 };
+    let want: Vec<f32> = pr
+        .expected()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| r16(r16(v) * 0.5 + h(r[(i / 64) * stride + off + i % 64])))
+        .collect();
+    for regs in [false, true] {
+        let got = emulate_wgmma_wide_res(&pr, 2, 64, 1, regs, Some(&res));
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| if g.is_nan() { f32::INFINITY } else { (g - w).abs() / w.abs().max(1.0) })
+            .fold(0.0, f32::max);
+        assert!(err < 2e-3, "wide with a residual (weights in registers: {regs}): max error {err}");
+    }
 }
 
 #[test]
