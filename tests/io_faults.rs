@@ -621,7 +621,7 @@ fn gpu_out_of_memory_is_retried_once_with_smaller_tiles_or_exits_75() {
     ]);
     let model = common::root().join("models/realesr-animevideov3-x2.onnx");
     let gpu = |output: &Path| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_videoforge"));
+        let mut c = Command::new(common::videoforge_bin());
         c.env_remove("VIDEOFORGE_NO_GPU").env("ORT_DYLIB_PATH", common::ort_library());
         c.args(["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "-m", model.to_str().unwrap()]);
         c.args(["-d", "0", "--preset", "ultrafast"]);

@@ -145,15 +145,17 @@ fn output_bytes_do_not_depend_on_the_inference_threads() {
 
 /// On the lent GPU: the same gates on the GPU path, where the non-finite count and the flatness statistics are
 /// reductions on the device, fused with the output conversion. Run with `-- --ignored` and `ORT_DYLIB_PATH` at ONNX
-/// Runtime's CUDA build.
+/// Runtime's CUDA build (and `VIDEOFORGE_BIN` at the binary where the test binary was carried).
 #[test]
 #[ignore = "needs an NVIDIA GPU and ONNX Runtime's CUDA build (ORT_DYLIB_PATH)"]
 fn the_gates_hold_on_the_gpu_path() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = clip(dir.path());
+    // Made through the library (the GPU machine has no ffmpeg CLI): a moving pattern, not flat.
+    let input = dir.path().join("in.mp4");
+    videoforge::video::write_synthetic_clip(&input, 64, 48, 12).expect("clip written");
     let on_gpu = |model: &Path, name: &str| {
         let out = dir.path().join(name);
-        let o = Command::new(env!("CARGO_BIN_EXE_videoforge"))
+        let o = Command::new(common::videoforge_bin())
             .arg("-i")
             .arg(&input)
             .arg("-o")

@@ -19,6 +19,12 @@ pub fn root() -> PathBuf {
     std::env::var_os("VIDEOFORGE_ROOT").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
 
+/// The videoforge binary: `VIDEOFORGE_BIN` where a test binary was carried to a GPU machine (Cargo's path of it is
+/// the build machine's), else the one Cargo built.
+pub fn videoforge_bin() -> PathBuf {
+    std::env::var_os("VIDEOFORGE_BIN").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_BIN_EXE_videoforge").into())
+}
+
 /// A smooth gradient with some texture: planar RGB in [0, 1].
 pub fn pattern(w: usize, h: usize) -> Vec<f32> {
     let mut v = vec![0f32; 3 * w * h];
@@ -233,7 +239,7 @@ pub fn run_with(
 /// registers its own counting allocator): its one JSON result.
 pub fn bench_synthetic(device: &str, size: &str, frames: u32, model: &Path) -> serde_json::Value {
     let frames = frames.to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_videoforge"))
+    let out = Command::new(videoforge_bin())
         .args(["bench", "--synthetic", "-d", device, "--size", size, "--frames", &frames, "-m"])
         .arg(model)
         .env("ORT_DYLIB_PATH", ort_library())
