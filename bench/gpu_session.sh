@@ -4,7 +4,9 @@
 # side by side on the same machine. SECTIONS picks parts: tests demo bench devio fused torch nvdec e2e medium long pin encpar segments farm stress (default: all).
 set -uo pipefail
 . /tmp/vf/env.sh
-export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD
+export VIDEOFORGE_PLUGIN_DIR=/tmp/vf/bin VIDEOFORGE_ROOT=$PWD VIDEOFORGE_BIN=/tmp/vf/bin/videoforge
+# the machine has no ffmpeg CLI: the NVDEC deinterlacing test takes its interlaced clip from here (bench/README.md)
+[[ -f bench/clips/interlaced.mkv ]] && export VIDEOFORGE_INTERLACED_CLIP=$PWD/bench/clips/interlaced.mkv
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 sections=" ${SECTIONS:-tests demo bench devio fused torch nvdec e2e medium long pin encpar segments farm stress} "
