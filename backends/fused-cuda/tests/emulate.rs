@@ -1120,8 +1120,9 @@ fn wgmma_tail_indexing_reproduces_shuffle_add_and_clamp() {
     use videoforge_backend_fused_cuda::graph::ShuffleMode;
     use videoforge_backend_fused_cuda::reference::shuffle_channel;
     // 3x70 (partial tiles both ways), both shuffle orders, at x4 (48 channels: whole-pair stores with CRD), x3 (27
-    // channels padded to 32: the copy's quads carry across staged rows) and x1 (RRDB's 3-channel tail).
-    for (cout, s) in [(48, 4), (27, 3), (3, 1)] {
+    // channels padded to 32: the copy's quads carry across staged rows), x2 (12 channels padded to 16) and x1
+    // (RRDB's 3-channel tail).
+    for (cout, s) in [(48, 4), (27, 3), (12, 2), (3, 1)] {
         let pr = Problem::new(3, 70, 0, 64, cout);
         let (h, w) = (pr.h, pr.w);
         let image: Vec<f32> = (0..3 * h * w).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
