@@ -1,5 +1,6 @@
 //! Times every conv tile configuration on the GPU and checks each against the CPU (a 64 -> 64 layer, and RRDB's
-//! dense convs for the chunked wgmma tiles), then times the whole model: one device call gives the tables. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
+//! dense convs for the chunked wgmma tiles), then times the whole model and, per tile, where a 1080p frame goes
+//! (each step replayed alone): one device call gives the tables. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
 //! [MODEL.onnx] [--only TILE[,TILE...]]` (default: models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times
 //! that configuration alone, e.g. under `ncu`). Prints markdown.
 
@@ -232,6 +233,7 @@ fn main() -> Res<()> {
         }
     }
     model_tiles.retain(|t| wanted(t));
+    let mut breakdowns = Vec::new();
     for t in model_tiles {
         let row = (|| -> Res<String> {
             let mut e = Engine::new(net.clone(), 0, &nvrtc, Some(cache_dir.clone()), Some(t))?;
@@ -264,6 +266,7 @@ fn main() -> Res<()> {
                 let tflops = 2.0 * net.macs_per_pixel() * (h * wd) as f64 / (ms as f64 * 1e-3) / 1e12;
                 cells += &format!(" {ms:.3} | {:.1} | {tflops:.0} |", 1000.0 / ms);
             }
+            breakdowns.push(format!("| {t} | {} |", breakdown(&mut e, &net, s)?));
             Ok(cells)
         })();
         match row {
@@ -271,5 +274,47 @@ fn main() -> Res<()> {
             Err(e) => println!("| {t} | failed: {e} |"),
         }
     }
+    if !breakdowns.is_empty() {
+        println!("\n## Where a 1080p frame goes: each step of the frame replayed alone, ms\n");
+        println!("| tile | head | body convs (count: mean) | tail conv | resize | sum |\n|---|---|---|---|---|---|");
+        for b in breakdowns {
+            println!("{b}");
+        }
+    }
     Ok(())
+}
+
+/// The 1080p frame's steps timed one by one (`Engine::step_times`), grouped: head, the body convs (count and mean),
+/// the tail conv, the final resize, and their sum, as table cells.
+fn breakdown(e: &mut Engine, net: &graph::Network, s: StreamRef) -> Res<String> {
+    let (h, wd) = SIZES[0];
+    let (oh, ow) = net.output_size(h, wd);
+    let eb = e.io_bytes();
+    let x = DeviceBuffer::from_slice(&vec![0x3800u16; 3 * h * wd * eb / 2])?;
+    let y = DeviceBuffer::new(3 * oh * ow * eb)?;
+    let steps = e.step_times(
+        h,
+        wd,
+        Memory::Device { ptr: x.ptr, pitch: 0 },
+        MemoryMut::Device { ptr: y.ptr, pitch: 0 },
+        s,
+        10,
+    )?;
+    let (mut head, mut tail, mut resize, mut body, mut convs) = (0.0, 0.0, 0.0, 0.0, 0);
+    for (k, ms) in &steps {
+        match k {
+            Kernel::Head { .. } => head += ms,
+            Kernel::Downscale { .. } => resize += ms,
+            k if k.name().contains("_tail_") => tail += ms,
+            _ => {
+                body += ms;
+                convs += 1;
+            }
+        }
+    }
+    let mean = if convs > 0 { body / convs as f32 } else { 0.0 };
+    Ok(format!(
+        "{head:.3} | {body:.3} ({convs}: {mean:.3}) | {tail:.3} | {resize:.3} | {:.3}",
+        head + body + tail + resize
+    ))
 }

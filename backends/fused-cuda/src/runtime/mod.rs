@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::graph::{IoType, Network};
-use crate::kernels::Tile;
+use crate::kernels::{Kernel, Tile};
 use crate::nvrtc::Nvrtc;
 use driver::{Context, StreamRef};
 use frame::Frame;
@@ -192,6 +192,38 @@ impl Engine {
             driver::sync(stream)?;
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Where one frame's time goes: runs one frame of `h × w` (device memory, on `stream`), then replays each
+    /// step on its own `reps` times and returns its kernel and mean milliseconds, in frame order. For the sweep:
+    /// per-kernel times at the clocks the benchmark runs at (`ncu` locks them lower).
+    pub fn step_times(
+        &mut self,
+        h: usize,
+        w: usize,
+        input: Memory,
+        output: MemoryMut,
+        stream: StreamRef,
+        reps: usize,
+    ) -> Result<Vec<(Kernel, f32)>> {
+        self.run(1, h, w, input, output, stream)?;
+        driver::sync(stream)?;
+        let frame = self.frames.get(&(h, w)).ok_or_else(|| Error::BadTensor("frame missing".into()))?;
+        let graphs = frame.step_graphs(&self.prog)?;
+        let mut times = Vec::with_capacity(graphs.len());
+        for (g, s) in graphs.iter().zip(&self.prog.steps) {
+            g.launch(stream)?;
+            let ms = driver::time_ms(stream, || {
+                for _ in 0..reps.max(1) {
+                    g.launch(stream)?;
+                }
+                Ok(())
+            })?;
+            times.push((s.kernel(), ms / reps.max(1) as f32));
+        }
+        Ok(times)
     }
 }
 
