@@ -71,4 +71,8 @@ if [[ ${PROFILE:-0} == 1 ]]; then
     tee -a "$log"
 fi
 RUN
-du -sh "$out"
+# A device call carries the checkout and this folder, 64 MiB at most.
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 -r du -cb 2>/dev/null | tail -n1 | cut -f1)
+total=$(( (${tree:-0} + $(du -sb "$out" | cut -f1) + 1048575) / 1048576 ))
+echo "device bundle: $out $(du -sh "$out" | cut -f1), with the checkout $total MiB of the 64 MiB a call carries"
+((total <= 64)) || echo "device bundle: too big for one call: carry the models in a call of their own" >&2
