@@ -265,8 +265,10 @@ fn main() -> Res<()> {
                 })? / reps as f32;
                 let tflops = 2.0 * net.macs_per_pixel() * (h * wd) as f64 / (ms as f64 * 1e-3) / 1e12;
                 cells += &format!(" {ms:.3} | {:.1} | {tflops:.0} |", 1000.0 / ms);
+                if (h, wd) == SIZES[0] {
+                    breakdowns.push(format!("| {t} | {} |", breakdown(&mut e, (h, wd), x.ptr, y.ptr, s)?));
+                }
             }
-            breakdowns.push(format!("| {t} | {} |", breakdown(&mut e, &net, s)?));
             Ok(cells)
         })();
         match row {
@@ -284,22 +286,12 @@ fn main() -> Res<()> {
     Ok(())
 }
 
-/// The 1080p frame's steps timed one by one (`Engine::step_times`), grouped: head, the body convs (count and mean),
-/// the tail conv, the final resize, and their sum, as table cells.
-fn breakdown(e: &mut Engine, net: &graph::Network, s: StreamRef) -> Res<String> {
-    let (h, wd) = SIZES[0];
-    let (oh, ow) = net.output_size(h, wd);
-    let eb = e.io_bytes();
-    let x = DeviceBuffer::from_slice(&vec![0x3800u16; 3 * h * wd * eb / 2])?;
-    let y = DeviceBuffer::new(3 * oh * ow * eb)?;
-    let steps = e.step_times(
-        h,
-        wd,
-        Memory::Device { ptr: x.ptr, pitch: 0 },
-        MemoryMut::Device { ptr: y.ptr, pitch: 0 },
-        s,
-        10,
-    )?;
+/// A frame's steps timed one by one (`Engine::step_times`, over the input `x` and output `y` the whole-model timing
+/// used), grouped: head, the body convs (count and mean), the tail conv, the final resize, and their sum, as table
+/// cells.
+fn breakdown(e: &mut Engine, (h, wd): (usize, usize), x: u64, y: u64, s: StreamRef) -> Res<String> {
+    let steps =
+        e.step_times(h, wd, Memory::Device { ptr: x, pitch: 0 }, MemoryMut::Device { ptr: y, pitch: 0 }, s, 10)?;
     let (mut head, mut tail, mut resize, mut body, mut convs) = (0.0, 0.0, 0.0, 0.0, 0);
     for (k, ms) in &steps {
         match k {

@@ -927,7 +927,7 @@ fn emulate_wgmma_wide_res(
     let w_plane = 64 * 16;
     let w_bytes = if regs { 0 } else { 9 * 8 * 64 * 16 };
     // WRS: each thread's A fragments of the weights, [thread][tap][ks][register] as (low, high) halves.
-    let wa: Vec<Vec<[[Reg; 4]; 4]>> = (0..128)
+    let wa: Vec<Vec<[[Reg; 4]; 4]>> = (0..if regs { 128 } else { 0 })
         .map(|tt| {
             let (warp, lane) = (tt / 32, tt % 32);
             (0..9)
@@ -1053,9 +1053,14 @@ fn emulate_wgmma_wide_res(
 /// slack for the summation order).
 fn check(pr: &Problem, got: Vec<f32>, what: &str) {
     let want: Vec<f32> = pr.expected().iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+    check_against(&got, &want, what);
+}
+
+/// Largest error relative to max(|want|, 1) is under 2e-3 (a missing value, NaN, fails).
+fn check_against(got: &[f32], want: &[f32], what: &str) {
     let err = got
         .iter()
-        .zip(&want)
+        .zip(want)
         .map(|(g, w)| if g.is_nan() { f32::INFINITY } else { (g - w).abs() / w.abs().max(1.0) })
         .fold(0.0, f32::max);
     assert!(err < 2e-3, "{what}: max error {err}");
@@ -1087,12 +1092,7 @@ fn wgmma_wide_kernel_indexing_reproduces_the_conv() {
         .collect();
     for regs in [false, true] {
         let got = emulate_wgmma_wide_res(&pr, 2, 64, 1, regs, Some(&res));
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| if g.is_nan() { f32::INFINITY } else { (g - w).abs() / w.abs().max(1.0) })
-            .fold(0.0, f32::max);
-        assert!(err < 2e-3, "wide with a residual (weights in registers: {regs}): max error {err}");
+        check_against(&got, &want, &format!("wide with a residual (weights in registers: {regs})"));
     }
 }
 
