@@ -2,14 +2,19 @@
 # The release bundle: one relocatable folder, packed as dist/videoforge-VERSION-linux-x86_64.tar.zst. Unpack it
 # anywhere and run bin/videoforge: no set-up, no LD_LIBRARY_PATH, no ORT_DYLIB_PATH.
 #
-#   scripts/bundle.sh [--gpu] [--no-build] [--profile release|dev] [--keep]
+#   scripts/bundle.sh [--gpu] [--no-build] [--profile release|dev] [--keep | --no-pack]
 #
 #   --gpu       add ONNX Runtime's CUDA build and the CUDA libraries (scripts/setup.sh with VIDEOFORGE_SETUP_GPU=1
 #               fetches them): dist/videoforge-VERSION-linux-x86_64-cudaN.tar.zst
 #   --no-build  take the binaries in target/ as they are (default: cargo build --workspace --locked first)
 #   --profile   the cargo profile whose binaries go in (default release; CI's tests use dev, which test.sh has
 #               already built, instead of a second full build)
-#   --keep      keep the unpacked folder in dist/.stage/
+#   --keep      keep the unpacked folder in dist/.stage/ (its ONNX Runtime and CUDA libraries may be hard links
+#               to .deps/: do not edit them in place)
+#   --no-pack   only the folder in dist/.stage/, no archive (scripts/image.sh --bundle takes the folder: the GPU
+#               image's test saves the archive's 1.3 GB and its unpacking that way)
+#
+# Exit 3 when dist/ has too little disk for it.
 #
 # Layout: bin/videoforge (RPATH $ORIGIN/../lib), lib/videoforge/ (the backend plugins), lib/ (every library the
 # binary and plugins link except glibc and the GCC runtime, plus ONNX Runtime; with --gpu the CUDA libraries and
@@ -18,15 +23,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/release-common.sh
-gpu=0 build=1 keep=0 profile=release
+gpu=0 build=1 keep=0 pack=1 profile=release
 while (($#)); do
   case $1 in
     --gpu) gpu=1 ;;
     --no-build) build=0 ;;
     --keep) keep=1 ;;
+    --no-pack) keep=1 pack=0 ;;
     --profile) profile=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-    *) echo "bundle: unknown argument $1 (--gpu, --no-build, --profile P, --keep)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "bundle: unknown argument $1 (--gpu, --no-build, --profile P, --keep, --no-pack)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -52,6 +58,18 @@ fi
 stage=dist/.stage/$name
 rm -rf "$stage" && mkdir -p "$stage"/{bin,lib/videoforge,models,share/doc}
 echo "bundle: staging $stage (from $target)"
+
+# ONNX Runtime and the CUDA libraries (2 GB with --gpu) are hard-linked into the stage where .deps/ is on the same
+# filesystem as dist/, and copied otherwise; the stage goes once packed (not with --keep). Room needed in dist/:
+# the copies, the system libraries and binaries (0.35 GB measured), and the archive (at most 0.8 of the whole; none
+# with --no-pack).
+if ((gpu)); then deps=(.deps/onnxruntime-gpu .deps/cuda/lib); else deps=(.deps/onnxruntime); fi
+deps_mib=$(du -smcL "${deps[@]}" | tail -n1 | cut -f1)
+copy_mib=400
+[[ $(vf_mount_of .deps) == "$(vf_mount_of dist)" ]] || copy_mib=$((copy_mib + deps_mib))
+vf_need_disk bundle dist $((copy_mib + pack * (deps_mib + 300) * 8 / 10)) "the $name bundle"
+# place SRC... DEST: a hard link where the filesystem allows it, else a copy (symbolic links stay links)
+place() { cp -lP "$@" 2>/dev/null || cp -P "$@"; }
 
 # 1. the binary and the plugins (every backend plugin but the test one), without debug info; the binary finds
 #    lib/ through a DT_RPATH (not RUNPATH: an RPATH of the executable also serves the libraries it pulls in and the
@@ -87,10 +105,10 @@ done <<<"$closure"
 # 3. ONNX Runtime: the CPU build, or with --gpu the CUDA build (its CPU provider serves machines without a GPU)
 #    and the CUDA libraries with their load order
 if ((gpu)); then
-  cp -P .deps/onnxruntime-gpu/libonnxruntime* "$stage/lib/"
+  place .deps/onnxruntime-gpu/libonnxruntime* "$stage/lib/"
   mkdir -p "$stage/share/doc/onnxruntime" "$stage/share/doc/nvidia"
   cp .deps/onnxruntime-gpu/{LICENSE,ThirdPartyNotices.txt} "$stage/share/doc/onnxruntime/"
-  cp .deps/cuda/lib/* "$stage/lib/"
+  place .deps/cuda/lib/* "$stage/lib/"
   cp .deps/cuda/licenses/* "$stage/share/doc/nvidia/"
   { grep '^#' .deps/cuda/LIBS; grep -v '^#' .deps/cuda/LIBS | sed 's|^lib/||'; } > "$stage/lib/LIBS"
   # cudarc (the host's NVRTC for kernels/) asks for plain libnvrtc.so first: through the binary's RPATH this link
@@ -99,7 +117,7 @@ if ((gpu)); then
   ln -s "$nvrtc" "$stage/lib/libnvrtc.so"
   ort_pin=$(tr ' ' '\n' < .deps/cuda/PINS | grep '^onnxruntime-gpu==')
 else
-  cp -P .deps/onnxruntime/libonnxruntime* "$stage/lib/"
+  place .deps/onnxruntime/libonnxruntime* "$stage/lib/"
   mkdir -p "$stage/share/doc/onnxruntime"
   cp .deps/onnxruntime/{LICENSE,ThirdPartyNotices.txt} "$stage/share/doc/onnxruntime/"
   ort_pin="onnxruntime==$(basename "$(ls .deps/onnxruntime/libonnxruntime.so.1.*)" | sed 's/libonnxruntime.so.//')"
@@ -170,6 +188,11 @@ and the libraries it links: their Debian copyright files in \`share/doc/\` (FFmp
 and x265, so this bundle as a whole is distributed under the GPL's terms).$( ((gpu)) && echo " NVIDIA CUDA and cuDNN
 libraries: redistributed under NVIDIA's licences in \`share/doc/nvidia/\`.")
 EOF
+
+if ((!pack)); then
+  echo "bundle: $stage: $(vf_mib "$stage") MiB, $nlibs libraries in lib/ (not packed: --no-pack)"
+  exit 0
+fi
 
 # 5. pack (reproducible: sorted, root-owned, the last commit's time)
 mtime=$(git log -1 --format=%ct 2>/dev/null || date +%s)

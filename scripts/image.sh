@@ -7,10 +7,11 @@
 #
 #   --gpu           from the -cudaN bundle (scripts/bundle.sh --gpu): dist/videoforge-VERSION-cudaN.oci.tar, image
 #                   videoforge:VERSION-cudaN; the NVIDIA container toolkit brings the driver in at run time
-#   --bundle PATH   the bundle to use (default: dist/'s bundle of this version, made by scripts/bundle.sh if missing)
+#   --bundle PATH   the bundle to use, an archive or an unpacked folder (scripts/bundle.sh --no-pack; default:
+#                   dist/'s archive of this version, made by scripts/bundle.sh if missing)
 #   --fresh-rootfs  make the root filesystem again (default: reuse dist/.rootfs/ from an earlier run)
 #
-# Exit 3 when the disk is too small for it (the GPU image needs about 4.5 GB free beside its unpacked bundle).
+# Exit 3 when the disk is too small for it (the GPU image needs about 5 GB free beside its unpacked bundle).
 #
 # Load and run:  podman load -i dist/videoforge-VERSION.oci.tar
 #                podman run --rm -v "$PWD:/data" videoforge:VERSION run job.toml
@@ -27,7 +28,7 @@ while (($#)); do
     --gpu) gpu=1 ;;
     --bundle) bundle=$2; shift ;;
     --fresh-rootfs) fresh=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "image: unknown argument $1 (--gpu, --bundle PATH, --fresh-rootfs)" >&2; exit 2 ;;
   esac
   shift
@@ -46,7 +47,7 @@ if [[ -z $bundle ]]; then
     bundle=$(find_bundle)
   fi
 fi
-[[ -f $bundle ]] || { echo "image: no bundle at $bundle" >&2; exit 2; }
+[[ -e $bundle ]] || { echo "image: no bundle at $bundle" >&2; exit 2; }
 base=$(basename "$bundle" .tar.zst)           # videoforge-VERSION-linux-x86_64[-cudaN]
 tag=$version
 [[ $base == *-cuda* ]] && tag+=-${base##*-}   # VERSION-cudaN
@@ -54,9 +55,9 @@ image=videoforge:$tag
 out=dist/videoforge-$tag.oci.tar
 
 # 1. the root filesystem (Debian 12, essential packages + libstdc++6; no docs, manuals or translations but the
-#    copyright files), cached in dist/.rootfs/
-rootfs=dist/.rootfs/bookworm-essential.tar
-if ((fresh)) || [[ ! -s $rootfs ]]; then
+#    copyright files), a folder cached in dist/.rootfs/
+rootfs=dist/.rootfs/bookworm-essential
+if ((fresh)) || [[ ! -x $rootfs/bin/sh ]]; then
   sources=()
   if [[ -n ${VIDEOFORGE_APT_SOURCES:-} ]]; then
     sources=("$VIDEOFORGE_APT_SOURCES")
@@ -69,54 +70,58 @@ if ((fresh)) || [[ ! -s $rootfs ]]; then
   echo "image: making the root filesystem with mmdebstrap (Debian 12, from ${sources[*]})"
   mkdir -p dist/.rootfs
   t0=$SECONDS
-  mmdebstrap --quiet --variant=essential --include=libstdc++6 \
+  rm -rf "$rootfs.tmp"
+  mmdebstrap --quiet --format=directory --variant=essential --include=libstdc++6 \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     bookworm "$rootfs.tmp" "${sources[@]}"
-  mv "$rootfs.tmp" "$rootfs"
+  rm -rf "$rootfs" && mv "$rootfs.tmp" "$rootfs"
   echo "image: root filesystem $(vf_mib "$rootfs") MiB in $((SECONDS - t0)) s"
 fi
 
-# 2. the bundle, unpacked (an earlier archive of this tag goes first: the GPU image needs several GB of disk at its
-#    peak, see tests/release/image.sh)
+# 2. the bundle: a folder as it is, or an archive unpacked under dist/ (an earlier image archive of this tag goes
+#    first: the GPU image needs several GB of disk at its peak)
 rm -f "$out"
-work=$(mktemp -d)
+mkdir -p dist
+work=$(mktemp -d -p dist .image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/data"
-zstd -dc "$bundle" | tar -C "$work" -xf -
-[[ -x $work/$base/bin/videoforge ]] || { echo "image: $bundle has no $base/bin/videoforge" >&2; exit 1; }
+if [[ -d $bundle ]]; then
+  base=$(basename "$bundle") src=$bundle unpacked=0
+else
+  # the archive unpacks to at most 3 times its size (the GPU bundle: 1.5 times)
+  vf_need_disk image "$work" $(($(du -sm "$bundle" | cut -f1) * 3)) "unpacking $bundle"
+  zstd -dc "$bundle" | tar -C "$work" -xf -
+  src=$work/$base unpacked=1
+fi
+[[ -x $src/bin/videoforge ]] || { echo "image: $bundle has no $base/bin/videoforge" >&2; exit 1; }
 # room for what follows (the GPU bundle is 2 GB unpacked: S below), per filesystem: the container's copy in the
-# containers' storage (S), then, once the unpacked bundle is gone (-S where it was unpacked), the commit's
-# temporary files in dist/ (about 1.4 S, measured) and the packed archive (0.7 S). Short of it, buildah's commit
-# fails with an unhelpful "io: read/write on closed pipe", so say it here (exit 3).
-size=$(du -sm "$work/$base" | cut -f1)
+# containers' storage (1.1 S), then, once an unpacked archive is gone, the commit's files in dist/ (the layer
+# compressed, about 0.7 S, twice: buildah's temporary copy and the OCI layout; 2.4 S in all was measured with
+# the storage on the same disk), then the layout and the archive made from it (0.7 S each). Short of room, buildah's commit fails with an unhelpful "io: read/write on closed
+# pipe", so say it here (exit 3).
+size=$(du -smL "$src" | cut -f1)
 storage=/var/lib/containers
 mkdir -p "$storage"
-mount_of() { df --output=target "$1" | tail -n1; }
 declare -A adding committing
-for m in "$(mount_of "$storage")" "$(mount_of dist)" "$(mount_of "$work")"; do adding[$m]=0 committing[$m]=0; done
-adding[$(mount_of "$storage")]=$((size * 11 / 10))
-committing[$(mount_of "$storage")]=$((size * 11 / 10))
-((committing[$(mount_of dist)] += size * 21 / 10))
-((committing[$(mount_of "$work")] -= size))
+for m in "$(vf_mount_of "$storage")" "$(vf_mount_of dist)"; do adding[$m]=0 committing[$m]=0; done
+adding[$(vf_mount_of "$storage")]=$((size * 11 / 10))
+committing[$(vf_mount_of "$storage")]=$((size * 11 / 10))
+((committing[$(vf_mount_of dist)] += size * 15 / 10))
+((unpacked)) && ((committing[$(vf_mount_of dist)] -= size))
 for m in "${!adding[@]}"; do
   mib=$((adding[$m] > committing[$m] ? adding[$m] : committing[$m]))
-  free=$(df --output=avail -BM "$m" | tail -n1 | tr -dc 0-9)
-  if ((free < mib)); then
-    echo "image: not enough disk: $m has $free MiB free, the image of this ${size} MiB bundle needs about $mib MiB" \
-         "there" >&2
-    exit 3
-  fi
+  vf_need_disk image "$m" "$mib" "the image of this ${size} MiB bundle"
 done
 
 # 3. the image
 c=$(buildah from --quiet scratch)
-cleanup() { buildah rm "$c" >/dev/null 2>&1 || true; rm -rf "$work" dist/.tmp; }
+cleanup() { [[ -z $c ]] || buildah rm "$c" >/dev/null 2>&1 || true; rm -rf "$work" dist/.tmp "$out.tmp"; }
 trap cleanup EXIT
 buildah add --quiet "$c" "$rootfs" / >/dev/null
-buildah add --quiet "$c" "$work/$base" /opt/videoforge >/dev/null
-rm -rf "${work:?}/$base"   # copied into the container: 2 GB less on disk while the layer is committed
+buildah add --quiet "$c" "$src" /opt/videoforge >/dev/null
+((unpacked)) && rm -rf "$src"   # copied into the container: 2 GB less on disk while the layer is committed
 buildah add --quiet "$c" "$work/data" /data >/dev/null
 # what the image holds must be complete without the host: every library the program, its plugins and ONNX
 # Runtime need resolves in the image (glibc included), and in a GPU image the CUDA provider's too, but libcuda
@@ -140,12 +145,16 @@ buildah config --os linux --arch amd64 \
   --label org.opencontainers.image.title=videoforge --label org.opencontainers.image.version="$tag" \
   --label org.opencontainers.image.description="AI video upscaling driven by job files" \
   --label org.opencontainers.image.licenses=Apache-2.0 "$c"
-# straight into the archive, not into local storage first: a 2 GB layer would otherwise take 2 GB more. The layer
-# is written to a temporary file first (buildah uses TMPDIR, /var/tmp by default, which may be small or full: a
-# commit that runs out of room there fails with "io: read/write on closed pipe"), so it goes under dist/.
+# into an OCI layout under dist/, not into local storage first (a 2 GB layer would take 2 GB more there), then
+# packed as the archive (the same tar that buildah's oci-archive: writes, but made once buildah's own temporary
+# copy of the layer is gone). buildah writes that copy under TMPDIR, /var/tmp by default, which may be small or
+# full: a commit that runs out of room fails with "io: read/write on closed pipe". So it goes under dist/ too.
 export TMPDIR=$PWD/dist/.tmp
 mkdir -p "$TMPDIR"
-buildah commit --quiet --format oci --disable-compression=false --rm "$c" "oci-archive:$out:$image" >/dev/null
+layout=$TMPDIR/layout
+buildah commit --quiet --format oci --disable-compression=false --rm "$c" "oci:$layout:$image" >/dev/null
 c=
+tar --owner=0 --group=0 --numeric-owner --remove-files -C "$layout" -cf "$out.tmp" oci-layout index.json blobs
+mv "$out.tmp" "$out"
 rm -rf "$TMPDIR"
 echo "image: $out ($image): $(vf_mib "$out") MiB; load it with: podman load -i $out"

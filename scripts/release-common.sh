@@ -38,3 +38,20 @@ vf_distros() {
   local IFS=,
   echo "${ok[*]}${no:+ (not: ${no[*]})}" | sed 's/,/, /g'
 }
+
+# The mount point of the filesystem that holds $1 (which must exist).
+vf_mount_of() { df --output=target "$1" | tail -n1; }
+
+# Free MiB on the filesystem that holds $1.
+vf_free_mib() { df --output=avail -BM "$1" | tail -n1 | tr -dc 0-9; }
+
+# Exit 3 with "WHO: not enough disk: ..." unless the filesystem that holds $2 has $3 MiB free for $4 (what needs
+# it). The release tests count exit 3 with this line as skipped: too small a disk is a fact of the machine.
+vf_need_disk() {
+  local who=$1 path=$2 mib=$3 what=$4 free
+  free=$(vf_free_mib "$path")
+  if ((free < mib)); then
+    echo "$who: not enough disk: $(vf_mount_of "$path") has $free MiB free, $what needs about $mib MiB there" >&2
+    exit 3
+  fi
+}

@@ -47,8 +47,9 @@ echo "setup: ONNX Runtime at $ort_dir/libonnxruntime.so"
 # Where an NVIDIA driver is present (libcuda.so.1 loads), or with VIDEOFORGE_SETUP_GPU=1 on a machine without one
 # (CI checks the fetch and the closure that way): ONNX Runtime's CUDA build into .deps/onnxruntime-gpu/ and the
 # CUDA libraries its CUDA provider loads (cudart, cuBLAS/cuBLASLt, cuRAND, cuFFT, cuDNN 9, NVRTC) into
-# .deps/cuda/lib/, with their load order in .deps/cuda/LIBS. The wheels (about 1.3 GB) stay in .deps/wheels/, so a
-# rerun fetches nothing. The driver decides the build: 580 and newer (CUDA 13) gets the CUDA 13 set, an older
+# .deps/cuda/lib/, with their load order in .deps/cuda/LIBS. The wheels (about 1.3 GB) are deleted once unpacked
+# and checked (.deps/cuda/PINS records what was unpacked, so a rerun fetches nothing); VIDEOFORGE_KEEP_WHEELS=1
+# keeps them in .deps/wheels/. The driver decides the build: 580 and newer (CUDA 13) gets the CUDA 13 set, an older
 # one the CUDA 12 set; VIDEOFORGE_CUDA_MAJOR=12|13 overrides. VIDEOFORGE_SETUP_GPU=0 skips all of it.
 # Each set is pinned to the CUDA release its onnxruntime-gpu was built with (the wheel's build_and_package_info
 # says 13.0 for 1.31.1 and 12.8 for 1.26.0, the last CUDA 12 build on PyPI); NVRTC follows the driver's major.
@@ -118,6 +119,7 @@ if [[ $gpu == 1 ]]; then
     echo "setup: ${closure##*$'\n'}"
     printf '%s' "${pins[*]}" > "$stamp"
   fi
+  [[ ${VIDEOFORGE_KEEP_WHEELS:-0} == 1 ]] || rm -rf .deps/wheels
   echo "setup: ONNX Runtime (CUDA $major) at .deps/onnxruntime-gpu/libonnxruntime.so, CUDA libraries in .deps/cuda/lib/ (load order: .deps/cuda/LIBS)"
 elif [[ -z ${VIDEOFORGE_SETUP_GPU:-} ]]; then
   echo "setup: no NVIDIA driver (libcuda.so.1 does not load): CPU only; VIDEOFORGE_SETUP_GPU=1 fetches the GPU libraries anyway"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Release test: the GPU set-up on a machine without a GPU. VIDEOFORGE_SETUP_GPU=1 scripts/setup.sh fetches
-# onnxruntime-gpu and the CUDA libraries (about 1.3 GB the first time, cached in .deps/wheels/), then:
+# onnxruntime-gpu and the CUDA libraries (about 1.3 GB of wheels, deleted once unpacked), then:
 # - every library ONNX Runtime's CUDA provider needs, by DT_NEEDED and by dlopen (cuDNN and its sub-libraries,
 #   cuFFT, NVRTC), resolves inside .deps/ (libcuda, glibc, libstdc++ and zlib excepted);
 # - .deps/cuda/LIBS lists every library of .deps/cuda/lib/ once, each after the ones it needs;
@@ -10,7 +10,9 @@ cd "$(dirname "$0")/../.."
 fail() { echo "gpu closure test: FAILED: $*" >&2; exit 1; }
 t0=$SECONDS
 VIDEOFORGE_SETUP_GPU=1 bash scripts/setup.sh
-echo "gpu closure test: set-up took $((SECONDS - t0)) s ($(du -sh .deps/wheels | cut -f1) of wheels in .deps/wheels)"
+echo "gpu closure test: set-up took $((SECONDS - t0)) s; unpacked: $(du -sh .deps/cuda | cut -f1) in .deps/cuda," \
+     "$(du -sh .deps/onnxruntime-gpu | cut -f1) in .deps/onnxruntime-gpu"
+[[ ${VIDEOFORGE_KEEP_WHEELS:-0} == 1 || ! -e .deps/wheels ]] || fail ".deps/wheels is still there after the set-up (it deletes the wheels once unpacked)"
 
 closure() { python3 scripts/gpu_libs.py closure --cuda --allow libz.so.1 --dir "$1" --dir "$2" "$1/libonnxruntime_providers_cuda.so"; }
 closure .deps/onnxruntime-gpu .deps/cuda/lib || fail "the CUDA provider's closure in .deps"
