@@ -3,6 +3,9 @@
 # the models the tests look for (x3/x4 from the shared models folder, x4plus-fp16 if .deps/models has it), real
 # frames (the device has no FFmpeg) and the kernel cache precompiled for sm_90 (the device then compiles nothing).
 # On the device, from the repository root, carry .devpack/fused and run: bash .devpack/fused/run.sh
+# SECTIONS picks what runs (default "tests sweep"; "profile", or PROFILE=1, adds the ncu profiles). A call may run
+# 600 s: the tests and the sweep take up to 480, the profiles up to 720, so give the profiles a call of their own:
+#   SECTIONS="tests sweep" bash .devpack/fused/run.sh, then SECTIONS=profile TILE=... bash .devpack/fused/run.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
@@ -29,8 +32,12 @@ cp -r .deps/frames "$out/frames"
 target/release/examples/precompile "$out/kernels" 90
 cat > "$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
-# On the GPU machine, from the repository root: the GPU tests, then the sweep; everything is logged under $OUT.
+# On the GPU machine, from the repository root: the GPU tests, then the sweep, then (SECTIONS has "profile", or
+# PROFILE=1) the ncu profiles; everything is logged under $OUT.
 set -uo pipefail
+sections=" ${SECTIONS:-tests sweep} "
+[[ ${PROFILE:-0} == 1 ]] && sections+="profile "
+has() { [[ $sections == *" $1 "* ]]; }
 here=.devpack/fused
 mkdir -p .deps/models target
 cp -n "$here"/models/*.onnx .deps/models/ 2>/dev/null
@@ -39,9 +46,9 @@ rm -rf target/fused-cuda-kernel-cache && cp -r "$here/kernels" target/fused-cuda
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(ls /opt/torch/.venv/lib/python3.*/site-packages/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)}
 log=${OUT:-.}/fused-cuda.log
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$log"
-timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-threads=1 2>&1 | tee -a "$log"
-timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
-if [[ ${PROFILE:-0} == 1 ]]; then
+has tests && timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-threads=1 2>&1 | tee -a "$log"
+has sweep && timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
+if has profile; then
   # Where one 1080p frame of the x2 model goes, kernel by kernel (clocks are locked lower under ncu). With one
   # tile, the sweep's layer timing launches it 47 times before the whole-model runs.
   tile=${TILE:-wgmma_g2_r2}
