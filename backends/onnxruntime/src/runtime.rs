@@ -88,6 +88,7 @@ fn locate(explicit: Option<&Path>) -> Result<PathBuf, PluginFailure> {
 
 /// The folder this plugin was loaded from (found with `dladdr` on one of its own functions).
 fn own_dir() -> Option<PathBuf> {
+    // SAFETY: `Dl_info` is a plain C struct of pointers and integers, for which all zeros is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: `dladdr` only reads the address and fills `info`.
     let ok = unsafe { libc::dladdr(own_dir as *const libc::c_void, &mut info) };
