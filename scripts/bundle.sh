@@ -65,11 +65,12 @@ echo "bundle: staging $stage (from $target)"
 # with --no-pack).
 if ((gpu)); then deps=(.deps/onnxruntime-gpu .deps/cuda/lib); else deps=(.deps/onnxruntime); fi
 deps_mib=$(du -smcL "${deps[@]}" | tail -n1 | cut -f1)
-copy_mib=400
-[[ $(vf_mount_of .deps) == "$(vf_mount_of dist)" ]] || copy_mib=$((copy_mib + deps_mib))
+copy_mib=400 link=(-l)
+[[ $(vf_mount_of .deps) == "$(vf_mount_of dist)" ]] || { copy_mib=$((copy_mib + deps_mib)); link=(); }
 vf_need_disk bundle dist $((copy_mib + pack * (deps_mib + 300) * 8 / 10)) "the $name bundle"
-# place SRC... DEST: a hard link where the filesystem allows it, else a copy (symbolic links stay links)
-place() { cp -lP "$@" 2>/dev/null || cp -P "$@"; }
+# place SRC... DEST: hard links on the same filesystem, else copies (symbolic links stay links). Decided once, not
+# per file: a copy over a hard link already made would be a copy onto its own source.
+place() { cp "${link[@]}" -P "$@"; }
 
 # 1. the binary and the plugins (every backend plugin but the test one), without debug info; the binary finds
 #    lib/ through a DT_RPATH (not RUNPATH: an RPATH of the executable also serves the libraries it pulls in and the
