@@ -3,9 +3,10 @@
 # the models the tests look for (x3/x4 from the shared models folder, x4plus-fp16 if .deps/models has it), real
 # frames (the device has no FFmpeg) and the kernel cache precompiled for sm_90 (the device then compiles nothing).
 # On the device, from the repository root, carry .devpack/fused and run: bash .devpack/fused/run.sh
-# SECTIONS picks what runs (default "tests sweep"; "profile", or PROFILE=1, adds the ncu profiles). A call may run
-# 600 s: the tests and the sweep take up to 480, the profiles up to 720, so give the profiles a call of their own:
-#   SECTIONS="tests sweep" bash .devpack/fused/run.sh, then SECTIONS=profile TILE=... bash .devpack/fused/run.sh
+# SECTIONS picks what runs (default "tests sweep"; "x4plus" sweeps realesrgan-x4plus's RRDB tiles when its model
+# came along; "profile", or PROFILE=1, adds the ncu profiles). A call may run 600 s: the tests and the sweep take
+# up to 480, so the rest gets a call of its own:
+#   SECTIONS="tests sweep" bash .devpack/fused/run.sh, then SECTIONS="x4plus profile" TILE=... bash .devpack/fused/run.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
@@ -48,6 +49,11 @@ log=${OUT:-.}/fused-cuda.log
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$log"
 has tests && timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-threads=1 2>&1 | tee -a "$log"
 has sweep && timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
+# realesrgan-x4plus: the table's tile, then its dense convs on conv_wgmma_k and its 64 -> 64 convs on the wide kernel
+if has x4plus && [[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]]; then
+  timeout 200 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx \
+    --only wgmma_g2_r2,wgmma_g2_r1_k32,wgmma_g2_r1_k64,wgmma_g3_r1_k32,wgmma_g2_r1_k32_w128 2>&1 | tee -a "$log"
+fi
 if has profile; then
   # Where one 1080p frame of the x2 model goes, kernel by kernel (clocks are locked lower under ncu). With one
   # tile, the sweep's layer timing launches it 47 times before the whole-model runs.
