@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares .devpack/fused/ (ignored) for one call on the GPU machine: the release GPU-test binary and the sweep,
 # the models the tests look for (x3/x4 from the shared models folder, x4plus-fp16 if .deps/models has it), real
-# frames (the device has no FFmpeg) and the kernel cache precompiled for sm_90 (the device then compiles nothing).
+# frames (the device has no FFmpeg) and the kernel cache precompiled for sm_90, gzipped (the device then compiles
+# nothing).
 # On the device, from the repository root, carry .devpack/fused and run: bash .devpack/fused/run.sh
 # SECTIONS picks what runs (default "tests sweep"; "x4plus" sweeps realesrgan-x4plus's RRDB tiles when its model
 # came along; "profile", or PROFILE=1, adds the ncu profiles). A call may run 600 s: the tests and the sweep take
@@ -30,7 +31,9 @@ done
 [[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]] && cp .deps/models/realesrgan-x4plus-fp16.onnx "$out/models/"
 bash backends/fused-cuda/scripts/extract-frames.sh >/dev/null
 cp -r .deps/frames "$out/frames"
-target/release/examples/precompile "$out/kernels" 90
+target/release/examples/precompile "$out/fused-cuda-kernel-cache" 90
+# gzip takes the CUBINs from 17 to under 4 MiB: room in the call's 64 MiB beside x4plus's 33 MiB model
+tar -C "$out" -czf "$out/kernels.tar.gz" fused-cuda-kernel-cache && rm -rf "$out/fused-cuda-kernel-cache"
 cat > "$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root: the GPU tests, then the sweep, then (SECTIONS has "profile", or
@@ -43,7 +46,8 @@ here=.devpack/fused
 mkdir -p .deps/models target
 cp -n "$here"/models/*.onnx .deps/models/ 2>/dev/null
 rm -rf .deps/frames && cp -r "$here/frames" .deps/frames
-rm -rf target/fused-cuda-kernel-cache && cp -r "$here/kernels" target/fused-cuda-kernel-cache
+rm -rf target/fused-cuda-kernel-cache
+tar -C target -xzf "$here/kernels.tar.gz" 2>/dev/null || python3 -m tarfile -e "$here/kernels.tar.gz" target
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(ls /opt/torch/.venv/lib/python3.*/site-packages/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)}
 log=${OUT:-.}/fused-cuda.log
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$log"
