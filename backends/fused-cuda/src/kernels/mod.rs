@@ -538,7 +538,7 @@ impl Kernel {
 /// Every variant CI compiles for an SM: the SM's table configuration for each layer shape of the shipped models
 /// (64 -> 64, the dense block's 64..192 -> 32 and 192 -> 64, the tails to 48 and 3 channels), halo and streaming
 /// alike, 1x1 convs, both heads and the downscale for both IO types, and on sm_90 (where the sweep runs) the whole
-/// sweep list.
+/// sweep list with the tails its wgmma tiles take.
 pub fn ci_variants(sm: u32) -> Vec<Kernel> {
     let mut v = table_variants(sm);
     // Both heads on every SM, whichever the table picks.
@@ -561,6 +561,17 @@ pub fn ci_variants(sm: u32) -> Vec<Kernel> {
                 if let Some(k) = Kernel::for_layer(sm, s, cin, cout, 3, false, false) {
                     if !v.contains(&k) {
                         v.push(k);
+                    }
+                }
+            }
+            // The tails the sweep's whole-model runs take with a wgmma tile (48 channels: x2/x4; 16: RRDB), so
+            // the carried kernel cache spares the device their compiles.
+            if s.wgmma.is_some() {
+                for (cout, io_f16) in [(48, false), (48, true), (16, false), (16, true)] {
+                    if let Some(k) = Kernel::for_layer(sm, s, 64, cout, 3, true, io_f16) {
+                        if !v.contains(&k) {
+                            v.push(k);
+                        }
                     }
                 }
             }
