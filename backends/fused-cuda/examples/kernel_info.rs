@@ -2,7 +2,7 @@
 //! shared memory per variant (no GPU needed). `cargo run -p videoforge-backend-fused-cuda --example kernel_info --
 //! [SM] [NAME-FILTER]` (default 90, every variant).
 
-use videoforge_backend_fused_cuda::kernels::ci_variants;
+use videoforge_backend_fused_cuda::kernels::variants::ci_variants;
 use videoforge_backend_fused_cuda::nvrtc::Nvrtc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

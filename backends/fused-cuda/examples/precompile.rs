@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use videoforge_backend_fused_cuda::cache::KernelCache;
-use videoforge_backend_fused_cuda::kernels::ci_variants;
+use videoforge_backend_fused_cuda::kernels::variants::ci_variants;
 use videoforge_backend_fused_cuda::nvrtc::Nvrtc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

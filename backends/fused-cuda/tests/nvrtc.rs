@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 use videoforge_backend_fused_cuda::cache::KernelCache;
-use videoforge_backend_fused_cuda::kernels::{ci_variants, table_variants};
+use videoforge_backend_fused_cuda::kernels::variants::{ci_variants, table_variants};
 use videoforge_backend_fused_cuda::nvrtc::{is_elf, Nvrtc};
 
 #[test]

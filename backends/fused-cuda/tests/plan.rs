@@ -4,7 +4,7 @@
 mod common;
 
 use videoforge_backend_fused_cuda::graph;
-use videoforge_backend_fused_cuda::kernels::ci_variants;
+use videoforge_backend_fused_cuda::kernels::variants::ci_variants;
 use videoforge_backend_fused_cuda::runtime::plan::{plan, Step};
 
 #[test]

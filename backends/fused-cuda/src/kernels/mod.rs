@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
+pub mod variants;
+
 const COMMON: &str = include_str!("common.cu");
 const CONV_COMMON: &str = include_str!("conv_common.cu");
 const CONV: &str = include_str!("conv_mma.cu");
@@ -131,57 +133,6 @@ pub fn tile_for_sm(sm: u32) -> Tile {
         },
         _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None, tc_head: false },
     }
-}
-
-/// The configurations the sweep example times (each one valid for a 64 -> 64 conv).
-pub fn sweep_tiles() -> Vec<Tile> {
-    let mut v = Vec::new();
-    for bm in [64, 128, 256] {
-        for (warps_m, warps_n) in [(2, 2), (4, 2), (8, 1)] {
-            for kc in [32, 64] {
-                for stages in [3, 4] {
-                    let t = Tile { bm, warps_m, warps_n, kc, stages, halo: false, wgmma: None, tc_head: false };
-                    if t.bm % (16 * t.warps_m) == 0 && conv_smem(t, 64) <= MAX_SMEM && t.bm / t.warps_m <= 64 {
-                        v.push(t);
-                    }
-                }
-            }
-        }
-    }
-    for bm in [64, 128, 256] {
-        for (warps_m, warps_n) in [(2, 2), (4, 2), (8, 1)] {
-            let t = Tile { bm, warps_m, warps_n, kc: 64, stages: 2, halo: true, wgmma: None, tc_head: false };
-            if t.bm % (16 * t.warps_m) == 0 && halo_smem(t, 64, 64) <= MAX_SMEM && t.bm / t.warps_m <= 64 {
-                v.push(t);
-            }
-        }
-    }
-    let base = Tile { wgmma: None, ..tile_for_sm(90) };
-    for (groups, rows) in [(1, 2), (1, 4), (2, 1), (2, 2), (3, 1)] {
-        let wg = Wg { groups, rows, chunk: 0, wide: 0, wide_regs: false };
-        if wgmma_smem(wg, 64, 64) <= MAX_SMEM {
-            v.push(Tile { wgmma: Some(wg), ..base });
-        }
-    }
-    // The table's shape with RRDB's wide convs on conv_wgmma_k (not measured yet: the sweep times them first).
-    for (groups, rows, chunk) in [(2, 1, 32), (2, 1, 64), (3, 1, 32)] {
-        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0, wide_regs: false }), ..base });
-    }
-    // The table's shape with the 64 -> 64 layers on conv_wgmma_wide (not measured yet), and other widths.
-    for (groups, wide) in [(2, 128), (1, 256), (2, 64), (3, 64)] {
-        if wgmma_wide_smem(groups, wide, false) <= MAX_SMEM {
-            v.push(Tile { wgmma: Some(Wg { groups, rows: 2, chunk: 0, wide, wide_regs: false }), ..base });
-        }
-    }
-    // The weights in registers: two warpgroups of 254 registers a thread (64-pixel rows; at 128 ptxas spills).
-    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 64, wide_regs: true }), ..base });
-    // Both for RRDB: its wide dense convs chunked, its 64 -> 64 convs on conv_wgmma_wide.
-    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128, wide_regs: false }), ..base });
-    // The head on tensor cores (not measured yet), with the table's convs and with the wide ones.
-    v.push(Tile { tc_head: true, ..tile_for_sm(90) });
-    let wide = Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false };
-    v.push(Tile { wgmma: Some(wide), tc_head: true, ..base });
-    v
 }
 
 /// Bytes of one warpgroup patch buffer of `planes` 8-channel planes: (rows + 2) x 66 pixels of 16 bytes a plane,
@@ -533,79 +484,4 @@ impl Kernel {
         s.push_str(body);
         s
     }
-}
-
-/// Every variant CI compiles for an SM: the SM's table configuration for each layer shape of the shipped models
-/// (64 -> 64, the dense block's 64..192 -> 32 and 192 -> 64, the tails to 48 and 3 channels), halo and streaming
-/// alike, 1x1 convs, both heads and the downscale for both IO types, and on sm_90 (where the sweep runs) the whole
-/// sweep list with the tails its wgmma tiles take.
-pub fn ci_variants(sm: u32) -> Vec<Kernel> {
-    let mut v = table_variants(sm);
-    // Both heads on every SM, whichever the table picks.
-    for io_f16 in [false, true] {
-        for mma in [false, true] {
-            if !v.contains(&Kernel::Head { io_f16, mma }) {
-                v.push(Kernel::Head { io_f16, mma });
-            }
-        }
-    }
-    if sm >= 90 {
-        for s in sweep_tiles() {
-            // The 64 -> 64 layer every tile is timed on, and RRDB's wide dense convs for the chunked ones.
-            let shapes = if s.wgmma.is_some_and(|w| w.chunk > 0) {
-                &[(64, 64), (96, 32), (128, 32), (160, 32), (192, 32), (192, 64)][..]
-            } else {
-                &[(64, 64)][..]
-            };
-            for &(cin, cout) in shapes {
-                if let Some(k) = Kernel::for_layer(sm, s, cin, cout, 3, false, false) {
-                    if !v.contains(&k) {
-                        v.push(k);
-                    }
-                }
-            }
-            // The tails the sweep's whole-model runs take with a wgmma tile (48 channels: x2/x4; 16: RRDB), so
-            // the carried kernel cache spares the device their compiles.
-            if s.wgmma.is_some() {
-                for (cout, io_f16) in [(48, false), (48, true), (16, false), (16, true)] {
-                    if let Some(k) = Kernel::for_layer(sm, s, 64, cout, 3, true, io_f16) {
-                        if !v.contains(&k) {
-                            v.push(k);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    v
-}
-
-/// The variants the shipped models' shapes need on an SM with its table configuration (see [`ci_variants`]).
-pub fn table_variants(sm: u32) -> Vec<Kernel> {
-    let t = tile_for_sm(sm);
-    let mut v = Vec::new();
-    let mut push = |k: Option<Kernel>| {
-        if let Some(k) = k {
-            if !v.contains(&k) {
-                v.push(k);
-            }
-        }
-    };
-    let no_halo = Tile { halo: false, wgmma: None, ..t };
-    for cin in [64, 96, 128, 160, 192] {
-        for cout in [32, 64] {
-            push(Kernel::for_layer(sm, t, cin, cout, 3, false, false));
-            push(Kernel::conv(no_halo, cin, cout, 3, false, false));
-        }
-    }
-    push(Kernel::for_layer(sm, t, 64, 64, 1, false, false));
-    for io_f16 in [false, true] {
-        for cout in [48, 16] {
-            push(Kernel::for_layer(sm, t, 64, cout, 3, true, io_f16));
-            push(Kernel::conv(no_halo, 64, cout, 3, true, io_f16));
-        }
-        push(Some(Kernel::Head { io_f16, mma: t.tc_head }));
-        push(Some(Kernel::Downscale { io_f16 }));
-    }
-    v
 }
