@@ -99,21 +99,15 @@ fi
 # room for what follows (the GPU bundle is 2 GB unpacked: S below), per filesystem: the container's copy in the
 # containers' storage (1.1 S), then, once an unpacked archive is gone, the commit's files in dist/ (the layer
 # compressed, about 0.7 S, twice: buildah's temporary copy and the OCI layout; 2.4 S in all was measured with
-# the storage on the same disk), then the layout and the archive made from it (0.7 S each). Short of room, buildah's commit fails with an unhelpful "io: read/write on closed
-# pipe", so say it here (exit 3).
+# the storage on the same disk), then the layout and the archive made from it (0.7 S each). Short of room,
+# buildah's commit fails with an unhelpful "io: read/write on closed pipe", so say it here (exit 3): the adding
+# phase, then the committing one.
 size=$(du -smL "$src" | cut -f1)
 storage=/var/lib/containers
 mkdir -p "$storage"
-declare -A adding committing
-for m in "$(vf_mount_of "$storage")" "$(vf_mount_of dist)"; do adding[$m]=0 committing[$m]=0; done
-adding[$(vf_mount_of "$storage")]=$((size * 11 / 10))
-committing[$(vf_mount_of "$storage")]=$((size * 11 / 10))
-((committing[$(vf_mount_of dist)] += size * 15 / 10))
-((unpacked)) && ((committing[$(vf_mount_of dist)] -= size))
-for m in "${!adding[@]}"; do
-  mib=$((adding[$m] > committing[$m] ? adding[$m] : committing[$m]))
-  vf_need_disk image "$m" "$mib" "the image of this ${size} MiB bundle"
-done
+what="the image of this ${size} MiB bundle"
+vf_need_disks image "$what" "$storage" $((size * 11 / 10))
+vf_need_disks image "$what" "$storage" $((size * 11 / 10)) dist $((size * 15 / 10 - unpacked * size))
 
 # 3. the image
 c=$(buildah from --quiet scratch)

@@ -55,3 +55,17 @@ vf_need_disk() {
     exit 3
   fi
 }
+
+# vf_need_disk for several needs at once (PATH MIB pairs after WHO and WHAT), added up per filesystem: paths on
+# one filesystem need the sum of their MiB there.
+vf_need_disks() {
+  local who=$1 what=$2 m
+  local -A need=()
+  shift 2
+  while (($# >= 2)); do
+    m=$(vf_mount_of "$1")
+    need[$m]=$((${need[$m]:-0} + $2))
+    shift 2
+  done
+  for m in "${!need[@]}"; do vf_need_disk "$who" "$m" "${need[$m]}" "$what"; done
+}

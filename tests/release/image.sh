@@ -43,12 +43,7 @@ podman rmi -f "videoforge:$tag" >/dev/null 2>&1 || true
 # and the layer applied (3.5 times the archive in all was measured for the GPU image); too little is said as a
 # skip, like scripts/image.sh's
 a_mib=$(du -sm "$archive" | cut -f1)
-if [[ $(vf_mount_of dist) == "$(vf_mount_of /var/lib/containers)" ]]; then
-  vf_need_disk "image test" dist $((a_mib * 4)) "loading $archive into podman"
-else
-  vf_need_disk "image test" dist "$a_mib" "podman load's copy of $archive"
-  vf_need_disk "image test" /var/lib/containers $((a_mib * 3)) "the image loaded from $archive"
-fi
+vf_need_disks "image test" "loading $archive into podman" dist "$a_mib" /var/lib/containers $((a_mib * 3))
 # podman too unpacks the layer into a temporary file first: under dist/, as scripts/image.sh does (/var/tmp may be
 # small)
 mkdir -p dist/.tmp
