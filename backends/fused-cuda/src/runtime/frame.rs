@@ -6,7 +6,7 @@ use super::driver::{DeviceBuffer, Graph, StreamRef};
 use super::plan::Step;
 use super::program::Program;
 use crate::error::Result;
-use crate::graph::{BaseMode, Input, Output, ShuffleMode};
+use crate::graph::{BaseMode, Input, Network, Output, ShuffleMode};
 
 pub(crate) struct Frame {
     pub graph: Graph,
@@ -27,10 +27,8 @@ impl Frame {
             .iter()
             .map(|b| DeviceBuffer::new(h * b.factor * w * b.factor * b.channels * 2))
             .collect::<Result<Vec<_>>>()?;
-        let last = net.layers.last().expect("a planned network has layers");
-        let tail = net.tail().expect("a planned network has a tail");
-        let (ph, pw) = (h * last.factor * tail.shuffle, w * last.factor * tail.shuffle);
-        let inter = match tail.downscale {
+        let (ph, pw) = intermediate_size(net, h, w);
+        let inter = match net.tail().and_then(|t| t.downscale) {
             Some(_) => Some(DeviceBuffer::new(3 * ph * pw * 2)?),
             None => None,
         };
@@ -81,15 +79,13 @@ fn launch_steps(
 ) -> Result<()> {
     let net = &e.net;
     let io = e.io_table.ptr;
-    let last = net.layers.last().expect("a planned network has layers");
-    let tail = net.tail().expect("a planned network has a tail");
-    let (ph, pw) = (h * last.factor * tail.shuffle, w * last.factor * tail.shuffle);
+    let (ph, pw) = intermediate_size(net, h, w);
     for (i, (s, wts)) in e.steps.iter().zip(&e.weights).enumerate() {
         if only.is_some_and(|o| o != i) {
             continue;
         }
-        let f = &e.funcs[&s.kernel()];
         let k = s.kernel();
+        let f = &e.funcs[&k];
         match s {
             Step::Head { .. } => {
                 let l = &net.layers[0];
@@ -193,4 +189,11 @@ fn launch_steps(
         }
     }
     Ok(())
+}
+
+/// Size of the tail's planar output before a final resize: the last conv's size times its pixel shuffle.
+fn intermediate_size(net: &Network, h: usize, w: usize) -> (usize, usize) {
+    let last = net.layers.last().expect("a planned network has layers");
+    let tail = net.tail().expect("a planned network has a tail");
+    (h * last.factor * tail.shuffle, w * last.factor * tail.shuffle)
 }
