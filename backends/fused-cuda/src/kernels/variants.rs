@@ -63,9 +63,7 @@ pub fn ci_variants(sm: u32) -> Vec<Kernel> {
     // Both heads on every SM, whichever the table picks.
     for io_f16 in [false, true] {
         for mma in [false, true] {
-            if !v.contains(&Kernel::Head { io_f16, mma }) {
-                v.push(Kernel::Head { io_f16, mma });
-            }
+            v.push(Kernel::Head { io_f16, mma });
         }
     }
     if sm >= 90 {
@@ -76,28 +74,19 @@ pub fn ci_variants(sm: u32) -> Vec<Kernel> {
             } else {
                 &[(64, 64)][..]
             };
-            for &(cin, cout) in shapes {
-                if let Some(k) = Kernel::for_layer(sm, s, cin, cout, 3, false, false) {
-                    if !v.contains(&k) {
-                        v.push(k);
-                    }
-                }
-            }
+            v.extend(shapes.iter().filter_map(|&(cin, cout)| Kernel::for_layer(sm, s, cin, cout, 3, false, false)));
             // The tails the sweep's whole-model runs take with a wgmma tile (48 channels: x2/x4; 16: RRDB), so
             // the carried kernel cache spares the device their compiles.
             if s.wgmma.is_some() {
-                for (cout, io_f16) in [(48, false), (48, true), (16, false), (16, true)] {
-                    if let Some(k) = Kernel::for_layer(sm, s, 64, cout, 3, true, io_f16) {
-                        if !v.contains(&k) {
-                            v.push(k);
-                        }
-                    }
-                }
+                let tails = [(48, false), (48, true), (16, false), (16, true)];
+                v.extend(
+                    tails.iter().filter_map(|&(cout, io_f16)| Kernel::for_layer(sm, s, 64, cout, 3, true, io_f16)),
+                );
             }
         }
     }
-    // Tiles that differ only in what a kernel does not compile in (a wgmma tail's chunk or width) give the same
-    // code: compile it once.
+    // Each distinct source once, in first-seen order: repeats of a kernel, and tiles that differ only in what a
+    // kernel does not compile in (a wgmma tail's chunk or width), give the same code.
     let mut seen = std::collections::HashSet::new();
     v.retain(|k| seen.insert((k.name(), k.source())));
     v
