@@ -29,7 +29,7 @@ while (($#)); do
     --gpu) gpu=1 ;;
     --no-build) build=0 ;;
     --keep) keep=1 ;;
-    --no-pack) keep=1 pack=0 ;;
+    --no-pack) pack=0 ;;
     --profile) profile=$2; shift ;;
     -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "bundle: unknown argument $1 (--gpu, --no-build, --profile P, --keep, --no-pack)" >&2; exit 2 ;;

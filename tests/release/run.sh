@@ -14,6 +14,15 @@ if [[ ${1:-} == --profile ]]; then profile=$2; shift 2; fi
 tests=("$@")
 ((${#tests[@]})) || tests=(gpu-closure bundle image image-gpu)
 mkdir -p out/release-tests
+# The disk decides whether the image tests can run: each test's first line says what there is (CI's log is all one
+# sees of CI's machine).
+size_of() { if [[ -e $1 ]]; then du -sh "$1" 2>/dev/null | cut -f1; else echo 0; fi; }
+disk_facts() {
+  local free
+  free=$(df -BM --output=avail,target . /var/lib/containers 2>/dev/null | tail -n +2 | sort -u |
+         awk '{printf "%s%s on %s", (NR > 1 ? ", " : ""), $1, $2}')
+  echo "free: $free; this checkout: target/ $(size_of target), .deps/ $(size_of .deps), dist/ $(size_of dist)"
+}
 passed=0 failed=0 skipped=0 failures=()
 for t in "${tests[@]}"; do
   case $t in
@@ -27,9 +36,7 @@ for t in "${tests[@]}"; do
                      rc=\$?; rm -rf dist/.stage; exit \$rc") ;;
     *) echo "release tests: unknown test $t (gpu-closure, bundle, image, image-gpu)" >&2; exit 2 ;;
   esac
-  # the disk decides whether the image tests can run: say what there is (CI's log is all one sees of CI's machine)
-  echo "=== release test: $t (free: $(df -BM --output=avail,target . /var/lib/containers 2>/dev/null | tail -n +2 |
-        sort -u | awk '{printf "%s%s on %s", (NR > 1 ? ", " : ""), $1, $2}'); this checkout: target/ $(du -sh target 2>/dev/null | cut -f1), .deps/ $(du -sh .deps 2>/dev/null | cut -f1), dist/ $(du -sh dist 2>/dev/null | cut -f1 || echo 0))"
+  echo "=== release test: $t ($(disk_facts))"
   t0=$SECONDS
   "${cmd[@]}" 2>&1 | tee "out/release-tests/$t.log"
   rc=${PIPESTATUS[0]}
