@@ -10,7 +10,7 @@ use half::f16;
 use videoforge_backend_fused_cuda::cache::KernelCache;
 use videoforge_backend_fused_cuda::graph::{self, Act, Input, Layer, Output, Slice};
 use videoforge_backend_fused_cuda::kernels::variants::sweep_tiles;
-use videoforge_backend_fused_cuda::kernels::{tile_for_sm, Kernel, Tile};
+use videoforge_backend_fused_cuda::kernels::{tile_for, Kernel, Tile};
 use videoforge_backend_fused_cuda::nvrtc::Nvrtc;
 use videoforge_backend_fused_cuda::pack::{conv_packed_cpu, pack_conv};
 use videoforge_backend_fused_cuda::runtime::args::ConvArgs;
@@ -195,15 +195,20 @@ fn main() -> Res<()> {
     let stream = Stream::new()?;
     let s = stream.handle();
 
-    let mut tiles = vec![tile_for_sm(sm)];
-    tiles.extend(sweep_tiles().into_iter().filter(|t| *t != tile_for_sm(sm)));
+    // The table's two tiles (plain and dense networks) first, then the rest of the sweep.
+    let mut tiles = vec![tile_for(sm, false)];
+    for t in std::iter::once(tile_for(sm, true)).chain(sweep_tiles()) {
+        if !tiles.contains(&t) {
+            tiles.push(t);
+        }
+    }
     tiles.retain(|t| wanted(t));
     println!("## One 64 -> 64 3x3 conv + bias + PReLU (NHWC f16)\n");
     let mut results = layer_table(&cache, &ctx, s, &tiles, 64, 64, &SIZES)?;
     // RRDB's dense-block convs at 540p (x4plus's input resolution is 270p to 540p): the chunked wgmma tiles
     // against the table's.
     let dense: Vec<Tile> =
-        tiles.iter().copied().filter(|t| *t == tile_for_sm(sm) || t.wgmma.is_some_and(|w| w.chunk > 0)).collect();
+        tiles.iter().copied().filter(|t| *t == tile_for(sm, true) || t.wgmma.is_some_and(|w| w.chunk > 0)).collect();
     if dense.len() > 1 {
         for (cin, cout) in [(96, 32), (192, 32), (192, 64)] {
             println!("\n## RRDB dense conv {cin} -> {cout}\n");
@@ -217,8 +222,9 @@ fn main() -> Res<()> {
     println!("{} x{}, {:.3} M MAC per input pixel\n", net.family, net.scale, net.macs_per_pixel() / 1e6);
     println!("| tile | 1080p in: ms | fps | TFLOP/s | 540p in: ms | fps | TFLOP/s |");
     println!("|---|---|---|---|---|---|---|");
-    let mut model_tiles = vec![tile_for_sm(sm)];
-    model_tiles.extend(results.iter().map(|r| r.0).filter(|t| *t != tile_for_sm(sm)).take(3));
+    let table = tile_for(sm, net.layers.iter().any(|l| l.cin > 64));
+    let mut model_tiles = vec![table];
+    model_tiles.extend(results.iter().map(|r| r.0).filter(|t| *t != table).take(3));
     // The tensor-core head shows only in the whole model: every tile with it is timed.
     for t in tiles.iter().filter(|t| t.tc_head) {
         if !model_tiles.contains(t) {

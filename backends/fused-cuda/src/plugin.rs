@@ -157,11 +157,15 @@ fn create(o: &VfModelOptions, info: &mut VfModelInfo) -> Result<Engine, PluginFa
     if !model_path.is_file() {
         return Err(PluginFailure::new(VF_STATUS_NOT_FOUND, format!("model file {} not found", model_path.display())));
     }
-    let net = crate::graph::load(&model_path).map_err(|e| {
+    let in_file = |e| {
         let mut f = failure(e);
         f.message = format!("{}: {}", model_path.display(), f.message);
         f
-    })?;
+    };
+    let net = crate::graph::load(&model_path).map_err(in_file)?;
+    // The plan's checks need no GPU either. Those of SM 8.0 (whose kernels every GPU this backend takes has) refuse
+    // a graph the kernels cannot lay out on any device, so `auto` takes ONNX Runtime for it instead of failing.
+    crate::runtime::plan::plan(&net, 80, None).map_err(in_file)?;
     if o.device_kind != VF_DEVICE_CUDA {
         return Err(unsupported(format!(
             "fused-cuda runs on CUDA GPUs only (the graph, {} x{}, is one it runs)",
@@ -335,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn cpu_device_is_refused_as_unsupported_after_the_graph_is_read() {
+    fn cpu_device_is_refused_as_unsupported_after_the_graph_and_its_plan_are_read() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let create = |model: &std::path::Path| {
             let mut o = VfModelOptions::new_zeroed();
@@ -357,6 +361,10 @@ mod tests {
         // A graph it does not run: the node is named, whatever the device.
         let (st, msg) = create(&root.join("tests/fixtures/models/nhwc.onnx"));
         assert_eq!(st, VF_STATUS_MODEL_CONTRACT, "{msg}");
+        // A graph it reads but whose plan it refuses (one conv, then a pixel shuffle): refused as a contract too.
+        let (st, msg) = create(&root.join("tests/fixtures/models/nearest2x.onnx"));
+        assert_eq!(st, VF_STATUS_MODEL_CONTRACT, "{msg}");
+        assert!(msg.contains("at least two convs"), "{msg}");
         // A file that is not there.
         let (st, _) = create(&root.join("models/x.onnx"));
         assert_eq!(st, VF_STATUS_NOT_FOUND);

@@ -119,8 +119,9 @@ pub fn tile_for_sm(sm: u32) -> Tile {
         0..=85 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 4, halo: true, wgmma: None, tc_head: false },
         86..=88 => Tile { bm: 64, warps_m: 2, warps_n: 2, kc: 32, stages: 3, halo: true, wgmma: None, tc_head: false },
         89 => Tile { bm: 128, warps_m: 4, warps_n: 2, kc: 32, stages: 3, halo: true, wgmma: None, tc_head: false },
-        // Hopper: the warpgroup-MMA conv for the 3x3 layers it takes, halo_bm64_w4x2 (the fastest mma.sync
-        // configuration on the H200, bench/RESULTS.md) for the rest.
+        // Hopper: the 64 -> 64 layers on conv_wgmma_wide (128-pixel rows), the tail on conv_wgmma, the head on
+        // tensor cores, halo_bm64_w4x2 (the fastest mma.sync configuration on the H200) for the rest: the
+        // fastest whole x2 model in the sweep (bench/RESULTS.md).
         90 => Tile {
             bm: 64,
             warps_m: 4,
@@ -128,11 +129,23 @@ pub fn tile_for_sm(sm: u32) -> Tile {
             kc: 64,
             stages: 4,
             halo: true,
-            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0, wide_regs: false }),
-            tc_head: false,
+            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false }),
+            tc_head: true,
         },
         _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None, tc_head: false },
     }
+}
+
+/// The tuned configuration for a network on an SM: `dense` networks (convs of more than 64 input channels, RRDBNet's
+/// dense blocks) take, on Hopper, those convs on `conv_wgmma_k` with three one-row warpgroups, the fastest whole
+/// realesrgan-x4plus in the sweep (bench/RESULTS.md); every other network takes [`tile_for_sm`].
+pub fn tile_for(sm: u32, dense: bool) -> Tile {
+    let t = tile_for_sm(sm);
+    if dense && sm >= 90 {
+        let wg = Wg { groups: 3, rows: 1, chunk: 32, wide: 0, wide_regs: false };
+        return Tile { wgmma: Some(wg), tc_head: false, ..t };
+    }
+    t
 }
 
 /// Bytes of one warpgroup patch buffer of `planes` 8-channel planes: (rows + 2) x 66 pixels of 16 bytes a plane,

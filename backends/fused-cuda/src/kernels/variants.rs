@@ -1,7 +1,7 @@
 //! Which variants exist beyond a network's own: the tiles the sweep example times, and the variants CI compiles
 //! for each SM (every table shape, and on sm_90 the sweep's).
 
-use super::{conv_smem, halo_smem, tile_for_sm, wgmma_smem, wgmma_wide_smem, Kernel, Tile, Wg, MAX_SMEM};
+use super::{conv_smem, halo_smem, tile_for, tile_for_sm, wgmma_smem, wgmma_wide_smem, Kernel, Tile, Wg, MAX_SMEM};
 
 /// The configurations the sweep example times (each one valid for a 64 -> 64 conv).
 pub fn sweep_tiles() -> Vec<Tile> {
@@ -26,7 +26,7 @@ pub fn sweep_tiles() -> Vec<Tile> {
             }
         }
     }
-    let base = Tile { wgmma: None, ..tile_for_sm(90) };
+    let base = Tile { wgmma: None, tc_head: false, ..tile_for_sm(90) };
     for (groups, rows) in [(1, 2), (1, 4), (2, 1), (2, 2), (3, 1)] {
         let wg = Wg { groups, rows, chunk: 0, wide: 0, wide_regs: false };
         if wgmma_smem(wg, 64, 64) <= MAX_SMEM {
@@ -47,8 +47,8 @@ pub fn sweep_tiles() -> Vec<Tile> {
     v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 64, wide_regs: true }), ..base });
     // Both for RRDB: its wide dense convs chunked, its 64 -> 64 convs on conv_wgmma_wide.
     v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128, wide_regs: false }), ..base });
-    // The head on tensor cores (not measured yet), with the table's convs and with the wide ones.
-    v.push(Tile { tc_head: true, ..tile_for_sm(90) });
+    // The head on tensor cores, with conv_wgmma and with the wide convs (the sm_90 table).
+    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0, wide_regs: false }), tc_head: true, ..base });
     let wide = Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false };
     v.push(Tile { wgmma: Some(wide), tc_head: true, ..base });
     v
@@ -92,9 +92,9 @@ pub fn ci_variants(sm: u32) -> Vec<Kernel> {
     v
 }
 
-/// The variants the shipped models' shapes need on an SM with its table configuration (see [`ci_variants`]).
+/// The variants the shipped models' shapes need on an SM with its table configurations, the plain one and the
+/// dense networks' (see [`ci_variants`]).
 pub fn table_variants(sm: u32) -> Vec<Kernel> {
-    let t = tile_for_sm(sm);
     let mut v = Vec::new();
     let mut push = |k: Option<Kernel>| {
         if let Some(k) = k {
@@ -103,21 +103,23 @@ pub fn table_variants(sm: u32) -> Vec<Kernel> {
             }
         }
     };
-    let no_halo = Tile { halo: false, wgmma: None, ..t };
-    for cin in [64, 96, 128, 160, 192] {
-        for cout in [32, 64] {
-            push(Kernel::for_layer(sm, t, cin, cout, 3, false, false));
-            push(Kernel::conv(no_halo, cin, cout, 3, false, false));
+    for t in [tile_for(sm, false), tile_for(sm, true)] {
+        let no_halo = Tile { halo: false, wgmma: None, ..t };
+        for cin in [64, 96, 128, 160, 192] {
+            for cout in [32, 64] {
+                push(Kernel::for_layer(sm, t, cin, cout, 3, false, false));
+                push(Kernel::conv(no_halo, cin, cout, 3, false, false));
+            }
         }
-    }
-    push(Kernel::for_layer(sm, t, 64, 64, 1, false, false));
-    for io_f16 in [false, true] {
-        for cout in [48, 16] {
-            push(Kernel::for_layer(sm, t, 64, cout, 3, true, io_f16));
-            push(Kernel::conv(no_halo, 64, cout, 3, true, io_f16));
+        push(Kernel::for_layer(sm, t, 64, 64, 1, false, false));
+        for io_f16 in [false, true] {
+            for cout in [48, 16] {
+                push(Kernel::for_layer(sm, t, 64, cout, 3, true, io_f16));
+                push(Kernel::conv(no_halo, 64, cout, 3, true, io_f16));
+            }
+            push(Some(Kernel::Head { io_f16, mma: t.tc_head }));
+            push(Some(Kernel::Downscale { io_f16 }));
         }
-        push(Some(Kernel::Head { io_f16, mma: t.tc_head }));
-        push(Some(Kernel::Downscale { io_f16 }));
     }
     v
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{unsupported, Result};
 use crate::graph::{Cubic, Input, IoType, Network, Output};
-use crate::kernels::{tile_for_sm, Kernel, Tile};
+use crate::kernels::{tile_for, Kernel, Tile};
 use crate::pack::pad_cout;
 
 /// One launch of the frame.
@@ -44,7 +44,8 @@ impl Step {
 
 /// Plans a network for an SM with its table tile (or `tile` when given: the sweep).
 pub fn plan(net: &Network, sm: u32, tile: Option<Tile>) -> Result<Vec<Step>> {
-    let tile = tile.unwrap_or_else(|| tile_for_sm(sm));
+    let dense = net.layers.iter().any(|l| l.cin > 64);
+    let tile = tile.unwrap_or_else(|| tile_for(sm, dense));
     let io_f16 = net.io == IoType::F16;
     let aligned = |off: usize, stride: usize| off % 8 == 0 && stride % 8 == 0;
     let mut steps = Vec::new();
