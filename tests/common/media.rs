@@ -179,30 +179,24 @@ pub fn run_settings(
     })
 }
 
-/// An interlaced H.264 clip at `path` (MBAFF, top field first, BT.601 limited range, 320x240, 20 frames from 40
-/// fields) made with the `ffmpeg` CLI; `pre` is a filter chain run before the interlacing (e.g. `"hue=s=0.6,"`).
+/// What [`interlaced_h264`] weaves: 80 progressive frames at 59.94 fps.
+const WOVEN_SOURCE: [&str; 6] = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=60000/1001", "-frames:v", "80"];
+
+/// An interlaced H.264 clip at `path` (MBAFF, top field first, BT.601 limited range, 320x240, 40 frames woven from
+/// 80: the top field of frame 2k, the bottom of 2k + 1) made with the `ffmpeg` CLI; `pre` is a filter chain run
+/// before the interlacing (e.g. `"hue=s=0.6,"`).
 pub fn interlaced_h264(path: &Path, pre: &str) {
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=60000/1001",
-        "-frames:v",
-        "40",
-        "-vf",
-        &format!("{pre}tinterlace=mode=interleave_top"),
-        "-colorspace",
-        "smpte170m",
-        "-color_range",
-        "tv",
-        "-c:v",
-        "libx264",
-        "-flags",
-        "+ildct+ilme",
-        "-x264-params",
-        "tff=1",
-        "-crf",
-        "12",
-        &path.to_string_lossy(),
-    ]);
+    let (vf, out) = (format!("{pre}tinterlace=mode=interleave_top"), path.to_string_lossy());
+    let rest = ["-vf", &vf, "-frames:v", "40", "-colorspace", "smpte170m", "-color_range", "tv", "-c:v", "libx264"];
+    let x264 = ["-flags", "+ildct+ilme", "-x264-params", "tff=1", "-crf", "12", &out];
+    ffmpeg(&[&WOVEN_SOURCE[..4], &rest[..], &x264[..]].concat());
+}
+
+/// The progressive frames [`interlaced_h264`] weaves (the same `pre` chain), losslessly (FFV1, 4:2:0): what a
+/// perfect deinterlacer at one frame per field would give back.
+pub fn interlaced_h264_truth(path: &Path, pre: &str) {
+    let vf = pre.trim_end_matches(',');
+    let vf = if vf.is_empty() { "null" } else { vf };
+    let out = path.to_string_lossy();
+    ffmpeg(&[&WOVEN_SOURCE[..], &["-vf", vf, "-pix_fmt", "yuv420p", "-c:v", "ffv1", &out]].concat());
 }

@@ -9,6 +9,7 @@
 //! mapped twice, `second_field` 0 then 1) with timestamps in half the stream's time base, as libavfilter's bwdif gives
 //! them on the CPU: the first field at the picture's time, the second halfway to the next picture's time, so each
 //! second field waits for the next picture (or the end) before it is handed out (`fields::second_field_pts`).
+//! The plan never asks for two: the fields come out one field late (`FilterKind::NvdecAdaptiveDouble`).
 
 use super::error::NvdecError;
 use super::ffi::*;
