@@ -61,7 +61,7 @@ fi
 if has profile; then
   # Where one 1080p frame of the x2 model goes, kernel by kernel (clocks are locked lower under ncu). With one
   # tile, the sweep's layer timing launches it 47 times before the whole-model runs.
-  tile=${TILE:-wgmma_g2_r2}
+  tile=${TILE:-wgmma_g2_r2_w128_th}  # the sm_90 table's tile
   timeout 200 ncu --metrics gpu__time_duration.sum --launch-skip 47 --launch-count 20 "$here/bin/sweep" --only "$tile" \
     >"${OUT:-.}/ncu-frame.log" 2>&1
   grep -E "^  [a-z_]+|gpu__time_duration" "${OUT:-.}/ncu-frame.log" | paste - - | awk '{print $1, $(NF-1), $(NF)}' |
