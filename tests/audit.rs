@@ -193,3 +193,37 @@ fn segment_parallel_encoding_allocates_nothing_in_the_steady_state() {
     assert!(steady.counted && steady.complete, "{steady:?}");
     assert_eq!(steady.allocations, 0, "{steady:?}");
 }
+
+/// Buffers coming back to a pool allocate nothing, however many come back at once: the free list of a bucket is
+/// sized when the pool allocates a buffer for it, not when a return first outgrows it (a timing-dependent
+/// allocation that an audit's window could catch).
+#[test]
+fn pooled_buffers_come_back_without_allocating() {
+    use videoforge::gpu::pool::{HostAllocator, Pool};
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = Pool::new("frames", 64 << 20, HostAllocator);
+    // Warm-up: 16 buffers of one bucket and 3 of another in use at once (the pool allocates them).
+    let held: Vec<_> = (0..16)
+        .map(|_| pool.acquire(1 << 20).expect("buffer"))
+        .chain((0..3).map(|_| pool.acquire(3 << 20).expect("buffer")))
+        .collect();
+    let mut held = Some(held);
+    assert!(videoforge::audit::open_window(5), "no other window open");
+    // Steady state: all of them come back at once, are taken again, and come back again.
+    for _ in 0..2 {
+        let mut v = held.take().expect("held");
+        while let Some(b) = v.pop() {
+            drop(b);
+        }
+        for _ in 0..16 {
+            v.push(pool.acquire(1 << 20).expect("cached buffer"));
+        }
+        for _ in 0..3 {
+            v.push(pool.acquire(3 << 20).expect("cached buffer"));
+        }
+        held = Some(v);
+    }
+    let (allocations, bytes) = videoforge::audit::close_window();
+    assert_eq!((allocations, bytes), (0, 0), "returning and reusing pooled buffers");
+    assert_eq!(pool.stats().misses, 19, "only the warm-up allocated");
+}

@@ -90,10 +90,24 @@ impl PoolStats {
 }
 
 struct Inner<B> {
-    /// Free buffers by bucket size, each with the tick it was returned at.
-    free: BTreeMap<u64, Vec<(B, u64)>>,
+    /// The buckets that own buffers, by size.
+    buckets: BTreeMap<u64, Bucket<B>>,
     tick: u64,
     stats: PoolStats,
+}
+
+/// One bucket: its free buffers, each with the tick it was returned at, and how many buffers it owns in all. The
+/// free list's capacity is kept at least `owned` whenever the pool allocates, so a buffer coming back never
+/// allocates host memory, however many come back at once (an audit's steady state counts that).
+struct Bucket<B> {
+    free: Vec<(B, u64)>,
+    owned: usize,
+}
+
+impl<B> Default for Bucket<B> {
+    fn default() -> Self {
+        Bucket { free: Vec::new(), owned: 0 }
+    }
 }
 
 /// A pool of buffers rounded up to power-of-two buckets (at least 64 KiB).
@@ -133,7 +147,8 @@ impl<B: Send + 'static> Drop for Pooled<B> {
             let t = inner.tick;
             inner.stats.in_use -= self.bucket;
             inner.stats.cached += self.bucket;
-            inner.free.entry(self.bucket).or_default().push((buf, t));
+            // The bucket exists and has room: both were made when this buffer was allocated.
+            inner.buckets.entry(self.bucket).or_default().free.push((buf, t));
         }
     }
 }
@@ -150,7 +165,7 @@ impl<A: Allocator> Pool<A> {
             name: name.into(),
             budget,
             alloc,
-            inner: Arc::new(Mutex::new(Inner { free: BTreeMap::new(), tick: 0, stats: PoolStats::default() })),
+            inner: Arc::new(Mutex::new(Inner { buckets: BTreeMap::new(), tick: 0, stats: PoolStats::default() })),
         }
     }
 
@@ -163,7 +178,7 @@ impl<A: Allocator> Pool<A> {
             bytes,
             message: "pool lock poisoned".into(),
         })?;
-        if let Some((buf, _)) = inner.free.get_mut(&bucket).and_then(Vec::pop) {
+        if let Some((buf, _)) = inner.buckets.get_mut(&bucket).and_then(|b| b.free.pop()) {
             inner.stats.hits += 1;
             inner.stats.cached -= bucket;
             inner.stats.in_use += bucket;
@@ -180,15 +195,16 @@ impl<A: Allocator> Pool<A> {
         while inner.stats.in_use + inner.stats.cached + bucket > self.budget {
             // Evict the least recently returned free buffer.
             let oldest = inner
-                .free
+                .buckets
                 .iter()
-                .flat_map(|(size, v)| v.iter().enumerate().map(move |(i, (_, t))| (*t, *size, i)))
+                .flat_map(|(size, b)| b.free.iter().enumerate().map(move |(i, (_, t))| (*t, *size, i)))
                 .min();
             let Some((_, size, i)) = oldest else { break };
-            if let Some(v) = inner.free.get_mut(&size) {
-                drop(v.swap_remove(i));
-                if v.is_empty() {
-                    inner.free.remove(&size);
+            if let Some(b) = inner.buckets.get_mut(&size) {
+                drop(b.free.swap_remove(i));
+                b.owned -= 1;
+                if b.owned == 0 {
+                    inner.buckets.remove(&size);
                 }
             }
             inner.stats.cached -= size;
@@ -199,6 +215,10 @@ impl<A: Allocator> Pool<A> {
             bytes: bucket,
             message: message.to_string(),
         })?;
+        let b = inner.buckets.entry(bucket).or_default();
+        b.owned += 1;
+        let room = b.owned - b.free.len();
+        b.free.reserve(room);
         inner.stats.misses += 1;
         inner.stats.in_use += bucket;
         inner.stats.peak = inner.stats.peak.max(inner.stats.in_use + inner.stats.cached);
@@ -208,7 +228,12 @@ impl<A: Allocator> Pool<A> {
     /// Releases every cached buffer.
     pub fn trim(&self) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner.free.clear();
+            // Buckets keep the count of the buffers still on loan, which come back to them.
+            for b in inner.buckets.values_mut() {
+                b.owned -= b.free.len();
+                b.free.clear();
+            }
+            inner.buckets.retain(|_, b| b.owned > 0);
             inner.stats.cached = 0;
         }
     }
@@ -263,6 +288,19 @@ mod tests {
             e.to_string(),
             "pool \"rgb_out\" needs 1048576 more bytes but 8388608 of its 8388608-byte budget are in use"
         );
+    }
+
+    #[test]
+    fn trim_releases_the_cached_buffers_and_loaned_ones_still_come_back() {
+        let pool = Pool::new("p", 64 << 20, HostAllocator);
+        let a = pool.acquire(1 << 20).unwrap();
+        drop(pool.acquire(1 << 20).unwrap());
+        pool.trim();
+        assert_eq!((pool.stats().cached, pool.stats().in_use), (0, 1 << 20));
+        drop(a);
+        assert_eq!((pool.stats().cached, pool.stats().in_use), (1 << 20, 0));
+        let _b = pool.acquire(1 << 20).unwrap();
+        assert_eq!((pool.stats().hits, pool.stats().misses), (1, 2), "the loaned buffer was reused");
     }
 
     #[test]
