@@ -194,9 +194,9 @@ fn segment_parallel_encoding_allocates_nothing_in_the_steady_state() {
     assert_eq!(steady.allocations, 0, "{steady:?}");
 }
 
-/// Buffers coming back to a pool allocate nothing, however many come back at once: the free list of a bucket is
-/// sized when the pool allocates a buffer for it, not when a return first outgrows it (a timing-dependent
-/// allocation that an audit's window could catch).
+/// Buffers coming back to a pool or a free list allocate nothing, however many come back at once: the list is
+/// sized when a buffer is made, not when a return first outgrows it (a timing-dependent allocation that an audit's
+/// window could catch).
 #[test]
 fn pooled_buffers_come_back_without_allocating() {
     use videoforge::gpu::pool::{HostAllocator, Pool};
@@ -226,4 +226,21 @@ fn pooled_buffers_come_back_without_allocating() {
     let (allocations, bytes) = videoforge::audit::close_window();
     assert_eq!((allocations, bytes), (0, 0), "returning and reusing pooled buffers");
     assert_eq!(pool.stats().misses, 19, "only the warm-up allocated");
+
+    // NVDEC's free list of picture buffers: made one at a time as pictures need them, handed back all at once.
+    let free = videoforge::gpu::pool::FreeList::default();
+    let made: Vec<Vec<u8>> = (0..12)
+        .map(|_| {
+            free.made();
+            vec![0u8; 64]
+        })
+        .collect();
+    assert!(videoforge::audit::open_window(5), "no other window open");
+    for b in made {
+        free.give(b);
+    }
+    let back = std::iter::from_fn(|| free.take()).count();
+    let (allocations, bytes) = videoforge::audit::close_window();
+    assert_eq!(back, 12);
+    assert_eq!((allocations, bytes), (0, 0), "handing buffers back to a free list");
 }

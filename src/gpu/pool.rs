@@ -249,6 +249,48 @@ impl<A: Allocator> Pool<A> {
     }
 }
 
+/// Buffers of one shape handed back for reuse from any thread, as NVDEC's picture copies are: the owner takes one
+/// back or makes a new one and says so ([`FreeList::made`]). Handing one back never allocates, however many come
+/// back at once: the list's room is raised when a buffer is made, not when one comes back.
+pub struct FreeList<T>(Arc<Mutex<(Vec<T>, usize)>>);
+
+impl<T> Clone for FreeList<T> {
+    fn clone(&self) -> Self {
+        FreeList(self.0.clone())
+    }
+}
+
+impl<T> Default for FreeList<T> {
+    fn default() -> Self {
+        FreeList(Arc::new(Mutex::new((Vec::new(), 0))))
+    }
+}
+
+impl<T> FreeList<T> {
+    /// The list, even if a panicking holder poisoned the lock (it is consistent between operations).
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<T>, usize)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A buffer handed back, if one is waiting.
+    pub fn take(&self) -> Option<T> {
+        self.lock().0.pop()
+    }
+
+    /// Counts a buffer just made, so that the list has room for every buffer there is.
+    pub fn made(&self) {
+        let mut g = self.lock();
+        g.1 += 1;
+        let room = g.1.saturating_sub(g.0.len());
+        g.0.reserve(room);
+    }
+
+    /// Hands a buffer back.
+    pub fn give(&self, item: T) {
+        self.lock().0.push(item);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

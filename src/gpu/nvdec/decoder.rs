@@ -14,6 +14,7 @@
 use super::error::NvdecError;
 use super::ffi::*;
 use super::fields::second_field_pts;
+use crate::gpu::pool::FreeList;
 use crate::gpu::GpuContext;
 use crate::plan::FilterKind;
 use crate::video::VideoInfo;
@@ -164,14 +165,14 @@ pub struct DeviceFrame {
     pub progressive: bool,
     /// Duration in the output time base (0 when unknown).
     duration: i64,
-    home: flume::Sender<(CudaSlice<u8>, CudaSlice<u8>)>,
+    home: FreeList<(CudaSlice<u8>, CudaSlice<u8>)>,
 }
 
 impl DeviceFrame {
     /// Gives the buffers back to the decoder for a later picture (the caller's work on them must be complete).
     pub fn recycle(self) {
-        // A decoder already gone frees the buffers instead.
-        self.home.send((self.y, self.uv)).ok();
+        // A decoder already gone frees them with its list, when the last frame has come back.
+        self.home.give((self.y, self.uv));
     }
 
     /// Bytes per sample (1 for NV12, 2 for P016).
@@ -227,8 +228,8 @@ pub struct NvDecoder {
     durations: HashMap<i64, i64>,
     has_pts: bool,
     ready: VecDeque<DeviceFrame>,
-    free_tx: flume::Sender<(CudaSlice<u8>, CudaSlice<u8>)>,
-    free_rx: flume::Receiver<(CudaSlice<u8>, CudaSlice<u8>)>,
+    /// Buffers of pictures the stages are done with.
+    free: FreeList<(CudaSlice<u8>, CudaSlice<u8>)>,
     /// Pictures decoded.
     frames: u64,
     /// Frames handed out (twice the pictures at one frame per field).
@@ -321,7 +322,6 @@ impl NvDecoder {
         if rc != 0 || parser.is_null() {
             return Err(NvdecError::Failed(format!("cuvidCreateVideoParser failed (CUresult {rc})")));
         }
-        let (free_tx, free_rx) = flume::unbounded();
         Ok(NvDecoder {
             gpu,
             parser,
@@ -329,8 +329,7 @@ impl NvDecoder {
             durations: HashMap::with_capacity(64),
             has_pts: true,
             ready: VecDeque::with_capacity(16),
-            free_tx,
-            free_rx,
+            free: FreeList::default(),
             frames: 0,
             frames_out: 0,
             double: filter == FilterKind::NvdecAdaptiveDouble,
@@ -478,15 +477,19 @@ impl NvDecoder {
         // (even) rows below luma.
         let chroma = src + u64::from(pitch) * u64::from((s.height + 1) & !1);
         let copied = (|| -> Result<(CudaSlice<u8>, CudaSlice<u8>), NvdecError> {
-            let (mut y, mut uv) = match self.free_rx.try_recv() {
-                Ok(b) => b,
-                // SAFETY: both buffers are written by the copies below before anyone reads them.
-                Err(_) => unsafe {
-                    (
-                        stream.alloc::<u8>(w * h * e).map_err(NvdecError::cuda)?,
-                        stream.alloc::<u8>(w * (h / 2) * e).map_err(NvdecError::cuda)?,
-                    )
-                },
+            let (mut y, mut uv) = match self.free.take() {
+                Some(b) => b,
+                None => {
+                    // SAFETY: both buffers are written by the copies below before anyone reads them.
+                    let made = unsafe {
+                        (
+                            stream.alloc::<u8>(w * h * e).map_err(NvdecError::cuda)?,
+                            stream.alloc::<u8>(w * (h / 2) * e).map_err(NvdecError::cuda)?,
+                        )
+                    };
+                    self.free.made();
+                    made
+                }
             };
             {
                 let (dy, _gy) = y.device_ptr_mut(&stream);
@@ -513,7 +516,7 @@ impl NvDecoder {
             pts,
             progressive: d.progressive_frame != 0,
             duration,
-            home: self.free_tx.clone(),
+            home: self.free.clone(),
         });
         Ok(())
     }
