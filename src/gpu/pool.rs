@@ -96,17 +96,42 @@ struct Inner<B> {
     stats: PoolStats,
 }
 
-/// One bucket: its free buffers, each with the tick it was returned at, and how many buffers it owns in all. The
-/// free list's capacity is kept at least `owned` whenever the pool allocates, so a buffer coming back never
-/// allocates host memory, however many come back at once (an audit's steady state counts that).
-struct Bucket<B> {
-    free: Vec<(B, u64)>,
-    owned: usize,
+/// One bucket: its free buffers, each with the tick it was returned at.
+type Bucket<B> = Slots<(B, u64)>;
+
+/// Free buffers, with room for every buffer there is: the room is raised when a buffer is made ([`Slots::made`]),
+/// so putting one back never allocates host memory, however many come back at once (an audit's steady state
+/// counts that). Shared by the pool's buckets and [`FreeList`].
+struct Slots<T> {
+    free: Vec<T>,
+    /// Buffers made and not yet dropped for good: free or on loan.
+    made: usize,
 }
 
-impl<B> Default for Bucket<B> {
+impl<T> Default for Slots<T> {
     fn default() -> Self {
-        Bucket { free: Vec::new(), owned: 0 }
+        Slots { free: Vec::new(), made: 0 }
+    }
+}
+
+impl<T> Slots<T> {
+    /// Counts a buffer just made and makes room for it.
+    fn made(&mut self) {
+        self.made += 1;
+        let room = self.made.saturating_sub(self.free.len());
+        self.free.reserve(room);
+    }
+
+    /// Removes free buffer `i` for good (evicted).
+    fn evict(&mut self, i: usize) -> T {
+        self.made -= 1;
+        self.free.swap_remove(i)
+    }
+
+    /// Drops every free buffer for good; the ones on loan still have their room.
+    fn clear(&mut self) {
+        self.made -= self.free.len();
+        self.free.clear();
     }
 }
 
@@ -201,9 +226,8 @@ impl<A: Allocator> Pool<A> {
                 .min();
             let Some((_, size, i)) = oldest else { break };
             if let Some(b) = inner.buckets.get_mut(&size) {
-                drop(b.free.swap_remove(i));
-                b.owned -= 1;
-                if b.owned == 0 {
+                drop(b.evict(i));
+                if b.made == 0 {
                     inner.buckets.remove(&size);
                 }
             }
@@ -215,10 +239,7 @@ impl<A: Allocator> Pool<A> {
             bytes: bucket,
             message: message.to_string(),
         })?;
-        let b = inner.buckets.entry(bucket).or_default();
-        b.owned += 1;
-        let room = b.owned - b.free.len();
-        b.free.reserve(room);
+        inner.buckets.entry(bucket).or_default().made();
         inner.stats.misses += 1;
         inner.stats.in_use += bucket;
         inner.stats.peak = inner.stats.peak.max(inner.stats.in_use + inner.stats.cached);
@@ -228,12 +249,11 @@ impl<A: Allocator> Pool<A> {
     /// Releases every cached buffer.
     pub fn trim(&self) {
         if let Ok(mut inner) = self.inner.lock() {
-            // Buckets keep the count of the buffers still on loan, which come back to them.
+            // Buckets with buffers still on loan stay, with room for them to come back.
             for b in inner.buckets.values_mut() {
-                b.owned -= b.free.len();
-                b.free.clear();
+                b.clear();
             }
-            inner.buckets.retain(|_, b| b.owned > 0);
+            inner.buckets.retain(|_, b| b.made > 0);
             inner.stats.cached = 0;
         }
     }
@@ -252,7 +272,7 @@ impl<A: Allocator> Pool<A> {
 /// Buffers of one shape handed back for reuse from any thread, as NVDEC's picture copies are: the owner takes one
 /// back or makes a new one and says so ([`FreeList::made`]). Handing one back never allocates, however many come
 /// back at once: the list's room is raised when a buffer is made, not when one comes back.
-pub struct FreeList<T>(Arc<Mutex<(Vec<T>, usize)>>);
+pub struct FreeList<T>(Arc<Mutex<Slots<T>>>);
 
 impl<T> Clone for FreeList<T> {
     fn clone(&self) -> Self {
@@ -262,32 +282,29 @@ impl<T> Clone for FreeList<T> {
 
 impl<T> Default for FreeList<T> {
     fn default() -> Self {
-        FreeList(Arc::new(Mutex::new((Vec::new(), 0))))
+        FreeList(Arc::new(Mutex::new(Slots::default())))
     }
 }
 
 impl<T> FreeList<T> {
     /// The list, even if a panicking holder poisoned the lock (it is consistent between operations).
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<T>, usize)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<T>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A buffer handed back, if one is waiting.
     pub fn take(&self) -> Option<T> {
-        self.lock().0.pop()
+        self.lock().free.pop()
     }
 
     /// Counts a buffer just made, so that the list has room for every buffer there is.
     pub fn made(&self) {
-        let mut g = self.lock();
-        g.1 += 1;
-        let room = g.1.saturating_sub(g.0.len());
-        g.0.reserve(room);
+        self.lock().made();
     }
 
     /// Hands a buffer back.
     pub fn give(&self, item: T) {
-        self.lock().0.push(item);
+        self.lock().free.push(item);
     }
 }
 

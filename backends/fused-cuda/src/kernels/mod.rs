@@ -1,6 +1,6 @@
 //! The CUDA C kernel sources (embedded) and their variants: tile configurations per SM and the exact set of
-//! variants a network needs (the sweep's list and what CI compiles: `variants`). Parameters are `#define`s prepended to the source, so
-//! a variant's source text (and its cache key) says everything about it.
+//! variants a network needs (the sweep's list and what CI compiles: `variants`). Parameters are `#define`s
+//! prepended to the source, so a variant's source text (and its cache key) says everything about it.
 
 use std::fmt::Write as _;
 
