@@ -332,15 +332,6 @@ fn decode_all(path: &std::path::Path) -> Vec<Vec<u8>> {
     out
 }
 
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>() / a.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
-}
-
 /// The whole GPU path (upload, colour kernels, device inference, download, encode) against the CPU path on the
 /// same clip, both written losslessly (FFV1): they must agree within 40 dB PSNR (fp16 inference on the GPU and
 /// fp16 on the CPU differ in accumulation order; both convert colour with the same arithmetic).
@@ -374,7 +365,7 @@ fn gpu_upscale_matches_the_cpu_path() {
     let gpu = decode_all(&run("[0]", "gpu.mkv"));
     assert_eq!(cpu.len(), gpu.len(), "frame counts");
     assert_eq!(cpu.len(), 48);
-    let worst = cpu.iter().zip(&gpu).map(|(a, b)| psnr(a, b)).fold(f64::INFINITY, f64::min);
+    let worst = cpu.iter().zip(&gpu).map(|(a, b)| common::psnr8(a, b)).fold(f64::INFINITY, f64::min);
     eprintln!("worst frame PSNR GPU vs CPU: {worst:.2} dB");
     assert!(worst > 40.0, "GPU and CPU outputs differ: {worst:.2} dB");
 }
@@ -447,6 +438,27 @@ fn cpu_bwdif(path: &std::path::Path, choice: videoforge::codec::Deinterlace) -> 
     (out, plan.filter.time_base)
 }
 
+/// The luma plane of a frame of [`interlaced_h264`]'s clip (320x240).
+fn luma(f: &(Option<i64>, Vec<u8>)) -> &[u8] {
+    &f.1[..320 * 240]
+}
+
+/// The interlaced clip deinterlaced both ways: libavfilter's bwdif on the CPU as `choice` plans it (frames, time
+/// base), and NVDEC's deinterlacer as `kind` (frames, stream info), with the same frame count.
+fn bwdif_and_nvdec(
+    choice: videoforge::codec::Deinterlace,
+    kind: videoforge::plan::FilterKind,
+) -> ((Frames, (i32, i32)), (Frames, videoforge::video::VideoInfo)) {
+    let gpu = std::sync::Arc::new(GpuContext::new(0).expect("GPU 0"));
+    let dir = tempfile::tempdir().unwrap();
+    let clip = interlaced_h264(dir.path());
+    let cpu = cpu_bwdif(&clip, choice);
+    let nv = nvdec_frames(&gpu, &clip, kind);
+    assert!(nv.1.interlacing.is_interlaced(), "{:?}", nv.1.interlacing);
+    assert_eq!(nv.0.len(), cpu.0.len(), "{choice:?}: frame counts");
+    (cpu, nv)
+}
+
 /// NVDEC's adaptive deinterlacer at one frame per picture against libavfilter's bwdif on the CPU on an interlaced
 /// H.264 clip: the same frame count, the same timestamps (in seconds: bwdif halves the time base, NVDEC keeps it),
 /// and pictures close (two deinterlacers, not one: luma above 30 dB).
@@ -455,19 +467,13 @@ fn cpu_bwdif(path: &std::path::Path, choice: videoforge::codec::Deinterlace) -> 
 fn nvdec_deinterlacing_matches_libavfilter_s_bwdif() {
     use videoforge::codec::Deinterlace;
     use videoforge::plan::FilterKind;
-    let gpu = std::sync::Arc::new(GpuContext::new(0).expect("GPU 0"));
-    let dir = tempfile::tempdir().unwrap();
-    let clip = interlaced_h264(dir.path());
-    let (cpu, cpu_tb) = cpu_bwdif(&clip, Deinterlace::Bwdif);
-    let (nv, info) = nvdec_frames(&gpu, &clip, FilterKind::NvdecAdaptive);
-    assert!(info.interlacing.is_interlaced(), "{:?}", info.interlacing);
-    assert_eq!(nv.len(), cpu.len(), "frame counts");
+    let ((cpu, cpu_tb), (nv, info)) = bwdif_and_nvdec(Deinterlace::Bwdif, FilterKind::NvdecAdaptive);
     let secs = |p: Option<i64>, (n, d): (i32, i32)| p.map(|p| p as f64 * f64::from(n) / f64::from(d));
     let mut worst = f64::INFINITY;
     for (i, (a, b)) in cpu.iter().zip(&nv).enumerate() {
         let (ta, tb) = (secs(a.0, cpu_tb), secs(b.0, info.time_base));
         assert!(ta.zip(tb).is_some_and(|(x, y)| (x - y).abs() < 1e-6), "frame {i}: {ta:?} vs {tb:?}");
-        worst = worst.min(psnr(&a.1[..320 * 240], &b.1[..320 * 240]));
+        worst = worst.min(common::psnr8(luma(a), luma(b)));
     }
     eprintln!("{} frames; NVDEC adaptive vs bwdif, worst luma PSNR {worst:.1} dB", nv.len());
     assert!(worst > 30.0, "{worst:.1} dB");
@@ -482,15 +488,9 @@ fn nvdec_deinterlacing_matches_libavfilter_s_bwdif() {
 fn nvdec_one_frame_per_field_is_one_field_late() {
     use videoforge::codec::Deinterlace;
     use videoforge::plan::FilterKind;
-    let gpu = std::sync::Arc::new(GpuContext::new(0).expect("GPU 0"));
-    let dir = tempfile::tempdir().unwrap();
-    let clip = interlaced_h264(dir.path());
-    let (cpu, _) = cpu_bwdif(&clip, Deinterlace::BwdifDouble);
-    let (nv, _) = nvdec_frames(&gpu, &clip, FilterKind::NvdecAdaptiveDouble);
-    assert_eq!(nv.len(), cpu.len(), "frame counts");
-    let luma = |f: &[u8]| f[..320 * 240].to_vec();
+    let ((cpu, _), (nv, _)) = bwdif_and_nvdec(Deinterlace::BwdifDouble, FilterKind::NvdecAdaptiveDouble);
     for i in 1..nv.len() {
-        let (late, same) = (psnr(&luma(&cpu[i - 1].1), &luma(&nv[i].1)), psnr(&luma(&cpu[i].1), &luma(&nv[i].1)));
+        let (late, same) = (common::psnr8(luma(&cpu[i - 1]), luma(&nv[i])), common::psnr8(luma(&cpu[i]), luma(&nv[i])));
         assert!(late > same, "frame {i}: {late:.1} dB to bwdif's frame {}, {same:.1} dB to its frame {i}", i - 1);
     }
     eprintln!("{} frames: each NVDEC frame is nearest bwdif's frame one field earlier", nv.len());

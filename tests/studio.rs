@@ -754,15 +754,12 @@ fn nvdec_deinterlacing_matches_the_cpu_path() {
     let l = Layout::new(320, 240, "420", 8);
     let truth = nearest2(&samples(&truth, &l), &l);
     let big = l.doubled();
-    let frames = |v: &[u16]| v.chunks_exact(big.frame_samples()).map(|f| f[..640 * 480].to_vec()).collect::<Vec<_>>();
+    let frames = |v: &[u16]| v.chunks_exact(big.frame_samples()).map(<[u16]>::to_vec).collect::<Vec<_>>();
     let truth = frames(&truth);
-    let psnr = |a: &[u16], b: &[u16]| {
-        let mse = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>() / a.len() as f64;
-        10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
-    };
+    // Mean luma PSNR of the frames against the true frame each stands for.
     let mean_psnr = |got: &[Vec<u16>], step: usize| {
         assert_eq!(got.len() * step, truth.len(), "one output frame per {step} true frames");
-        got.iter().enumerate().map(|(i, f)| psnr(f, &truth[i * step])).sum::<f64>() / got.len() as f64
+        got.iter().enumerate().map(|(i, f)| plane_psnr(f, &truth[i * step], &big)[0]).sum::<f64>() / got.len() as f64
     };
     let (woven, _) = run_job_on(dir.path(), &input, "\"cpu\"", "[filter]\ndeinterlace = \"off\"", "woven.mkv");
     let woven = mean_psnr(&frames(&samples(&woven, &big)), 2);
