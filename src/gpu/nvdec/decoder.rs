@@ -7,13 +7,13 @@
 //! Where the file's plan says so, NVDEC deinterlaces with its own adaptive deinterlacer
 //! (`cudaVideoDeinterlaceMode_Adaptive`): one output frame per picture, or two (each field in turn: the picture is
 //! mapped twice, `second_field` 0 then 1) with timestamps in half the stream's time base, as libavfilter's bwdif gives
-//! them on the CPU: the first field at the picture's time, the second halfway to the next picture's time, so each
-//! second field waits for the next picture (or the end) before it is handed out (`fields::second_field_pts`).
-//! The plan never asks for two: the fields come out one field late (`FilterKind::NvdecAdaptiveDouble`).
+//! them on the CPU. NVDEC hands each field out one field late at that rate; `fields::FieldSlots` says which map
+//! fills which field's slot, and when.
 
 use super::error::NvdecError;
 use super::ffi::*;
-use super::fields::second_field_pts;
+use super::fields::{FieldOp, FieldSlots};
+use super::frame::DeviceFrame;
 use crate::gpu::pool::FreeList;
 use crate::gpu::GpuContext;
 use crate::plan::FilterKind;
@@ -144,81 +144,6 @@ unsafe extern "C" fn on_display(user: *mut c_void, disp: *mut DispInfo) -> c_int
     })
 }
 
-/// A picture decoded by NVDEC, in device memory on the decoder's GPU: `y` holds `height` rows of
-/// `width × sample_bytes` bytes, `uv` holds `height / 2` rows of interleaved Cb/Cr of the same width in bytes.
-/// 10-bit pictures are P016: the code sits in the top bits of each 16-bit word. [`DeviceFrame::recycle`] hands
-/// the buffers back to the decoder once a stage is done with them.
-pub struct DeviceFrame {
-    /// Luma.
-    pub y: CudaSlice<u8>,
-    /// Interleaved chroma.
-    pub uv: CudaSlice<u8>,
-    /// Display width.
-    pub width: usize,
-    /// Display height.
-    pub height: usize,
-    /// 8 or 10.
-    pub bit_depth: u8,
-    /// Presentation timestamp (stream time base), when the packets had one.
-    pub pts: Option<i64>,
-    /// Whether the picture is progressive (NVDEC's flag).
-    pub progressive: bool,
-    /// Duration in the output time base (0 when unknown).
-    duration: i64,
-    home: FreeList<(CudaSlice<u8>, CudaSlice<u8>)>,
-}
-
-impl DeviceFrame {
-    /// Gives the buffers back to the decoder for a later picture (the caller's work on them must be complete).
-    pub fn recycle(self) {
-        // A decoder already gone frees them with its list, when the last frame has come back.
-        self.home.give((self.y, self.uv));
-    }
-
-    /// Bytes per sample (1 for NV12, 2 for P016).
-    pub fn sample_bytes(&self) -> usize {
-        if self.bit_depth > 8 {
-            2
-        } else {
-            1
-        }
-    }
-
-    /// Right shift that brings a sample to its code (6 for 10-bit P016, 0 for NV12).
-    pub fn shift(&self) -> i32 {
-        if self.bit_depth > 8 {
-            16 - i32::from(self.bit_depth)
-        } else {
-            0
-        }
-    }
-
-    /// The picture on the host as planar Y, Cb, Cr codes (one byte per 8-bit sample, little-endian 16-bit words
-    /// holding the code in the low bits otherwise): the layout of [`crate::video::YuvFrame`] (tests compare the
-    /// two decoders with it).
-    pub fn to_host_planar(&self, stream: &Arc<cudarc::driver::CudaStream>) -> Result<Vec<u8>, NvdecError> {
-        let y = stream.clone_dtoh(&self.y).map_err(NvdecError::cuda)?;
-        let uv = stream.clone_dtoh(&self.uv).map_err(NvdecError::cuda)?;
-        let e = self.sample_bytes();
-        let shift = self.shift();
-        let fix = |b: &[u8]| -> Vec<u8> {
-            if e == 1 {
-                return b.to_vec();
-            }
-            b.chunks_exact(2).flat_map(|w| (u16::from_le_bytes([w[0], w[1]]) >> shift).to_le_bytes()).collect()
-        };
-        let mut out = fix(&y);
-        let (mut cb, mut cr) = (Vec::new(), Vec::new());
-        for pair in uv.chunks_exact(2 * e) {
-            cb.extend_from_slice(&pair[..e]);
-            cr.extend_from_slice(&pair[e..]);
-        }
-        out.extend(fix(&cb));
-        out.extend(fix(&cr));
-        Ok(out)
-    }
-}
-
 /// An NVDEC decoder for one video stream.
 pub struct NvDecoder {
     gpu: Arc<GpuContext>,
@@ -236,10 +161,12 @@ pub struct NvDecoder {
     frames_out: u64,
     /// One frame per field.
     double: bool,
-    /// At one frame per field: the last picture's second field, held until the next picture's time is known.
+    /// At one frame per field: which map fills which field's slot.
+    slots: FieldSlots,
+    /// At one frame per field: a progressive picture's copy for its second slot, timed by the next picture.
     held: Option<DeviceFrame>,
-    /// At one frame per field: the times of the picture before the held one's and of the held one's.
-    times: (Option<i64>, Option<i64>),
+    /// At one frame per field: the last picture displayed and its duration (its second field may be made from it).
+    previous: Option<(DispInfo, i64)>,
     /// Ticks of the stream's time base per frame, from its frame rate (for pictures without a packet duration).
     frame_ticks: i64,
     ended: bool,
@@ -333,8 +260,9 @@ impl NvDecoder {
             frames: 0,
             frames_out: 0,
             double: filter == FilterKind::NvdecAdaptiveDouble,
+            slots: FieldSlots::default(),
             held: None,
-            times: (None, None),
+            previous: None,
             frame_ticks,
             ended: false,
         })
@@ -378,18 +306,14 @@ impl NvDecoder {
         }
         self.gpu.context().bind_to_thread().map_err(NvdecError::cuda)?;
         self.parse(&[], None, true)?;
-        self.release_held(None);
+        if let Some(op) = self.slots.end() {
+            // After the end of stream the decoder decodes nothing more, so the last picture's surface still holds it.
+            if let Some((d, duration)) = self.previous {
+                self.field_op(op, d, duration)?;
+            }
+        }
         self.ended = true;
         Ok(())
-    }
-
-    /// Hands out the held second field, timed by the next picture's time (None: the stream ended).
-    fn release_held(&mut self, next: Option<i64>) {
-        if let Some(mut f) = self.held.take() {
-            let (prev, t) = self.times;
-            f.pts = t.map(|t| second_field_pts(t, next, prev, f.duration));
-            self.ready.push_back(f);
-        }
     }
 
     /// The next decoded picture, in display order.
@@ -419,39 +343,61 @@ impl NvDecoder {
             let ts = self.has_pts.then_some(d.timestamp);
             let duration = ts.and_then(|t| self.durations.remove(&t)).filter(|d| *d > 0).unwrap_or(self.frame_ticks);
             if self.double {
-                // Half the time base: the first field at the picture's time; the second is held until the next
-                // picture's time is known. A progressive picture is mapped twice as it is (its second field is no
-                // other picture).
-                self.release_held(ts);
-                self.times = (self.times.1, ts);
-                for field in 0..2 {
-                    let pts = ts.map(|t| 2 * t + i64::from(field) * duration);
-                    let second = if d.progressive_frame != 0 { 0 } else { field };
-                    self.copy_out(d, second, pts, duration)?;
+                let ops = self.slots.picture(d.progressive_frame == 0, ts, duration);
+                for op in ops {
+                    self.field_op(op, d, duration)?;
                 }
-                self.held = self.ready.pop_back();
+                self.previous = Some((d, duration));
             } else {
-                self.copy_out(d, 0, ts, duration)?;
+                let f = self.copy_out(d, Map::Picture(0), ts, duration)?;
+                self.hand_out(f);
             }
         }
         Ok(())
     }
 
-    /// Maps a displayed picture (field `second_field` of it when deinterlacing at one frame per field), copies it
-    /// into pooled buffers on the decode stream, waits, unmaps.
-    fn copy_out(
-        &mut self,
-        d: DispInfo,
-        second_field: c_int,
-        pts: Option<i64>,
-        duration: i64,
-    ) -> Result<(), NvdecError> {
+    /// Runs one of `FieldSlots`' ops while `d` is the current picture.
+    fn field_op(&mut self, op: FieldOp, d: DispInfo, duration: i64) -> Result<(), NvdecError> {
+        match op {
+            FieldOp::Emit { second_field, pts } => {
+                let f = self.copy_out(d, Map::Picture(second_field), pts, duration)?;
+                self.hand_out(f);
+            }
+            FieldOp::Discard => self.copy_out(d, Map::Picture(0), None, duration)?.recycle(),
+            FieldOp::Hold => self.held = Some(self.copy_out(d, Map::Picture(0), None, duration)?),
+            FieldOp::Release { pts } => {
+                if let Some(mut f) = self.held.take() {
+                    f.pts = pts;
+                    self.hand_out(f);
+                }
+            }
+            FieldOp::Doubled { pts } => {
+                if let Some((prev, prev_duration)) = self.previous {
+                    let f = self.copy_out(prev, Map::SecondFieldDoubled, pts, prev_duration)?;
+                    self.hand_out(f);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hand_out(&mut self, f: DeviceFrame) {
+        self.frames_out += 1;
+        self.ready.push_back(f);
+    }
+
+    /// Maps a displayed picture as `map` says, copies it into pooled buffers on the decode stream, waits, unmaps.
+    fn copy_out(&mut self, d: DispInfo, map: Map, pts: Option<i64>, duration: i64) -> Result<DeviceFrame, NvdecError> {
         let s = &self.state;
         let (w, h) = (s.width as usize, s.height as usize);
         let e = if s.bit_depth > 8 { 2 } else { 1 };
         let stream = self.gpu.decode.clone();
+        let (progressive_frame, second_field) = match map {
+            Map::Picture(field) => (d.progressive_frame, field),
+            Map::SecondFieldDoubled => (1, 0),
+        };
         let mut proc = ProcParams {
-            progressive_frame: d.progressive_frame,
+            progressive_frame,
             second_field,
             top_field_first: d.top_field_first,
             unpaired_field: i32::from(d.repeat_first_field < 0),
@@ -492,10 +438,15 @@ impl NvDecoder {
                 }
             };
             {
+                // The second field's rows: odd ones when the top field comes first.
+                let parity = match map {
+                    Map::Picture(_) => None,
+                    Map::SecondFieldDoubled => Some(usize::from(d.top_field_first != 0)),
+                };
                 let (dy, _gy) = y.device_ptr_mut(&stream);
-                copy_2d(src, pitch as usize, dy, w * e, w * e, h, &stream)?;
+                copy_plane(src, pitch as usize, dy, w * e, h, parity, &stream)?;
                 let (duv, _guv) = uv.device_ptr_mut(&stream);
-                copy_2d(chroma, pitch as usize, duv, w * e, w * e, h / 2, &stream)?;
+                copy_plane(chroma, pitch as usize, duv, w * e, h / 2, parity, &stream)?;
             }
             stream.synchronize().map_err(NvdecError::cuda)?;
             Ok((y, uv))
@@ -506,8 +457,7 @@ impl NvDecoder {
         if rc != 0 {
             return Err(NvdecError::Failed(format!("cuvidUnmapVideoFrame failed (CUresult {rc})")));
         }
-        self.frames_out += 1;
-        self.ready.push_back(DeviceFrame {
+        Ok(DeviceFrame {
             y,
             uv,
             width: w,
@@ -517,9 +467,45 @@ impl NvDecoder {
             progressive: d.progressive_frame != 0,
             duration,
             home: self.free.clone(),
-        });
-        Ok(())
+        })
     }
+}
+
+/// How a displayed picture is mapped.
+#[derive(Debug, Clone, Copy)]
+enum Map {
+    /// With this `second_field` (ignored for a progressive picture, and by the decoder when it does not
+    /// deinterlace).
+    Picture(c_int),
+    /// Woven (as coded), the second field's rows then each copied over the other field's row beside it.
+    SecondFieldDoubled,
+}
+
+/// Copies a plane of `rows` rows of `row_bytes` from a mapped picture into a tight buffer: all of it, or (with
+/// `parity`) the rows of that parity only, each written twice (rows 2k and 2k + 1 both from row 2k + parity).
+fn copy_plane(
+    src: u64,
+    pitch: usize,
+    dst: u64,
+    row_bytes: usize,
+    rows: usize,
+    parity: Option<usize>,
+    stream: &Arc<cudarc::driver::CudaStream>,
+) -> Result<(), NvdecError> {
+    let Some(parity) = parity else {
+        return copy_2d(src, pitch, dst, row_bytes, row_bytes, rows, stream);
+    };
+    let (pairs, from) = (rows / 2, src + (parity * pitch) as u64);
+    for half in 0..2 {
+        copy_2d(from, 2 * pitch, dst + (half * row_bytes) as u64, 2 * row_bytes, row_bytes, pairs, stream)?;
+    }
+    if rows % 2 == 1 {
+        // An odd last row (even index) takes the nearest row of the field.
+        let last = rows - 1;
+        let take = last.saturating_sub(parity);
+        copy_2d(src + (take * pitch) as u64, pitch, dst + (last * row_bytes) as u64, row_bytes, row_bytes, 1, stream)?;
+    }
+    Ok(())
 }
 
 /// A pitched device-to-device copy of `rows` rows of `row_bytes` on `stream`.
