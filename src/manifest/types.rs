@@ -245,7 +245,7 @@ impl ChromaChoice {
 pub struct FilterSection {
     /// Deinterlacing: `"auto"` (default: only streams flagged or detected as interlaced, one frame per frame),
     /// `"off"`, `"bwdif"` (always, one frame per frame), `"bwdif-double"` (always, one frame per field: twice the
-    /// frame rate, on the CPU), `"ivtc"` (inverse telecine of 3:2-pulldown film: 29.97i to 23.976p, on the CPU).
+    /// frame rate), `"ivtc"` (inverse telecine of 3:2-pulldown film: 29.97i to 23.976p, on the CPU).
     #[serde(default)]
     pub deinterlace: Deinterlace,
 }

@@ -201,13 +201,6 @@ fn frame_path(
     if want == Wanted::Ivtc {
         return upload("inverse telecine runs on the CPU (libavfilter)".into());
     }
-    if want == Wanted::Double {
-        return upload(
-            "one frame per field runs on the CPU (libavfilter's bwdif): NVDEC's adaptive deinterlacer hands each \
-             field out one field late"
-                .into(),
-        );
-    }
     let route = s.decode.iter().find(|r| r.codec == input.codec && r.bit_depth == input.bit_depth);
     let Some(route) = route.filter(|r| r.decoder == Decoder::Nvdec) else {
         let why = route.map_or_else(|| format!("{} is not decoded by NVDEC here", input.codec), |r| r.reason.clone());

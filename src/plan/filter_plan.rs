@@ -20,10 +20,8 @@ pub enum FilterKind {
     Ivtc,
     /// NVDEC's adaptive deinterlacer, one frame per frame.
     NvdecAdaptive,
-    /// NVDEC's adaptive deinterlacer, one frame per field. The plan never picks it: on the H200 (driver 580) each
-    /// field came out one field late, the first twice and the last never (bench/RESULTS.md, GPU session 10), so
-    /// one frame per field runs libavfilter's bwdif on the CPU. The decoder keeps it for the GPU test that
-    /// measures that lag and will tell when a driver fixes it.
+    /// NVDEC's adaptive deinterlacer, one frame per field (the decoder compensates for its fields coming out one
+    /// field late: `gpu::nvdec::fields`).
     NvdecAdaptiveDouble,
 }
 
@@ -39,7 +37,7 @@ pub struct FilterPlan {
     /// What was done and why, with the field order read and where: one line for the plan and the report.
     pub summary: String,
     /// Time base of the frames after the filter: the input's, or half of it where bwdif runs (libavfilter's bwdif
-    /// halves it at either rate).
+    /// halves it at either rate) or NVDEC gives one frame per field.
     pub time_base: (i32, i32),
     /// Frame rate after the filter (the input's; doubled at one frame per field; four fifths after inverse
     /// telecine).
@@ -150,6 +148,14 @@ pub(super) fn plan_filter(
         (Wanted::Single, true) => {
             (FilterKind::NvdecAdaptive, None, tb, fr, (1, 1), "NVDEC adaptive deinterlacing, one frame per frame")
         }
+        (Wanted::Double, true) => (
+            FilterKind::NvdecAdaptiveDouble,
+            None,
+            half,
+            fr.map(|(n, d)| reduce(2 * i64::from(n), i64::from(d))),
+            (2, 1),
+            "NVDEC adaptive deinterlacing, one frame per field",
+        ),
         (Wanted::Single, false) => (
             FilterKind::Bwdif,
             Some(format!("bwdif=mode=send_frame:parity={o}:deint={deint}")),
@@ -158,8 +164,7 @@ pub(super) fn plan_filter(
             (1, 1),
             "bwdif deinterlacing on the CPU, one frame per frame",
         ),
-        // Never on NVDEC (the frame path sends it to the CPU): see `FilterKind::NvdecAdaptiveDouble`.
-        (Wanted::Double, _) => (
+        (Wanted::Double, false) => (
             FilterKind::BwdifDouble,
             Some(format!("bwdif=mode=send_field:parity={o}:deint={deint}")),
             half,
@@ -277,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn nvdec_deinterlaces_one_frame_per_frame_where_it_decodes_and_the_rest_goes_to_the_cpu() {
+    fn nvdec_deinterlaces_where_it_decodes_and_ivtc_goes_to_the_cpu() {
         let tff = input("h264", "yuv420p", Chroma::C420, "tt", 8, 8);
         let p = plan(Device::Cuda(0), Deinterlace::Bwdif, &tff);
         assert_eq!(
@@ -286,8 +291,10 @@ mod tests {
         );
         assert_eq!(p.filter.time_base, (1, 90000), "NVDEC keeps the time base at one frame per frame");
         let p = plan(Device::Cuda(0), Deinterlace::BwdifDouble, &tff);
-        assert_eq!((p.frames, p.filter.kind), (FramePath::Upload, FilterKind::BwdifDouble));
-        assert!(p.frames_reason.contains("NVDEC's adaptive deinterlacer hands each field out one field late"));
+        assert_eq!(
+            (p.frames, p.filter.kind, p.filter.chain),
+            (FramePath::Nvdec, FilterKind::NvdecAdaptiveDouble, None)
+        );
         assert_eq!(
             (p.filter.time_base, p.filter.frame_rate, p.filter.rate),
             ((1, 180000), Some((60000, 1001)), (2, 1))
