@@ -5,8 +5,9 @@
 # nothing).
 # On the device, from the repository root, carry .devpack/fused and run: bash .devpack/fused/run.sh
 # SECTIONS picks what runs (default "tests sweep"; "x4plus" sweeps realesrgan-x4plus's RRDB tiles when its model
-# came along; "profile", or PROFILE=1, adds the ncu profiles). A call may run 600 s: the tests and the sweep take
-# up to 480, so the rest gets a call of its own:
+# came along, DENSE naming them; "profile", or PROFILE=1, adds the ncu profiles of the x2 model, "densencu" those of
+# RRDB's 192 -> 32 dense conv for each DENSE tile). A call may run 600 s: the tests and the sweep take up to 480, so
+# the rest gets a call of its own:
 #   SECTIONS="tests sweep" bash .devpack/fused/run.sh, then SECTIONS="x4plus profile" TILE=... bash .devpack/fused/run.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -53,10 +54,21 @@ log=${OUT:-.}/fused-cuda.log
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$log"
 has tests && timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-threads=1 2>&1 | tee -a "$log"
 has sweep && timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
-# realesrgan-x4plus: the table's tile, then its dense convs on conv_wgmma_k and its 64 -> 64 convs on the wide kernel
+# realesrgan-x4plus: its dense convs on conv_wgmma_k, A from shared memory (the table's tile) and from registers
+dense=${DENSE:-wgmma_g3_r1_k32,wgmma_g2_r2_k32a,wgmma_g2_r4_k32a,wgmma_g3_r2_k32a}
 if has x4plus && [[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]]; then
-  timeout 200 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx \
-    --only wgmma_g2_r2,wgmma_g2_r1_k32,wgmma_g2_r1_k64,wgmma_g3_r1_k32,wgmma_g2_r1_k32_w128 2>&1 | tee -a "$log"
+  timeout 300 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx --only "$dense" 2>&1 | tee -a "$log"
+fi
+# One 540p 192 -> 32 dense conv under ncu per tile (with one tile the sweep's first 24 conv_wgmma_k launches are the
+# 96 -> 32 table's): tensor pipe, shared memory and L2 throughput, and the warps' stall reasons.
+if has densencu; then
+  for tile in ${dense//,/ }; do
+    echo "== ncu: $tile, 192 -> 32 at 540p" | tee -a "$log"
+    timeout 150 ncu --kernel-name conv_wgmma_k --launch-skip 28 --launch-count 1 --set full \
+      "$here/bin/sweep" --only "$tile" 2>&1 |
+      grep -E "Duration|Throughput|Pipe|Tensor|Shared|L2 |L1/TEX|Registers|Achieved Occupancy|Stall|Issue Slots|Warp Cycles|Eligible|spent|stalled" |
+      grep -v "^==PROF==" | head -60 | tee -a "$log"
+  done
 fi
 if has profile; then
   # Where one 1080p frame of the x2 model goes, kernel by kernel (clocks are locked lower under ncu). With one

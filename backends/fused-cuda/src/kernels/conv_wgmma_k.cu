@@ -4,13 +4,46 @@
 // KCH-channel buffers per warpgroup: while chunk q's MMAs run, chunk q + 1 (or the next tile's first) is copied.
 // The accumulators stay in the tensor pipe across a tile's chunks; the epilogue follows the last one (staged
 // 16-byte stores without residuals, conv_common.cu's per-pair epilogue with them).
-// Compile-time parameters: BN (32 or 64) NWG TR CIN KCH (a divisor of CIN, 32 or 64) EPI (0) IO_F16.
+// With ARF 1, A comes from registers: each patch row's 64 x 16 fragment at each tap column is loaded once
+// (ldmatrix) for the up to three output rows that read it, so with TR rows an MMA reads its A from shared memory
+// (TR + 2) / (3 TR) times as often; N is only 32 here, so A is two thirds of an MMA's shared-memory reads.
+// Compile-time parameters: BN (32 or 64) NWG TR CIN KCH (a divisor of CIN, 32 or 64) ARF EPI (0) IO_F16.
 
 #define CH (KCH / 8)
 #define NCH (CIN / KCH)
 #define BUF_BYTES (CH * PLANE)
 #if TR * TW * SROW > BUF_BYTES || CIN % KCH != 0 || EPI != 0
 #error "conv_wgmma_k: KCH must divide CIN, the output staging must fit in a chunk buffer, NHWC output only"
+#endif
+
+#if ARF
+// D (64 x BN, f32) += A * B, A from registers (the mma.sync m16n8k16 A fragment of rows 16 warp .. 16 warp + 15),
+// B from shared memory, K-major.
+__device__ __forceinline__ void wgmma_rs(float (&d)[NACC], const unsigned (&a)[4], u64 db) {
+#if BN == 32
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+#elif BN == 64
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+        "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+        "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+#else
+#error "conv_wgmma_k: with A from registers, BN must be 32 or 64"
+#endif
+}
 #endif
 
 extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArgs a) {
@@ -55,6 +88,41 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
             fence_proxy_async();
             wg_barrier(wg);
             P = sB + stage * BUF_BYTES;
+#if ARF
+            // Every A fragment of the chunk first (registers an MMA in flight reads are never rewritten: the group
+            // is waited for before the next chunk's loads), then one fence, then the MMAs. ldmatrix.x4: lanes
+            // 8 m .. 8 m + 7 address pixels 16 warp + 8 (m % 2) + [0, 8) of plane 2 ks + m / 2, so the four
+            // registers are the m16n8k16 A fragment (pixels x channels).
+            unsigned fa[TR + 2][3][KCH / 16][4];
+            {
+                const int m = lane >> 3;
+                const unsigned p0 = smem_u32(P) + (m >> 1) * PLANE + (warp * 16 + (m & 1) * 8 + (lane & 7)) * 16;
+#pragma unroll
+                for (int pr = 0; pr < TR + 2; ++pr)
+#pragma unroll
+                    for (int dx = 0; dx < 3; ++dx)
+#pragma unroll
+                        for (int ks = 0; ks < KCH / 16; ++ks)
+                            ldmatrix_x4(fa[pr][dx][ks], p0 + ks * 2 * PLANE + (pr * PW + dx) * 16);
+            }
+            wgmma_fence();
+#pragma unroll
+            for (int pr = 0; pr < TR + 2; ++pr)
+#pragma unroll
+                for (int dx = 0; dx < 3; ++dx)
+#pragma unroll
+                    for (int ks = 0; ks < KCH / 16; ++ks)
+#pragma unroll
+                        for (int r = 0; r < TR; ++r) {
+                            const int dy = pr - r;
+                            if (dy < 0 || dy > 2) continue;
+                            const int tap = dy * 3 + dx;
+                            u64 db = wdesc + (u64)((tap * (CIN / 8) + q * CH + ks * 2) * (W_PLANE / 16));
+                            wgmma_rs(acc[r], fa[pr][dx][ks], db);
+                        }
+            wgmma_commit();
+            wgmma_wait_all();
+#else
             const u64 pdesc = smem_desc(smem_u32(P), PLANE, 128);
             wgmma_fence();
 #pragma unroll
@@ -72,6 +140,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
             // the previous tile's output staging, finished before that tile's closing barrier) takes the next
             // chunk, this tile's or the next tile's first.
             wgmma_wait_one();
+#endif
             wg_barrier(wg);
             const int tn = q + 1 < NCH ? t : t + nworkers;
             if (tn < ntiles) load_chunk(stage ^ 1, tn, (q + 1) % NCH);

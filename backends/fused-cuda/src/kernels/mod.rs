@@ -89,6 +89,9 @@ pub struct Wg {
     pub wide: u32,
     /// `conv_wgmma_wide` keeps the weights in registers (wgmma's A from registers) instead of shared memory.
     pub wide_regs: bool,
+    /// `conv_wgmma_k` loads each patch row's A fragments into registers once for the output rows that read it,
+    /// instead of every MMA reading its A from shared memory.
+    pub a_regs: bool,
 }
 
 impl std::fmt::Display for Tile {
@@ -96,7 +99,7 @@ impl std::fmt::Display for Tile {
         if let Some(wg) = self.wgmma {
             write!(f, "wgmma_g{}_r{}", wg.groups, wg.rows)?;
             if wg.chunk > 0 {
-                write!(f, "_k{}", wg.chunk)?;
+                write!(f, "_k{}{}", wg.chunk, if wg.a_regs { "a" } else { "" })?;
             }
             if wg.wide > 0 {
                 write!(f, "_w{}{}", wg.wide, if wg.wide_regs { "r" } else { "" })?;
@@ -129,7 +132,7 @@ pub fn tile_for_sm(sm: u32) -> Tile {
             kc: 64,
             stages: 4,
             halo: true,
-            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false }),
+            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false, a_regs: false }),
             tc_head: true,
         },
         _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None, tc_head: false },
@@ -142,7 +145,7 @@ pub fn tile_for_sm(sm: u32) -> Tile {
 pub fn tile_for(sm: u32, dense: bool) -> Tile {
     let t = tile_for_sm(sm);
     if dense && sm >= 90 {
-        let wg = Wg { groups: 3, rows: 1, chunk: 32, wide: 0, wide_regs: false };
+        let wg = Wg { groups: 3, rows: 1, chunk: 32, wide: 0, wide_regs: false, a_regs: false };
         return Tile { wgmma: Some(wg), tc_head: false, ..t };
     }
     t
@@ -386,7 +389,8 @@ impl Kernel {
                 format!("conv3x3_wgmma_g{}_r{}_cin{cin}_bn{bn}_{epi}", wg.groups, wg.rows)
             }
             Kernel::WgmmaK { wg, bn, cin } => {
-                format!("conv3x3_wgmmak_g{}_r{}_k{}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows, wg.chunk)
+                let a = if wg.a_regs { "a" } else { "" };
+                format!("conv3x3_wgmmak_g{}_r{}_k{}{a}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows, wg.chunk)
             }
             Kernel::WgmmaWide { groups, npx, regs } => {
                 format!("conv3x3_wgmmaw_g{groups}_n{npx}{}_cin64_bn64_nhwc", if *regs { "_regs" } else { "" })
@@ -464,8 +468,12 @@ impl Kernel {
             Kernel::WgmmaK { wg, bn, cin } => {
                 let _ = writeln!(
                     s,
-                    "#define BN {bn}\n#define NWG {}\n#define TR {}\n#define CIN {cin}\n#define KCH {}\n#define EPI 0",
-                    wg.groups, wg.rows, wg.chunk
+                    "#define BN {bn}\n#define NWG {}\n#define TR {}\n#define CIN {cin}\n#define KCH {}\n#define ARF {}\n\
+                     #define EPI 0",
+                    wg.groups,
+                    wg.rows,
+                    wg.chunk,
+                    wg.a_regs as u32
                 );
                 WGMMA_K
             }

@@ -28,28 +28,42 @@ pub fn sweep_tiles() -> Vec<Tile> {
     }
     let base = Tile { wgmma: None, tc_head: false, ..tile_for_sm(90) };
     for (groups, rows) in [(1, 2), (1, 4), (2, 1), (2, 2), (3, 1)] {
-        let wg = Wg { groups, rows, chunk: 0, wide: 0, wide_regs: false };
+        let wg = Wg { groups, rows, chunk: 0, wide: 0, wide_regs: false, a_regs: false };
         if wgmma_smem(wg, 64, 64) <= MAX_SMEM {
             v.push(Tile { wgmma: Some(wg), ..base });
         }
     }
     // The table's shape with RRDB's wide convs on conv_wgmma_k (not measured yet: the sweep times them first).
     for (groups, rows, chunk) in [(2, 1, 32), (2, 1, 64), (3, 1, 32)] {
-        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0, wide_regs: false }), ..base });
+        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0, wide_regs: false, a_regs: false }), ..base });
+    }
+    // RRDB's dense convs with A from registers, each patch row's fragments serving the rows that read it.
+    for (groups, rows) in [(2, 2), (2, 4), (3, 2)] {
+        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk: 32, wide: 0, wide_regs: false, a_regs: true }), ..base });
     }
     // The table's shape with the 64 -> 64 layers on conv_wgmma_wide (not measured yet), and other widths.
     for (groups, wide) in [(2, 128), (1, 256), (2, 64), (3, 64)] {
         if wgmma_wide_smem(groups, wide, false) <= MAX_SMEM {
-            v.push(Tile { wgmma: Some(Wg { groups, rows: 2, chunk: 0, wide, wide_regs: false }), ..base });
+            v.push(Tile {
+                wgmma: Some(Wg { groups, rows: 2, chunk: 0, wide, wide_regs: false, a_regs: false }),
+                ..base
+            });
         }
     }
     // The weights in registers: two warpgroups of 254 registers a thread (64-pixel rows; at 128 ptxas spills).
-    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 64, wide_regs: true }), ..base });
+    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 64, wide_regs: true, a_regs: false }), ..base });
     // Both for RRDB: its wide dense convs chunked, its 64 -> 64 convs on conv_wgmma_wide.
-    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128, wide_regs: false }), ..base });
+    v.push(Tile {
+        wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128, wide_regs: false, a_regs: false }),
+        ..base
+    });
     // The head on tensor cores, with conv_wgmma and with the wide convs (the sm_90 table).
-    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0, wide_regs: false }), tc_head: true, ..base });
-    let wide = Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false };
+    v.push(Tile {
+        wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0, wide_regs: false, a_regs: false }),
+        tc_head: true,
+        ..base
+    });
+    let wide = Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false, a_regs: false };
     v.push(Tile { wgmma: Some(wide), tc_head: true, ..base });
     v
 }

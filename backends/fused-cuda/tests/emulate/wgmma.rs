@@ -222,8 +222,19 @@ fn emulate_wgmma(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: 
 
 /// `conv_wgmma_k.cu`, transcribed: resident weights for all input channels, each tile's patch streamed in
 /// `chunk`-channel pieces through two buffers per warpgroup (the next piece, or the next tile's first, copied
-/// after the current piece's MMAs are issued), the accumulators carried across a tile's pieces.
-fn emulate_wgmma_k(pr: &Problem, groups: usize, rows: usize, chunk: usize, bn: usize, resident: usize) -> Vec<f32> {
+/// after the current piece's MMAs are issued), the accumulators carried across a tile's pieces. With `arf` (ARF 1),
+/// A from registers: each patch row's fragment at each tap column loaded once (`ldmatrix.x4`) for every output
+/// row that reads it.
+#[allow(clippy::too_many_arguments)]
+fn emulate_wgmma_k(
+    pr: &Problem,
+    groups: usize,
+    rows: usize,
+    chunk: usize,
+    bn: usize,
+    resident: usize,
+    arf: bool,
+) -> Vec<f32> {
     let (cin, cout_pad) = (pr.p.cin, pr.p.cout_pad);
     let (tw, pw, ch_n, nch) = (64, 66, chunk / 8, cin / chunk);
     let plane = (rows + 2) * pw * 16 + 16;
@@ -256,8 +267,40 @@ fn emulate_wgmma_k(pr: &Problem, groups: usize, rows: usize, chunk: usize, bn: u
                     let mut p = sb;
                     for q in 0..nch {
                         p = sb + stage * buf_bytes;
+                        if arf {
+                            // ldmatrix.x4: lane i's register j is row i / 4 (whose address lane 8 j + i / 4 gives:
+                            // pixel 16 warp + 8 (j % 2) + i / 4 of plane 2 ks + j / 2), columns 2 (i % 4) and + 1.
+                            let frag = |smem: &[u8], prow: usize, dx: usize, ks: usize| -> Vec<[Reg; 4]> {
+                                (0..128)
+                                    .map(|t| {
+                                        let (warp, lane) = (t / 32, t % 32);
+                                        std::array::from_fn(|j| {
+                                            let l = 8 * j + lane / 4;
+                                            let m = l >> 3;
+                                            let p0 = p + (m >> 1) * plane + (warp * 16 + (m & 1) * 8 + (l & 7)) * 16;
+                                            let at = p0 + ks * 2 * plane + (prow * pw + dx) * 16 + (lane % 4) * 4;
+                                            (get16(smem, at), get16(smem, at + 2))
+                                        })
+                                    })
+                                    .collect()
+                            };
+                            for prow in 0..rows + 2 {
+                                for dx in 0..3 {
+                                    for ks in 0..chunk / 16 {
+                                        let fa = frag(&smem, prow, dx, ks);
+                                        for (r, acc_r) in acc.iter_mut().enumerate() {
+                                            let Some(dy) = prow.checked_sub(r).filter(|&d| d <= 2) else { continue };
+                                            let tap = dy * 3 + dx;
+                                            let db =
+                                                wdesc + ((tap * (cin / 8) + q * ch_n + ks * 2) * (w_plane / 16)) as u64;
+                                            wgmma_rs(acc_r, &fa, &smem, db, bn, true);
+                                        }
+                                    }
+                                }
+                            }
+                        }
                         let pdesc = smem_desc(p, plane, 128);
-                        for (r, acc_r) in acc.iter_mut().enumerate() {
+                        for (r, acc_r) in acc.iter_mut().enumerate().filter(|_| !arf) {
                             for tap in 0..9 {
                                 for ks in 0..chunk / 16 {
                                     let da = pdesc + (((r + tap / 3) * pw + tap % 3) + ks * 2 * (plane / 16)) as u64;
@@ -387,11 +430,17 @@ fn wgmma_kernel_indexing_reproduces_the_conv() {
     // conv_wgmma_k: RRDB's widest dense conv (192 -> 32) in six 32-channel pieces; 96 -> 64 in two N blocks of
     // 32 with 2-row tiles; an upsampled 128-channel input in two 64-channel pieces.
     let pr = Problem::new(3, 70, 0, 192, 32);
-    check(&pr, emulate_wgmma_k(&pr, 2, 1, 32, 32, 2), "wgmma_k 192 -> 32, k32");
+    check(&pr, emulate_wgmma_k(&pr, 2, 1, 32, 32, 2, false), "wgmma_k 192 -> 32, k32");
     let pr = Problem::new(3, 66, 0, 96, 64);
-    check(&pr, emulate_wgmma_k(&pr, 2, 2, 32, 32, 1), "wgmma_k 96 -> 64, k32, r2");
+    check(&pr, emulate_wgmma_k(&pr, 2, 2, 32, 32, 1, false), "wgmma_k 96 -> 64, k32, r2");
     let pr = Problem::new(4, 70, 1, 128, 32);
-    check(&pr, emulate_wgmma_k(&pr, 3, 1, 64, 32, 2), "wgmma_k 128 -> 32, k64, upsampled");
+    check(&pr, emulate_wgmma_k(&pr, 3, 1, 64, 32, 2, false), "wgmma_k 128 -> 32, k64, upsampled");
+    // A from registers: four-row tiles over 7 rows (a partial tile), 96 -> 32 in three pieces; 2-row tiles of
+    // 128 -> 64 in two N blocks, upsampled.
+    let pr = Problem::new(7, 70, 0, 96, 32);
+    check(&pr, emulate_wgmma_k(&pr, 2, 4, 32, 32, 2, true), "wgmma_k 96 -> 32, k32, r4, A from registers");
+    let pr = Problem::new(4, 66, 1, 128, 64);
+    check(&pr, emulate_wgmma_k(&pr, 2, 2, 32, 32, 1, true), "wgmma_k 128 -> 64, k32, r2, A from registers");
 }
 
 #[test]
