@@ -16,36 +16,6 @@
 #error "conv_wgmma_k: KCH must divide CIN, the output staging must fit in a chunk buffer, NHWC output only"
 #endif
 
-#if ARF
-// D (64 x BN, f32) += A * B, A from registers (the mma.sync m16n8k16 A fragment of rows 16 warp .. 16 warp + 15),
-// B from shared memory, K-major.
-__device__ __forceinline__ void wgmma_rs(float (&d)[NACC], const unsigned (&a)[4], u64 db) {
-#if BN == 32
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
-        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-#elif BN == 64
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
-        "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
-        "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-#else
-#error "conv_wgmma_k: with A from registers, BN must be 32 or 64"
-#endif
-}
-#endif
-
 extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArgs a) {
     extern __shared__ __align__(128) unsigned char smem[];
     unsigned char* sW = smem;
@@ -118,7 +88,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
                             if (dy < 0 || dy > 2) continue;
                             const int tap = dy * 3 + dx;
                             u64 db = wdesc + (u64)((tap * (CIN / 8) + q * CH + ks * 2) * (W_PLANE / 16));
-                            wgmma_rs(acc[r], fa[pr][dx][ks], db);
+                            wgmma_rs(acc[r], fa[pr][dx][ks], db, 1);
                         }
             wgmma_commit();
             wgmma_wait_all();

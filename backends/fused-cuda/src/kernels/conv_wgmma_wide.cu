@@ -82,29 +82,10 @@ __device__ __forceinline__ void wgmma_px(float (&d)[NACCW], u64 da, u64 db, int 
 #else
 #error "conv_wgmma_wide: NPX must be 64, 128 or 256"
 #endif
-}
-
-#if WRS
-// D (64 x NPX, f32) = A * B + (accumulate ? D : 0), A from registers (the weights: the mma.sync m16n8k16 A fragment
-// of rows 16 warp .. 16 warp + 15), B from shared memory, K-major.
-__device__ __forceinline__ void wgmma_px_rs(float (&d)[NACCW], const unsigned (&a)[4], u64 db, int accumulate) {
-#if NPX == 64
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
-        "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
-        "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
-#else
+#if WRS && NPX != 64
 #error "conv_wgmma_wide: with the weights in registers, NPX must be 64 (at 128 ptxas spills)"
 #endif
 }
-#endif
 
 // Four 8x8 b16 matrices from registers to shared memory, transposed: lane l's register q holds row l / 4, columns
 // 2 (l % 4) and + 1 of matrix q, stored as column l / 4 of rows 2 (l % 4) and + 1, at the row addresses lanes
@@ -207,7 +188,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_wide(const Conv
                     // Descriptor start addresses are in 16-byte units: a pixel of a plane is one unit.
                     const u64 db = rdesc + (u64)(tap % 3 + ks * 2 * (SPLANE / 16));
 #if WRS
-                    wgmma_px_rs(acc, wa[tap][ks], db, tap | ks);
+                    wgmma_rs(acc, wa[tap][ks], db, tap | ks);
 #else
                     const u64 da = wdesc + (u64)((tap * 8 + ks * 2) * (W_PLANE / 16));
                     wgmma_px(acc, da, db, tap | ks);

@@ -1,5 +1,6 @@
-// What the Hopper warpgroup-MMA convs share (conv_wgmma.cu, conv_wgmma_k.cu): fences, barriers, descriptors and
-// the wgmma instruction for each output width BN (NACC = BN / 2 accumulators a thread).
+// What the Hopper warpgroup-MMA convs share (conv_wgmma.cu, conv_wgmma_k.cu, conv_wgmma_wide.cu): fences, barriers,
+// descriptors, the wgmma instruction for each output width BN (NACC = BN / 2 accumulators a thread) and, with A from
+// registers, for N = 32 and 64.
 
 // Shapes both kernels share (NWG warpgroups, TR-row x 64-pixel tiles, BN output channels, CIN input channels).
 #define NACC (BN / 2)
@@ -103,6 +104,32 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[NACC], u64 da, u64 db, int a
 #else
 #error "conv_wgmma: BN must be 16, 32, 48 or 64"
 #endif
+}
+
+// D (64 x N, f32) = A * B + (accumulate ? D : 0) for N = 32 or 64 (16 or 32 accumulators a thread), A from
+// registers (the mma.sync m16n8k16 A fragment of rows 16 warp .. 16 warp + 15), B K-major from shared memory.
+__device__ __forceinline__ void wgmma_rs(float (&d)[16], const unsigned (&a)[4], u64 db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
+}
+
+__device__ __forceinline__ void wgmma_rs(float (&d)[32], const unsigned (&a)[4], u64 db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+        "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+        "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate));
 }
 
 // The resident weights, transposed from the packed [k][cout_pad] rows into K-major core matrices: one thread
