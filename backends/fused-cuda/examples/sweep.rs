@@ -1,5 +1,5 @@
 //! Times every conv tile configuration on the GPU and checks each against the CPU (a 64 -> 64 layer, and RRDB's
-//! dense convs for the chunked wgmma tiles), then times the whole model and, per tile, where a 1080p frame goes
+//! dense convs for the chunked wgmma tiles), then times the whole model and, per tile, where a 1080p frame (270p for RRDB) goes
 //! (each step replayed alone): one device call gives the tables. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
 //! [MODEL.onnx] [--only TILE[,TILE...]]` (default: models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times
 //! that configuration alone, e.g. under `ncu`). Prints markdown.
@@ -78,7 +78,7 @@ fn args(w: &Weights, input: u64, out: u64, h: usize, wd: usize, cin: usize, cout
 }
 
 fn launch(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef, resident: u32) -> Res<()> {
-    f.launch(k.grid(a.h as usize, a.w as usize, a.cout_pad as usize, resident), k.threads(), k.smem(0), s, a)?;
+    f.launch(k.grid(a.h as usize, a.w as usize, a.cout_pad as usize, resident), k.threads(), k.smem(0), s, a, false)?;
     Ok(())
 }
 
@@ -185,6 +185,8 @@ fn main() -> Res<()> {
         .find(|(i, a)| !a.starts_with("--") && (*i == 0 || argv[i - 1] != "--only"))
         .map(|(_, a)| PathBuf::from(a))
         .unwrap_or(root.join("models/realesr-animevideov3-x2.onnx"));
+    // VIDEOFORGE_FUSED_PDL=1: the whole models with programmatic dependent launch.
+    let pdl = std::env::var_os("VIDEOFORGE_FUSED_PDL").is_some_and(|v| v == "1");
     let wanted = |t: &Tile| only.as_ref().is_none_or(|o| o.split(',').any(|n| n == t.to_string()));
     let nvrtc = Nvrtc::load(None)?;
     let ctx = Context::primary(0)?;
@@ -220,9 +222,12 @@ fn main() -> Res<()> {
     println!("\n## Whole model: {}\n", model.display());
     let net = graph::load(&model)?;
     println!("{} x{}, {:.3} M MAC per input pixel\n", net.family, net.scale, net.macs_per_pixel() / 1e6);
-    println!("| tile | 1080p in: ms | fps | TFLOP/s | 540p in: ms | fps | TFLOP/s |");
+    // RRDB (convs wider than 64 channels) at its own input sizes: realesrgan-x4plus's target is at 270p.
+    let dense_net = net.layers.iter().any(|l| l.cin > 64);
+    let sizes = if dense_net { [(270, 480), (540, 960)] } else { SIZES };
+    println!("| tile | {}p in: ms | fps | TFLOP/s | {}p in: ms | fps | TFLOP/s |", sizes[0].0, sizes[1].0);
     println!("|---|---|---|---|---|---|---|");
-    let table = tile_for(sm, net.layers.iter().any(|l| l.cin > 64));
+    let table = tile_for(sm, dense_net);
     let mut model_tiles = vec![table];
     model_tiles.extend(results.iter().map(|r| r.0).filter(|t| *t != table).take(3));
     // The tensor-core head shows only in the whole model: every tile with it is timed.
@@ -232,7 +237,7 @@ fn main() -> Res<()> {
         }
     }
     // A model with wider convs (RRDB) is also timed with every chunked tile.
-    if net.layers.iter().any(|l| l.cin > 64) {
+    if dense_net {
         for t in &dense {
             if !model_tiles.contains(t) {
                 model_tiles.push(*t);
@@ -244,9 +249,10 @@ fn main() -> Res<()> {
     for t in model_tiles {
         let row = (|| -> Res<String> {
             let mut e = Engine::new(net.clone(), 0, &nvrtc, Some(cache_dir.clone()), Some(t))?;
+            e.set_dependent_launch(pdl)?;
             let eb = e.io_bytes();
             let mut cells = format!("| {t} |");
-            for &(h, wd) in &SIZES {
+            for &(h, wd) in &sizes {
                 let (oh, ow) = net.output_size(h, wd);
                 let x = DeviceBuffer::from_slice(&vec![0x3800u16; 3 * h * wd * eb / 2])?;
                 let y = DeviceBuffer::new(3 * oh * ow * eb)?;
@@ -272,7 +278,7 @@ fn main() -> Res<()> {
                 })? / reps as f32;
                 let tflops = 2.0 * net.macs_per_pixel() * (h * wd) as f64 / (ms as f64 * 1e-3) / 1e12;
                 cells += &format!(" {ms:.3} | {:.1} | {tflops:.0} |", 1000.0 / ms);
-                if (h, wd) == SIZES[0] {
+                if (h, wd) == sizes[0] {
                     breakdowns.push(format!("| {t} | {} |", breakdown(&mut e, (h, wd), x.ptr, y.ptr, s)?));
                 }
             }
@@ -284,7 +290,7 @@ fn main() -> Res<()> {
         }
     }
     if !breakdowns.is_empty() {
-        println!("\n## Where a 1080p frame goes: each step of the frame replayed alone, ms\n");
+        println!("\n## Where a {}p frame goes: each step of the frame replayed alone, ms\n", sizes[0].0);
         println!("| tile | head | body convs (count: mean) | tail conv | resize | sum |\n|---|---|---|---|---|---|");
         for b in breakdowns {
             println!("{b}");

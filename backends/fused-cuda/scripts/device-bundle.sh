@@ -6,7 +6,8 @@
 # On the device, from the repository root, carry .devpack/fused and run: bash .devpack/fused/run.sh
 # SECTIONS picks what runs (default "tests sweep"; "x4plus" sweeps realesrgan-x4plus's RRDB tiles when its model
 # came along, DENSE naming them; "profile", or PROFILE=1, adds the ncu profiles of the x2 model, "densencu" those of
-# RRDB's 192 -> 32 dense conv for each DENSE tile). A call may run 600 s: the tests and the sweep take up to 480, so
+# RRDB's 192 -> 32 dense conv for each DENSE tile, "pdl" the whole models with and without programmatic
+# dependent launch). A call may run 600 s: the tests and the sweep take up to 480, so
 # the rest gets a call of its own:
 #   SECTIONS="tests sweep" bash .devpack/fused/run.sh, then SECTIONS="x4plus profile" TILE=... bash .devpack/fused/run.sh
 set -euo pipefail
@@ -58,6 +59,18 @@ has sweep && timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
 dense=${DENSE:-wgmma_g3_r1_k32,wgmma_g2_r2_k32a,wgmma_g2_r4_k32a,wgmma_g3_r2_k32a}
 if has x4plus && [[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]]; then
   timeout 300 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx --only "$dense" 2>&1 | tee -a "$log"
+fi
+# Programmatic dependent launch off and on (VIDEOFORGE_FUSED_PDL), whole models with the table tiles: x2 at 1080p
+# and 540p, x4plus at 270p and 540p.
+if has pdl; then
+  for on in 0 1; do
+    echo "== VIDEOFORGE_FUSED_PDL=$on" | tee -a "$log"
+    VIDEOFORGE_FUSED_PDL=$on timeout 100 "$here/bin/sweep" --only wgmma_g2_r2_w128_th 2>&1 |
+      sed -n '/Whole model/,/Where/p' | tee -a "$log"
+    [[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]] &&
+      VIDEOFORGE_FUSED_PDL=$on timeout 100 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx \
+        --only "${dense%%,*}" 2>&1 | sed -n '/Whole model/,/Where/p' | tee -a "$log"
+  done
 fi
 # One 540p 192 -> 32 dense conv under ncu per tile (with one tile the sweep's first 24 conv_wgmma_k launches are the
 # 96 -> 32 table's): tensor pipe, shared memory and L2 throughput, and the warps' stall reasons.

@@ -235,3 +235,41 @@ fn tiles_agree_with_the_whole_frame() {
         assert!(err <= 1e-5, "{name}: tile interior differs by {err}");
     }
 }
+
+/// Programmatic dependent launch (sm_90: each kernel's CTAs start, and load their weights, while the previous
+/// kernel finishes) changes when kernels start, never what they read: the same output bytes with it and without,
+/// five frames in a row on the engine's own stream, for x2 (a resize after the tail) and realesrgan-x4plus when
+/// built (350 convs, concat slices read and written by neighbouring kernels).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn dependent_launch_gives_the_same_bytes() {
+    use videoforge_backend_fused_cuda::runtime::{Engine, Memory, MemoryMut};
+    let nvrtc = videoforge_backend_fused_cuda::nvrtc::Nvrtc::load(None).expect("NVRTC");
+    for name in ["realesr-animevideov3-x2.onnx", "realesrgan-x4plus-fp16.onnx"] {
+        let Some(path) = model(name) else { continue };
+        let net = videoforge_backend_fused_cuda::graph::load(&path).expect("matches");
+        let (s, f16_io) = (net.scale as usize, net.io == IoType::F16);
+        let mut e = Engine::new(net, 0, &nvrtc, Some(cache_dir()), None).expect("engine");
+        if e.sm() < 90 {
+            println!("sm_{}: no programmatic dependent launch to compare", e.sm());
+            return;
+        }
+        let img = test_image(90, 160);
+        let input = to_bytes(&img, f16_io);
+        let mut outs = Vec::new();
+        for on in [false, true] {
+            e.set_dependent_launch(on).expect("set");
+            let mut frames = Vec::new();
+            for _ in 0..5 {
+                let mut out = vec![0u8; input.len() * s * s];
+                e.run(1, img.h, img.w, Memory::Host(&input), MemoryMut::Host(&mut out), driver::StreamRef::null())
+                    .expect("run");
+                frames.push(out);
+            }
+            assert!(frames.windows(2).all(|w| w[0] == w[1]), "{name}: frames differ with dependent launch {on}");
+            outs.push(frames.swap_remove(0));
+        }
+        assert!(outs[0] == outs[1], "{name}: dependent launch changed the output");
+        println!("{name}: the same bytes with and without dependent launch, 5 frames each");
+    }
+}

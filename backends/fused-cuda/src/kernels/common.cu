@@ -36,6 +36,17 @@ __device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int sr
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
 }
 
+// Programmatic dependent launch (sm_90; nothing on older GPUs, whose launches are never dependent): waits until
+// the previous kernel on the stream has finished and its writes are visible, then lets the next kernel's CTAs start
+// on SMs as this one's leave. Every kernel calls it before it reads or writes activations or the IO table; only
+// constant weights, biases and slopes are read before it.
+__device__ __forceinline__ void wait_previous_kernel() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 template <int N>

@@ -41,6 +41,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_halo(const ConvArgs a
         cp_async16(smem_u32(sW + row * BS + col), wt + (long long)row * a.cout_pad + n0 + col, 16);
     }
     cp_async_commit();
+    wait_previous_kernel();
 
     auto load_patch = [&](int stage, int t) {
         int ty0 = (t / tiles_x) * TH - 1, tx0 = (t % tiles_x) * TW - 1;

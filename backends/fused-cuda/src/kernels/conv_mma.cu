@@ -36,6 +36,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_mma(const ConvArgs a)
     const int in_w = a.w >> a.up_shift;
     const half_t* in = (const half_t*)a.in;
     const half_t* wt = (const half_t*)a.wt;
+    wait_previous_kernel();
 
     // The output pixels whose input rows this thread copies.
     int a_y[A_ITERS], a_x[A_ITERS];

@@ -40,6 +40,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma(const ConvArgs 
 
     float bias[BN / 8][2], slope[BN / 8][2];
     wg_load_bias(a, n0, lane, bias, slope);
+    wait_previous_kernel();
 
 #if EPI == 1
     // The tail's pixel shuffle, resolved once: where in the tile's staging each of this thread's channels goes

@@ -36,6 +36,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
 
     float bias[BN / 8][2], slope[BN / 8][2];
     wg_load_bias(a, n0, lane, bias, slope);
+    wait_previous_kernel();
 
     const u64 wdesc = smem_desc(smem_u32(sW), W_PLANE, 128);
     const int nworkers = gridDim.x * NWG;

@@ -140,6 +140,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_wide(const Conv
     const int m0 = warp * 16 + (lane >> 2);
     const float b0 = ((const float*)a.bias)[m0], b1 = ((const float*)a.bias)[m0 + 8];
     const float s0 = ((const float*)a.slope)[m0], s1 = ((const float*)a.slope)[m0 + 8];
+    wait_previous_kernel();
 
     // The work: strips NPX pixels wide, cut into segments so that there are at most as many as warpgroups.
     const int workers = gridDim.x * NWG;

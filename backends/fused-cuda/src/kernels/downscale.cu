@@ -19,6 +19,7 @@ __device__ __forceinline__ void cubic_w(float a, float t, float (&w)[4]) {
 }
 
 extern "C" __global__ void __launch_bounds__(256) downscale_cubic(const DownArgs a) {
+    wait_previous_kernel();
     long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= (long long)a.dst_h * a.dst_w) return;
     int oy = (int)(p / a.dst_w), ox = (int)(p - (p / a.dst_w) * a.dst_w);

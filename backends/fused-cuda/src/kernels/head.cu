@@ -31,6 +31,7 @@ extern "C" __global__ void __launch_bounds__(128) head_conv(const HeadArgs a) {
         ss[i] = ((const float*)a.slope)[i];
     }
     __syncthreads();
+    wait_previous_kernel();
     // Two pixels per thread share every weight read, and the weights come four channels per 16-byte shared load
     // (ncu on the H200: one scalar shared load per FMA made the head as slow as four body convs).
     const long long p0 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 2;
@@ -113,6 +114,7 @@ extern "C" __global__ void __launch_bounds__(128) head_mma(const HeadArgs a) {
             slope[j][e] = ((const float*)a.slope)[c];
         }
     }
+    wait_previous_kernel();
     // The image offsets of this thread's eight K indices i = 4 s + 2 r + e (k = 16 s + 8 r + 2 t + e): colour plane
     // and tap; a padding index gets a row offset that is never inside the image.
     const IoTable* io = (const IoTable*)a.io;

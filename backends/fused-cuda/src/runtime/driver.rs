@@ -178,25 +178,39 @@ impl Function {
         Ok(n.max(1) as u32)
     }
 
-    /// Launches with one by-value struct argument.
-    pub fn launch<A>(&self, grid: (u32, u32), block: u32, smem: u32, stream: StreamRef, args: &A) -> Result<()> {
+    /// Launches with one by-value struct argument. A `dependent` launch (programmatic dependent launch, sm_90)
+    /// may start before the previous kernel on the stream has finished: the kernels wait for it
+    /// (`griddepcontrol.wait` in `common.cu`) before they touch anything but their weights.
+    pub fn launch<A>(
+        &self,
+        grid: (u32, u32),
+        block: u32,
+        smem: u32,
+        stream: StreamRef,
+        args: &A,
+        dependent: bool,
+    ) -> Result<()> {
         let mut params = [args as *const A as *mut c_void];
+        // SAFETY: an all-zero launch attribute is a valid (empty) value of the C union.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: grid.0,
+            gridDimY: grid.1,
+            gridDimZ: 1,
+            blockDimX: block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: smem,
+            hStream: stream.0,
+            attrs: &mut attr,
+            numAttrs: u32::from(dependent),
+        };
         // SAFETY: the kernel takes exactly one parameter whose layout is `A` (the `#[repr(C)]` mirrors in
-        // `args.rs`); the driver copies it before returning.
-        check("cuLaunchKernel", unsafe {
-            sys::cuLaunchKernel(
-                self.func,
-                grid.0,
-                grid.1,
-                1,
-                block,
-                1,
-                1,
-                smem,
-                stream.0,
-                params.as_mut_ptr(),
-                std::ptr::null_mut(),
-            )
+        // `args.rs`); the driver copies it and reads `config` and its attribute before returning.
+        check("cuLaunchKernelEx", unsafe {
+            sys::cuLaunchKernelEx(&config, self.func, params.as_mut_ptr(), std::ptr::null_mut())
         })
     }
 }

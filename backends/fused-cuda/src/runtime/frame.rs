@@ -86,6 +86,8 @@ fn launch_steps(
         }
         let k = s.kernel();
         let f = &e.funcs[&k];
+        // The frame's first kernel follows the IO table's update (and the last frame) in plain stream order.
+        let dependent = e.pdl && i > 0 && only.is_none();
         match s {
             Step::Head { .. } => {
                 let l = &net.layers[0];
@@ -103,7 +105,7 @@ fn launch_steps(
                     out_stride: net.buffers[o.buffer].channels as i32,
                     out_off: o.offset as i32,
                 };
-                f.launch(k.grid(h, w, 0, 0), k.threads(), k.smem(l.cout as u32), stream, &a)?;
+                f.launch(k.grid(h, w, 0, 0), k.threads(), k.smem(l.cout as u32), stream, &a, dependent)?;
             }
             Step::Conv { layer, kernel } => {
                 let l = &net.layers[*layer];
@@ -164,7 +166,7 @@ fn launch_steps(
                     }
                 }
                 let grid = kernel.grid(ch, cw, a.cout_pad as usize, e.resident[kernel]);
-                f.launch(grid, k.threads(), k.smem(0), stream, &a)?;
+                f.launch(grid, k.threads(), k.smem(0), stream, &a, dependent)?;
             }
             Step::Downscale { cubic, clip, .. } => {
                 let (oh, ow) = net.output_size(h, w);
@@ -184,7 +186,7 @@ fn launch_steps(
                 if let Some((lo, hi)) = clip {
                     (a.clip, a.clip_lo, a.clip_hi) = (1, *lo, *hi);
                 }
-                f.launch(k.grid(oh, ow, 0, 0), k.threads(), 0, stream, &a)?;
+                f.launch(k.grid(oh, ow, 0, 0), k.threads(), 0, stream, &a, dependent)?;
             }
         }
     }

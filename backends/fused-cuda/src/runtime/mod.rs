@@ -90,6 +90,19 @@ impl Engine {
         self.ctx.sm
     }
 
+    /// Launches each kernel after a frame's first as a programmatic dependent of the one before (sm_90 only;
+    /// elsewhere nothing changes). The frames already captured are dropped once the work queued on them is done,
+    /// to be captured again.
+    pub fn set_dependent_launch(&mut self, on: bool) -> Result<()> {
+        if let Some(s) = self.last_stream {
+            driver::sync(s)?;
+        }
+        self.prog.pdl = on && self.ctx.sm >= 90;
+        self.frames.clear();
+        self.frame_order.clear();
+        Ok(())
+    }
+
     /// Bytes per IO element.
     pub fn io_bytes(&self) -> usize {
         match self.prog.net.io {

@@ -31,6 +31,9 @@ pub(crate) struct Program {
     pub(crate) resident: HashMap<Kernel, u32>,
     pub(crate) io_table: DeviceBuffer,
     pub(crate) own: Stream,
+    /// Each kernel after the first launches as a programmatic dependent of the one before (sm_90): its CTAs load
+    /// their weights while the previous kernel's last CTAs finish (`Engine::set_dependent_launch`).
+    pub(crate) pdl: bool,
 }
 
 impl Program {
@@ -82,6 +85,8 @@ impl Program {
         }
         let io_table = DeviceBuffer::new(std::mem::size_of::<args::IoTable>())?;
         let own = Stream::new()?;
-        Ok(Program { net, steps, weights, funcs, resident, io_table, own })
+        // Off until it has run on a GPU.
+        let pdl = false;
+        Ok(Program { net, steps, weights, funcs, resident, io_table, own, pdl })
     }
 }
