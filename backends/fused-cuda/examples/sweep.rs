@@ -185,8 +185,9 @@ fn main() -> Res<()> {
         .find(|(i, a)| !a.starts_with("--") && (*i == 0 || argv[i - 1] != "--only"))
         .map(|(_, a)| PathBuf::from(a))
         .unwrap_or(root.join("models/realesr-animevideov3-x2.onnx"));
-    // VIDEOFORGE_FUSED_PDL=1: the whole models with programmatic dependent launch.
-    let pdl = std::env::var_os("VIDEOFORGE_FUSED_PDL").is_some_and(|v| v == "1");
+    // VIDEOFORGE_FUSED_PDL=0: the whole models without programmatic dependent launch (on by default, as in the
+    // plugin).
+    let pdl = std::env::var_os("VIDEOFORGE_FUSED_PDL").is_none_or(|v| v != "0");
     let wanted = |t: &Tile| only.as_ref().is_none_or(|o| o.split(',').any(|n| n == t.to_string()));
     let nvrtc = Nvrtc::load(None)?;
     let ctx = Context::primary(0)?;

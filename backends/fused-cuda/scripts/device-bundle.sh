@@ -55,8 +55,8 @@ log=${OUT:-.}/fused-cuda.log
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$log"
 has tests && timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-threads=1 2>&1 | tee -a "$log"
 has sweep && timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
-# realesrgan-x4plus: its dense convs on conv_wgmma_k, A from shared memory (the table's tile) and from registers
-dense=${DENSE:-wgmma_g3_r1_k32,wgmma_g2_r2_k32a,wgmma_g2_r4_k32a,wgmma_g3_r2_k32a}
+# realesrgan-x4plus: its dense convs on conv_wgmma_k, A from registers (the table's tile first) and from shared memory
+dense=${DENSE:-wgmma_g2_r3_k32a_w128,wgmma_g3_r1_k32,wgmma_g2_r4_k32a_w128,wgmma_g2_r2_k32a_w128}
 if has x4plus && [[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]]; then
   timeout 300 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx --only "$dense" 2>&1 | tee -a "$log"
 fi
@@ -72,15 +72,20 @@ if has pdl; then
         --only "${dense%%,*}" 2>&1 | sed -n '/Whole model/,/Where/p' | tee -a "$log"
   done
 fi
-# One 540p 192 -> 32 dense conv under ncu per tile (with one tile the sweep's first 24 conv_wgmma_k launches are the
-# 96 -> 32 table's): tensor pipe, shared memory and L2 throughput, and the warps' stall reasons.
+# One 540p 192 -> 32 dense conv under ncu for each of the first two DENSE tiles: with two chunked tiles the sweep
+# times each dense shape for both, 24 conv_wgmma_k launches a tile and shape (96 -> 32 first), so the first tile's
+# timed 192 -> 32 launches start at 52 and the second's at 76. Tensor pipe, shared memory and L2 throughput, and
+# the warps' stall reasons.
 if has densencu; then
-  for tile in ${dense//,/ }; do
+  pair=$(echo "$dense" | cut -d, -f1,2)
+  for target in 1 2; do
+    tile=$(echo "$pair" | cut -d, -f$target)
     echo "== ncu: $tile, 192 -> 32 at 540p" | tee -a "$log"
-    timeout 150 ncu --kernel-name conv_wgmma_k --launch-skip 28 --launch-count 1 --set full \
-      "$here/bin/sweep" --only "$tile" 2>&1 |
-      grep -E "Duration|Throughput|Pipe|Tensor|Shared|L2 |L1/TEX|Registers|Achieved Occupancy|Stall|Issue Slots|Warp Cycles|Eligible|spent|stalled" |
-      grep -v "^==PROF==" | head -60 | tee -a "$log"
+    timeout 150 ncu --kernel-name conv_wgmma_k --launch-skip $((28 + 24 * target)) --launch-count 1 --set full \
+      "$here/bin/sweep" --only "$pair" >"${OUT:-.}/ncu-$tile.log" 2>&1
+    grep -E "Duration|Throughput|Pipe|Tensor|Shared|L2 |L1/TEX|Registers|Achieved Occupancy|Stall|Issue Slots|Warp Cycles|Eligible|spent|stalled" \
+      "${OUT:-.}/ncu-$tile.log" | grep -v "^==PROF==" | head -60 | tee -a "$log"
+    tail -n 3 "${OUT:-.}/ncu-$tile.log" | tee -a "$log"
   done
 fi
 if has profile; then

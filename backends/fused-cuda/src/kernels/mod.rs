@@ -140,12 +140,14 @@ pub fn tile_for_sm(sm: u32) -> Tile {
 }
 
 /// The tuned configuration for a network on an SM: `dense` networks (convs of more than 64 input channels, RRDBNet's
-/// dense blocks) take, on Hopper, those convs on `conv_wgmma_k` with three one-row warpgroups, the fastest whole
-/// realesrgan-x4plus in the sweep (bench/RESULTS.md); every other network takes [`tile_for_sm`].
+/// dense blocks) take, on Hopper, their 3x3 convs other than 64 -> 64 on `conv_wgmma_k` with A from registers (two
+/// warpgroups of 3-row tiles: on the H200 its 192 -> 32 conv ran at 41 % of the FP16 rate with 4-row tiles against
+/// 26 % for A from shared memory, and 3 rows cut a 270p conv into 2.7 waves of tiles where 4 rows leave 2.06) and
+/// the 64 -> 64 ones on `conv_wgmma_wide` (bench/RESULTS.md); every other network takes [`tile_for_sm`].
 pub fn tile_for(sm: u32, dense: bool) -> Tile {
     let t = tile_for_sm(sm);
     if dense && sm >= 90 {
-        let wg = Wg { groups: 3, rows: 1, chunk: 32, wide: 0, wide_regs: false, a_regs: false };
+        let wg = Wg { groups: 2, rows: 3, chunk: 32, wide: 128, wide_regs: false, a_regs: true };
         return Tile { wgmma: Some(wg), tc_head: false, ..t };
     }
     t
@@ -301,6 +303,24 @@ impl Kernel {
                 return Some(Kernel::WgmmaWide { groups: wg.groups, npx: wg.wide, regs: wg.wide_regs });
             }
         }
+        // The chunked kernel takes the convs wider than 64 input channels and, with A from registers, every other
+        // 3x3 conv the wide kernel does not (RRDB's 64 -> 32 dense convs: N = 32 is where A's reads dominate).
+        let chunked = |wg: Wg| -> Option<Kernel> {
+            if wg.chunk == 0 || cin % wg.chunk != 0 || (cin <= 64 && !wg.a_regs) || (sm, ksize, tail) != (90, 3, false)
+            {
+                return None;
+            }
+            // Two CTAs along N when all 64 output channels' weights would not leave room for the patch chunks.
+            let fits = |bn: u32| {
+                wgmma_k_smem(wg, cin, bn) <= max_smem(sm)
+                    && wg.rows * 64 * (bn * 2 + 16) <= wg_buffer(wg.rows, wg.chunk / 8)
+            };
+            let bn = [bn, 32].into_iter().find(|&b| matches!(b, 32 | 64) && bn % b == 0 && fits(b))?;
+            Some(Kernel::WgmmaK { wg, bn, cin })
+        };
+        if let Some(k) = tile.wgmma.filter(|w| w.a_regs).and_then(chunked) {
+            return Some(k);
+        }
         if let Some(wg) = tile.wgmma {
             let fits = wgmma_smem(wg, cin, bn) <= max_smem(sm) && cin == 64 && matches!(bn, 16 | 32 | 48 | 64);
             // The tail stages its f32 outputs in a patch buffer.
@@ -309,16 +329,8 @@ impl Kernel {
                 return Some(Kernel::Wgmma { wg, bn, cin, tail, io_f16: io_f16 && tail });
             }
         }
-        if let Some(wg) = tile.wgmma.filter(|w| w.chunk > 0 && cin > 64 && cin % w.chunk == 0) {
-            // Two CTAs along N when all 64 output channels' weights would not leave room for the patch chunks.
-            let fits = |bn: u32| {
-                wgmma_k_smem(wg, cin, bn) <= max_smem(sm)
-                    && wg.rows * 64 * (bn * 2 + 16) <= wg_buffer(wg.rows, wg.chunk / 8)
-            };
-            let bn = [bn, 32].into_iter().find(|&b| matches!(b, 32 | 64) && bn % b == 0 && fits(b));
-            if let (90, 3, false, Some(bn)) = (sm, ksize, tail, bn) {
-                return Some(Kernel::WgmmaK { wg, bn, cin });
-            }
+        if let Some(k) = tile.wgmma.and_then(chunked) {
+            return Some(k);
         }
         if tile.halo && ksize == 3 && halo_smem(tile, cin, bn) <= max_smem(sm) {
             let tile = Tile { halo: true, wgmma: None, tc_head: false, kc: 0, stages: 2, ..t };

@@ -37,9 +37,11 @@ pub fn sweep_tiles() -> Vec<Tile> {
     for (groups, rows, chunk) in [(2, 1, 32), (2, 1, 64), (3, 1, 32)] {
         v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0, wide_regs: false, a_regs: false }), ..base });
     }
-    // RRDB's dense convs with A from registers, each patch row's fragments serving the rows that read it.
-    for (groups, rows) in [(2, 2), (2, 4), (3, 2)] {
-        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk: 32, wide: 0, wide_regs: false, a_regs: true }), ..base });
+    // RRDB's dense convs with A from registers, each patch row's fragments serving the rows that read it, alone
+    // and with the 64 -> 64 convs on conv_wgmma_wide (3 rows: a 270p conv is 720 tiles, 2.7 waves of 264
+    // warpgroups; 4 rows: 2.06 waves).
+    for (groups, rows, wide) in [(2, 2, 0), (2, 4, 0), (3, 2, 0), (2, 2, 128), (2, 3, 128), (2, 4, 128)] {
+        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk: 32, wide, wide_regs: false, a_regs: true }), ..base });
     }
     // The table's shape with the 64 -> 64 layers on conv_wgmma_wide (not measured yet), and other widths.
     for (groups, wide) in [(2, 128), (1, 256), (2, 64), (3, 64)] {
