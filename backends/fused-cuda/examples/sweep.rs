@@ -185,9 +185,9 @@ fn main() -> Res<()> {
         .find(|(i, a)| !a.starts_with("--") && (*i == 0 || argv[i - 1] != "--only"))
         .map(|(_, a)| PathBuf::from(a))
         .unwrap_or(root.join("models/realesr-animevideov3-x2.onnx"));
-    // VIDEOFORGE_FUSED_PDL=0: the whole models without programmatic dependent launch (on by default, as in the
-    // plugin).
-    let pdl = std::env::var_os("VIDEOFORGE_FUSED_PDL").is_none_or(|v| v != "0");
+    // VIDEOFORGE_FUSED_PDL=0 or 1: the whole models without or with programmatic dependent launch (unset: as the
+    // plugin does, on for networks without dense blocks).
+    let pdl = std::env::var_os("VIDEOFORGE_FUSED_PDL").map(|v| v == "1");
     let wanted = |t: &Tile| only.as_ref().is_none_or(|o| o.split(',').any(|n| n == t.to_string()));
     let nvrtc = Nvrtc::load(None)?;
     let ctx = Context::primary(0)?;
@@ -224,7 +224,7 @@ fn main() -> Res<()> {
     let net = graph::load(&model)?;
     println!("{} x{}, {:.3} M MAC per input pixel\n", net.family, net.scale, net.macs_per_pixel() / 1e6);
     // RRDB (convs wider than 64 channels) at its own input sizes: realesrgan-x4plus's target is at 270p.
-    let dense_net = net.layers.iter().any(|l| l.cin > 64);
+    let dense_net = net.is_dense();
     let sizes = if dense_net { [(270, 480), (540, 960)] } else { SIZES };
     println!("| tile | {}p in: ms | fps | TFLOP/s | {}p in: ms | fps | TFLOP/s |", sizes[0].0, sizes[1].0);
     println!("|---|---|---|---|---|---|---|");
@@ -250,7 +250,9 @@ fn main() -> Res<()> {
     for t in model_tiles {
         let row = (|| -> Res<String> {
             let mut e = Engine::new(net.clone(), 0, &nvrtc, Some(cache_dir.clone()), Some(t))?;
-            e.set_dependent_launch(pdl)?;
+            if let Some(on) = pdl {
+                e.set_dependent_launch(on)?;
+            }
             let eb = e.io_bytes();
             let mut cells = format!("| {t} |");
             for &(h, wd) in &sizes {

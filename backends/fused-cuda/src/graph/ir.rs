@@ -203,6 +203,12 @@ pub struct Network {
 }
 
 impl Network {
+    /// Whether some conv has more than 64 input channels (RRDB's dense blocks): such networks take their own tile
+    /// table row.
+    pub fn is_dense(&self) -> bool {
+        self.layers.iter().any(|l| l.cin > 64)
+    }
+
     /// Multiply-adds per input pixel (for speed reports).
     pub fn macs_per_pixel(&self) -> f64 {
         self.layers.iter().map(|l| (l.k * l.k * l.cin * l.cout * l.factor * l.factor) as f64).sum()

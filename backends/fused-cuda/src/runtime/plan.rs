@@ -44,8 +44,7 @@ impl Step {
 
 /// Plans a network for an SM with its table tile (or `tile` when given: the sweep).
 pub fn plan(net: &Network, sm: u32, tile: Option<Tile>) -> Result<Vec<Step>> {
-    let dense = net.layers.iter().any(|l| l.cin > 64);
-    let tile = tile.unwrap_or_else(|| tile_for(sm, dense));
+    let tile = tile.unwrap_or_else(|| tile_for(sm, net.is_dense()));
     let io_f16 = net.io == IoType::F16;
     let aligned = |off: usize, stride: usize| off % 8 == 0 && stride % 8 == 0;
     let mut steps = Vec::new();

@@ -31,8 +31,9 @@ pub(crate) struct Program {
     pub(crate) resident: HashMap<Kernel, u32>,
     pub(crate) io_table: DeviceBuffer,
     pub(crate) own: Stream,
-    /// Each kernel after the first launches as a programmatic dependent of the one before (sm_90): its CTAs load
-    /// their weights while the previous kernel's last CTAs finish (`Engine::set_dependent_launch`).
+    /// Each kernel after the first launches as a programmatic dependent of the one before (sm_90, networks without
+    /// dense blocks): its CTAs load their weights while the previous kernel's last CTAs finish
+    /// (`Engine::set_dependent_launch`).
     pub(crate) pdl: bool,
 }
 
@@ -85,8 +86,9 @@ impl Program {
         }
         let io_table = DeviceBuffer::new(std::mem::size_of::<args::IoTable>())?;
         let own = Stream::new()?;
-        // On the H200: the same bytes, x2 at 540p 604 -> 649 fps, x4plus at 270p 32.1 -> 33.3 (bench/RESULTS.md).
-        let pdl = ctx.sm >= 90;
+        // On the H200, the same bytes either way: x2 at 540p 602 -> 646 fps with it; realesrgan-x4plus on its own
+        // table row (one CTA an SM) 37.6 -> 37.0 fps at 270p, so dense networks launch plainly (bench/RESULTS.md).
+        let pdl = ctx.sm >= 90 && !net.is_dense();
         Ok(Program { net, steps, weights, funcs, resident, io_table, own, pdl })
     }
 }
