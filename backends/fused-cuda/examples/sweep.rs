@@ -1,6 +1,6 @@
 //! Times every conv tile configuration on the GPU and checks each against the CPU (a 64 -> 64 layer, and RRDB's
-//! dense convs for the chunked wgmma tiles), then times the whole model and, per tile, where a 1080p frame (270p for RRDB) goes
-//! (each step replayed alone): one device call gives the tables. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
+//! dense convs for the chunked wgmma tiles), then times the whole model and, per tile, where a 1080p frame (270p
+//! for RRDB) goes (each step replayed alone): one device call gives the tables. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
 //! [MODEL.onnx] [--only TILE[,TILE...]]` (default: models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times
 //! that configuration alone, e.g. under `ncu`). Prints markdown.
 
