@@ -6,8 +6,8 @@ Usage: ncu -i REPORT.ncu-rep --page source --csv --print-source sass > SRC.csv
 
 Splits the SASS at the instructions that mark our kernels' phases (async global->shared copies, the first tensor
 instruction, the wait for the tensor instructions, barriers) and prints, per region, the warp-stall samples and the
-instructions executed, then the ten instructions with the most samples. This is how the first conv_wgmma was found
-to spend 40 % of its instructions on patch-load index arithmetic (bench/RESULTS.md, GPU session 9).
+instructions executed, then the sixteen instructions with the most samples. This is how the first conv_wgmma was
+found to spend 40 % of its instructions on patch-load index arithmetic (bench/RESULTS.md, GPU session 9).
 """
 import csv
 import sys
@@ -58,7 +58,7 @@ def main():
         print(f"{label:<36} {100 * s / total_s:13.1f}% {100 * e / total_e:13.1f}%")
     print(f"{'total':<36} {total_s:14d} {total_e:14d}")
     print("\nmost sampled instructions:")
-    for i, (src, s, e) in sorted(enumerate(ins), key=lambda t: -t[1][1])[:10]:
+    for i, (src, s, e) in sorted(enumerate(ins), key=lambda t: -t[1][1])[:16]:
         print(f"  {100 * s / total_s:5.1f}%  #{i:<5} {src[:90]}")
 
 

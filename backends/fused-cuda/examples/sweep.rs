@@ -1,8 +1,9 @@
 //! Times every conv tile configuration on the GPU and checks each against the CPU (a 64 -> 64 layer, and RRDB's
 //! dense convs for the chunked wgmma tiles), then times the whole model and, per tile, where a 1080p frame (270p
-//! for RRDB) goes (each step replayed alone): one device call gives the tables. `cargo run --release -p videoforge-backend-fused-cuda --example sweep --
-//! [MODEL.onnx] [--only TILE[,TILE...]]` (default: models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times
-//! that configuration alone, e.g. under `ncu`). Prints markdown.
+//! for RRDB) goes (each step replayed alone): one device call gives the tables. `cargo run --release -p
+//! videoforge-backend-fused-cuda --example sweep -- [MODEL.onnx] [--only TILE[,TILE...]] [--probe]` (default:
+//! models/realesr-animevideov3-x2.onnx; `--only halo_bm64_w4x2` times that configuration alone, e.g. under `ncu`;
+//! `--probe` times the dense conv without its loads). Prints markdown.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use videoforge_backend_fused_cuda::graph::{self, Act, Input, Layer, Output, Slic
 use videoforge_backend_fused_cuda::kernels::variants::sweep_tiles;
 use videoforge_backend_fused_cuda::kernels::{tile_for, Kernel, Tile};
 use videoforge_backend_fused_cuda::nvrtc::Nvrtc;
-use videoforge_backend_fused_cuda::pack::{conv_packed_cpu, pack_conv};
+use videoforge_backend_fused_cuda::pack::{conv_packed_cpu, kernel_weights, pack_conv};
 use videoforge_backend_fused_cuda::runtime::args::ConvArgs;
 use videoforge_backend_fused_cuda::runtime::driver::{self, Context, DeviceBuffer, Function, Stream, StreamRef};
 use videoforge_backend_fused_cuda::runtime::{Engine, Memory, MemoryMut};
@@ -82,6 +83,56 @@ fn launch(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef, resident: u32) -
     Ok(())
 }
 
+/// Mean ms of 20 launches after 3 to warm up.
+fn time_launches(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef, resident: u32) -> Res<f32> {
+    for _ in 0..3 {
+        launch(f, k, a, s, resident)?;
+    }
+    let reps = 20;
+    let ms = driver::time_ms(s, || {
+        for _ in 0..reps {
+            launch(f, k, a, s, resident).map_err(|e| videoforge_backend_fused_cuda::Error::BadTensor(e.to_string()))?;
+        }
+        Ok(())
+    })?;
+    Ok(ms / reps as f32)
+}
+
+/// `--probe`: the 192 -> 32 dense conv of each chunked tile with A from registers, timed as it is and with
+/// `conv_wgmma_k.cu`'s PROBE 1 (no global -> shared copies) and 2 (no fragment loads either): what the MMAs alone
+/// cost, and what each kind of load adds (the outputs are not checked: the probes compute garbage).
+fn probe_table(nvrtc: &Nvrtc, ctx: &Context, s: StreamRef, tiles: &[Tile]) -> Res<()> {
+    let (cin, cout, sm) = (192, 32, ctx.sm);
+    let p = pack_conv(&layer(cin, cout));
+    let sizes = [(540, 960), (270, 480)];
+    println!("\n## Probes: RRDB dense conv {cin} -> {cout}, loads left out\n");
+    println!("| tile | probe | 540p ms | % of 750 | 270p ms | % of 750 |\n|---|---|---|---|---|---|");
+    for &t in tiles.iter().filter(|t| t.wgmma.is_some_and(|w| w.chunk > 0 && w.a_regs > 0)) {
+        let Some(k) = Kernel::for_layer(sm, t, cin as u32, cout as u32, 3, false, false) else { continue };
+        let w = Weights {
+            wt: DeviceBuffer::from_slice(&kernel_weights(&k, &p))?,
+            bias: DeviceBuffer::from_slice(&p.bias)?,
+            slope: DeviceBuffer::from_slice(&p.slope)?,
+        };
+        for (probe, what) in [(0, "none"), (1, "1: no global copies"), (2, "2: no copies, no ldmatrix")] {
+            let src = format!("#define PROBE {probe}\n{}", k.source());
+            let cubin = nvrtc.compile(&k.name(), sm, &src, &Nvrtc::options(sm, k.arch_specific()))?;
+            let f = Function::load(&cubin, k.entry(), k.smem(0))?;
+            let resident = f.max_active_per_sm(k.threads(), k.smem(0))? * ctx.sms;
+            let mut row = format!("| {t} | {what} |");
+            for (h, wd) in sizes {
+                let x = DeviceBuffer::from_slice(&f16_bits(&seeded(h * wd * cin, 5, 2.0)))?;
+                let y = DeviceBuffer::new(h * wd * cout * 2)?;
+                let ms = time_launches(&f, &k, &args(&w, x.ptr, y.ptr, h, wd, cin, cout), s, resident)?;
+                let tflops = 2.0 * (h * wd * cin * cout * 9) as f64 / (ms as f64 * 1e-3) / 1e12;
+                row += &format!(" {ms:.3} | {:.0}% |", 100.0 * tflops / PEAK_TFLOPS);
+            }
+            println!("{row}");
+        }
+    }
+    Ok(())
+}
+
 /// Max abs error of the kernel against the CPU conv that reads the packed layout, on a small odd-sized input.
 #[allow(clippy::too_many_arguments)]
 fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef, resident: u32, cin: usize, cout: usize) -> Res<f32> {
@@ -117,12 +168,6 @@ fn layer_table(
 ) -> Res<Vec<(Tile, f32)>> {
     let sm = ctx.sm;
     let p = pack_conv(&layer(cin, cout));
-    let bits: Vec<u16> = p.weight.iter().map(|h| h.to_bits()).collect();
-    let w = Weights {
-        wt: DeviceBuffer::from_slice(&bits)?,
-        bias: DeviceBuffer::from_slice(&p.bias)?,
-        slope: DeviceBuffer::from_slice(&p.slope)?,
-    };
     let bufs: Vec<(DeviceBuffer, DeviceBuffer)> = sizes
         .iter()
         .map(|&(h, wd)| {
@@ -141,22 +186,18 @@ fn layer_table(
         let row = (|| -> Res<String> {
             let cubin = cache.cubin(&k, sm, false)?;
             let f = Function::load(&cubin, k.entry(), k.smem(0))?;
+            // The weights as this kernel reads them.
+            let w = Weights {
+                wt: DeviceBuffer::from_slice(&kernel_weights(&k, &p))?,
+                bias: DeviceBuffer::from_slice(&p.bias)?,
+                slope: DeviceBuffer::from_slice(&p.slope)?,
+            };
             let resident = f.max_active_per_sm(k.threads(), k.smem(0))? * ctx.sms;
             let err = check(&f, &k, &w, s, resident, cin, cout)?;
             let mut cells = format!("| {t} | {} | {:.1} | {err:.2e} |", k.entry(), k.smem(0) as f64 / 1024.0);
             for (i, (&(h, wd), (x, y))) in sizes.iter().zip(&bufs).enumerate() {
                 let a = args(&w, x.ptr, y.ptr, h, wd, cin, cout);
-                for _ in 0..3 {
-                    launch(&f, &k, &a, s, resident)?;
-                }
-                let reps = 20;
-                let ms = driver::time_ms(s, || {
-                    for _ in 0..reps {
-                        launch(&f, &k, &a, s, resident)
-                            .map_err(|e| videoforge_backend_fused_cuda::Error::BadTensor(e.to_string()))?;
-                    }
-                    Ok(())
-                })? / reps as f32;
+                let ms = time_launches(&f, &k, &a, s, resident)?;
                 let tflops = 2.0 * (h * wd * cin * cout * 9) as f64 / (ms as f64 * 1e-3) / 1e12;
                 if i == 0 {
                     results.push((t, ms));
@@ -208,15 +249,18 @@ fn main() -> Res<()> {
     tiles.retain(|t| wanted(t));
     println!("## One 64 -> 64 3x3 conv + bias + PReLU (NHWC f16)\n");
     let mut results = layer_table(&cache, &ctx, s, &tiles, 64, 64, &SIZES)?;
-    // RRDB's dense-block convs at 540p (x4plus's input resolution is 270p to 540p): the chunked wgmma tiles
-    // against the table's.
+    // RRDB's dense-block convs at 540p and at 270p (x4plus's input resolution; a 270p conv is short enough for
+    // what a launch costs beside its MMAs to show): the chunked wgmma tiles against the table's.
     let dense: Vec<Tile> =
         tiles.iter().copied().filter(|t| *t == tile_for(sm, true) || t.wgmma.is_some_and(|w| w.chunk > 0)).collect();
     if dense.len() > 1 {
         for (cin, cout) in [(96, 32), (192, 32), (192, 64)] {
             println!("\n## RRDB dense conv {cin} -> {cout}\n");
-            layer_table(&cache, &ctx, s, &dense, cin, cout, &SIZES[1..])?;
+            layer_table(&cache, &ctx, s, &dense, cin, cout, &[SIZES[1], (270, 480)])?;
         }
+    }
+    if argv.iter().any(|a| a == "--probe") {
+        probe_table(&nvrtc, &ctx, s, &dense)?;
     }
     results.sort_by(|a, b| a.1.total_cmp(&b.1));
 

@@ -5,7 +5,7 @@
 # nothing).
 # On the device, from the repository root, carry .devpack/fused and run: bash .devpack/fused/run.sh
 # SECTIONS picks what runs (default "tests sweep"; "x4plus" sweeps realesrgan-x4plus's RRDB tiles when its model
-# came along, DENSE naming them; "profile", or PROFILE=1, adds the ncu profiles of the x2 model, "densencu" those of
+# came along, DENSE naming them; "probe" times the first two DENSE tiles' dense conv without its loads; "profile", or PROFILE=1, adds the ncu profiles of the x2 model, "densencu" those of
 # RRDB's 192 -> 32 dense conv for each DENSE tile, "pdl" the whole models with and without programmatic
 # dependent launch). A call may run 600 s: the tests and the sweep take up to 480, so
 # the rest gets a call of its own:
@@ -55,10 +55,16 @@ log=${OUT:-.}/fused-cuda.log
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$log"
 has tests && timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-threads=1 2>&1 | tee -a "$log"
 has sweep && timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
-# realesrgan-x4plus: its dense convs on conv_wgmma_k, A from registers (the table's tile first) and from shared memory
-dense=${DENSE:-wgmma_g2_r3_k32a_w128,wgmma_g3_r1_k32,wgmma_g2_r4_k32a_w128,wgmma_g2_r2_k32a_w128}
+# realesrgan-x4plus: its dense convs on conv_wgmma_k, A from registers a slice (k32a, the table's tile first) or a tap
+# column (k32t) at a time
+dense=${DENSE:-wgmma_g2_r3_k32a_w128,wgmma_g2_r3_k32t_w128,wgmma_g2_r4_k32t_w128,wgmma_g3_r2_k32t_w128,wgmma_g2_r2_k32t_w128,wgmma_g2_r2_k32a_w128}
 if has x4plus && [[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]]; then
   timeout 300 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx --only "$dense" 2>&1 | tee -a "$log"
+fi
+# The first two DENSE tiles' 192 -> 32 conv without its global copies, then without its fragment loads too.
+if has probe; then
+  timeout 200 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx --only "$(echo "$dense" | cut -d, -f1,2)" \
+    --probe 2>&1 | sed -n '/Probes/,/Whole model/p' | tee -a "$log"
 fi
 # Programmatic dependent launch off and on (VIDEOFORGE_FUSED_PDL), whole models with the table tiles: x2 at 1080p
 # and 540p, x4plus at 270p and 540p.
@@ -72,20 +78,27 @@ if has pdl; then
         --only "${dense%%,*}" 2>&1 | sed -n '/Whole model/,/Where/p' | tee -a "$log"
   done
 fi
-# One 540p 192 -> 32 dense conv under ncu for each of the first two DENSE tiles: with two chunked tiles the sweep
-# times each dense shape for both, 24 conv_wgmma_k launches a tile and shape (96 -> 32 first), so the first tile's
-# timed 192 -> 32 launches start at 52 and the second's at 76. Tensor pipe, shared memory and L2 throughput, and
-# the warps' stall reasons.
+# One 540p 192 -> 32 dense conv under ncu for each of the first two DENSE tiles (in the sweep's order: the table's
+# tile first): with two chunked tiles the sweep times each dense shape for both, 47 conv_wgmma_k launches a tile
+# and shape (a check, then 3 + 20 at 540p and at 270p; 96 -> 32 first), so the first tile's timed 192 -> 32
+# launches start at 98 and the second's at 145. Tensor pipe, shared memory and L2 throughput, and the warps' stall
+# reasons.
 if has densencu; then
   pair=$(echo "$dense" | cut -d, -f1,2)
   for target in 1 2; do
     tile=$(echo "$pair" | cut -d, -f$target)
     echo "== ncu: $tile, 192 -> 32 at 540p" | tee -a "$log"
-    timeout 150 ncu --kernel-name conv_wgmma_k --launch-skip $((28 + 24 * target)) --launch-count 1 --set full \
-      "$here/bin/sweep" --only "$pair" >"${OUT:-.}/ncu-$tile.log" 2>&1
-    grep -E "Duration|Throughput|Pipe|Tensor|Shared|L2 |L1/TEX|Registers|Achieved Occupancy|Stall|Issue Slots|Warp Cycles|Eligible|spent|stalled" \
-      "${OUT:-.}/ncu-$tile.log" | grep -v "^==PROF==" | head -60 | tee -a "$log"
-    tail -n 3 "${OUT:-.}/ncu-$tile.log" | tee -a "$log"
+    timeout 150 ncu --kernel-name conv_wgmma_k --launch-skip $((51 + 47 * target)) --launch-count 1 --set full \
+      --import-source no \
+      -o "${OUT:-.}/ncu-$tile" "$here/bin/sweep" --only "$pair" >/dev/null 2>&1
+    ncu -i "${OUT:-.}/ncu-$tile.ncu-rep" >"${OUT:-.}/ncu-$tile.log" 2>&1
+    grep -E "Duration|Throughput|Pipe|Tensor|Shared|L2 |L1/TEX|Registers|Achieved Occupancy|Issue Slots|Warp Cycles|Eligible" \
+      "${OUT:-.}/ncu-$tile.log" | grep -v "^==PROF==" | head -40 | tee -a "$log"
+    # The stall reasons, most cycles first (warps a issued instruction spends stalled on each).
+    ncu -i "${OUT:-.}/ncu-$tile.ncu-rep" --page raw 2>&1 | grep -E "issue_stalled_[a-z_]+_per_issue_active.ratio " |
+      awk '{gsub(",", "", $NF); print $NF, $1}' | sort -rn | head -14 | tee -a "$log"
+    ncu -i "${OUT:-.}/ncu-$tile.ncu-rep" --page source --csv --print-source sass >"${OUT:-.}/ncu-$tile.csv" 2>&1
+    python3 bench/ncu_regions.py "${OUT:-.}/ncu-$tile.csv" 2>&1 | tee -a "$log"
   done
 fi
 if has profile; then

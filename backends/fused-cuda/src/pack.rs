@@ -2,11 +2,13 @@
 //! cin rows, output channels contiguous, so one 16-byte cp.async moves 8 output channels and `ldmatrix.trans`
 //! yields the mma.sync B fragments); bias and activation slope are f32 per padded output channel (the slope
 //! encodes every activation: 1 for none, 0 for ReLU, alpha for leaky, per channel for PReLU). The head keeps its
-//! 27 × cout weights in f32 (it runs on CUDA cores from the f32 or f16 input).
+//! 27 × cout weights in f32 (it runs on CUDA cores from the f32 or f16 input). `conv_wgmma_k` copies its weights
+//! straight into shared memory, so they are stored in that layout (`kernel_weights`).
 
 use half::f16;
 
 use crate::graph::{Act, Layer};
+use crate::kernels::Kernel;
 
 /// Output channels rounded up to the kernel's granularity (two mma n8 blocks).
 pub fn pad_cout(cout: usize) -> usize {
@@ -59,6 +61,26 @@ pub fn pack_conv(l: &Layer) -> PackedConv {
     let mut bias = l.bias.clone();
     bias.resize(cout_pad, 0.0);
     PackedConv { k, cin, cout, cout_pad, weight, bias, slope: slopes(&l.act, cout_pad) }
+}
+
+/// The weights of a packed conv as `kernel` reads them, f16 bits. `conv_wgmma_k` takes blocks of BN output
+/// channels, each stored as its CTA's shared memory holds it: for each 8 consecutive K (K = tap × cin + input
+/// channel), the block's BN channels' 8 values (16 bytes each), so a CTA copies one contiguous run. Every other
+/// kernel reads `[k*k][cin][cout_pad]`.
+pub fn kernel_weights(kernel: &Kernel, p: &PackedConv) -> Vec<u16> {
+    let Kernel::WgmmaK { bn, .. } = *kernel else {
+        return p.weight.iter().map(|h| h.to_bits()).collect();
+    };
+    let (bn, kc) = (bn as usize, p.k * p.k * p.cin / 8);
+    let mut out = Vec::with_capacity(p.weight.len());
+    for n0 in (0..p.cout_pad).step_by(bn) {
+        for c in 0..kc {
+            for n in n0..n0 + bn {
+                out.extend((0..8).map(|e| p.weight[(c * 8 + e) * p.cout_pad + n].to_bits()));
+            }
+        }
+    }
+    out
 }
 
 /// The first conv (3 input channels) packed for `head_conv`.

@@ -1,17 +1,27 @@
 // NHWC f16 3x3 conv for Hopper (sm_90a) with more input channels than conv_wgmma's whole-patch buffers hold
 // (RRDB's dense blocks: 96 to 192 channels in, 32 or 64 out). The same warpgroup MMAs and shared-memory layouts as
-// conv_wgmma.cu; the weights (all CIN, BN output channels) stay resident, but each tile's patch streams through two
-// KCH-channel buffers per warpgroup: while chunk q's MMAs run, chunk q + 1 (or the next tile's first) is copied.
-// The accumulators stay in the tensor pipe across a tile's chunks; the epilogue follows the last one (staged
-// 16-byte stores without residuals, conv_common.cu's per-pair epilogue with them).
-// With ARF 1, A comes from registers: each patch row's 64 x 16 fragment at each tap column is loaded once
+// conv_wgmma.cu; the weights (all CIN, BN output channels) stay resident, copied in as they are stored, but each
+// tile's patch streams through two KCH-channel buffers per warpgroup: while chunk q's MMAs run, chunk q + 1 (or the
+// next tile's first) is copied. The accumulators stay in the tensor pipe across a tile's chunks; the epilogue
+// follows the last one (staged 16-byte stores without residuals, conv_common.cu's per-pair epilogue with them).
+// With ARF 1 or 2, A comes from registers: each patch row's 64 x 16 fragment at each tap column is loaded once
 // (ldmatrix) for the up to three output rows that read it, so with TR rows an MMA reads its A from shared memory
-// (TR + 2) / (3 TR) times as often; N is only 32 here, so A is two thirds of an MMA's shared-memory reads.
+// (TR + 2) / (3 TR) times as often; N is only 32 here, so A is two thirds of an MMA's shared-memory reads. A chunk
+// is then spent once its fragments are loaded, so the next one is copied from the start of its MMAs. The fragments
+// load in steps, each into the next of ASETS register sets while the previous steps' MMAs run: with ARF 1 a step
+// is a 16-channel slice at all three tap columns (two sets), with ARF 2 at one tap column (three smaller sets).
 // Compile-time parameters: BN (32 or 64) NWG TR CIN KCH (a divisor of CIN, 32 or 64) ARF EPI (0) IO_F16.
 
 #define CH (KCH / 8)
 #define NCH (CIN / KCH)
 #define BUF_BYTES (CH * PLANE)
+// PROBE (measurement only, never in a product variant): 1 skips the global -> shared copies, 2 also the ldmatrix
+// loads (zeros feed the MMAs), so the sweep can time what the MMAs alone, and with the fragment loads, cost.
+#ifndef PROBE
+#define PROBE 0
+#endif
+#define ADX (ARF == 2 ? 1 : 3)
+#define ASETS (ARF == 2 ? 3 : 2)
 #if TR * TW * SROW > BUF_BYTES || CIN % KCH != 0 || EPI != 0
 #error "conv_wgmma_k: KCH must divide CIN, the output staging must fit in a chunk buffer, NHWC output only"
 #endif
@@ -25,13 +35,19 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
     const int tiles_x = (a.w + TW - 1) / TW, tiles_y = (a.h + TR - 1) / TR;
     const int ntiles = tiles_x * tiles_y;
 
-    wg_load_weights(sW, a, n0, tid);
-    fence_proxy_async();
-    __syncthreads();
+    // The CTA's weights are stored in their shared-memory layout, one BN block after another (pack.rs,
+    // `kernel_weights`): plain 16-byte copies, in flight with the first patch chunk's.
+    {
+        const unsigned char* src = (const unsigned char*)a.wt + (long long)blockIdx.y * W_BYTES;
+        for (int i = tid; i < W_BYTES / 16; i += THREADS) cp_async16(smem_u32(sW + i * 16), src + i * 16, 16);
+        cp_async_commit();
+    }
 
     // Chunk q of tile t: input channels q * KCH + [0, KCH) of its patch.
     auto load_chunk = [&](int stage, int t, int q) {
+#if PROBE == 0
         wg_load_planes<CH>(smem_u32(sB + stage * BUF_BYTES), a, t, tiles_x, q * KCH, wt);
+#endif
     };
 
     float bias[BN / 8][2], slope[BN / 8][2];
@@ -43,6 +59,10 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
     int t = blockIdx.x * NWG + wg;
     if (t < ntiles) load_chunk(0, t, 0);
     cp_async_commit();
+    // Every warpgroup's MMAs read weights every thread copied (through the async proxy).
+    cp_async_wait<1>();
+    fence_proxy_async();
+    __syncthreads();
     int stage = 0;
     for (; t < ntiles; t += nworkers) {
         float acc[TR][NACC];
@@ -53,47 +73,59 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
         // The chunk loop is unrolled so that no path touches the accumulators while MMAs are in flight (ptxas
         // serialises every wgmma otherwise).
         unsigned char* P = sB;
+#if ARF
+        unsigned fa[ASETS][TR + 2][ADX][4] = {};
+#endif
 #pragma unroll
         for (int q = 0; q < NCH; ++q) {
             cp_async_wait<0>();
+#if ARF
+            wg_barrier(wg);
+            P = sB + stage * BUF_BYTES;
+            // The other buffer's last readers (the previous chunk's ldmatrix, or the previous tile's output
+            // staging) finished before this barrier: the next chunk, this tile's or the next tile's first, is
+            // copied there while this one's MMAs run.
+            {
+                const int tn = q + 1 < NCH ? t : t + nworkers;
+                if (tn < ntiles) load_chunk(stage ^ 1, tn, (q + 1) % NCH);
+                cp_async_commit();
+            }
+            // ldmatrix.x4: lanes 8 m .. 8 m + 7 address pixels 16 warp + 8 (m % 2) + [0, 8) of plane 2 ks + m / 2,
+            // so the four registers are the m16n8k16 A fragment (pixels x channels).
+            const int m = lane >> 3;
+            const unsigned p0 = smem_u32(P) + (m >> 1) * PLANE + (warp * 16 + (m & 1) * 8 + (lane & 7)) * 16;
+#pragma unroll
+            for (int ks = 0; ks < KCH / 16; ++ks)
+#pragma unroll
+                for (int dg = 0; dg < 3 / ADX; ++dg) {
+                    const int s = ((q * (KCH / 16) + ks) * (3 / ADX) + dg) % ASETS;
+                    // At most the other sets' groups still run: this set's MMAs are done with its registers.
+                    wgmma_wait<ASETS - 1>();
+#pragma unroll
+                    for (int pr = 0; pr < TR + 2; ++pr)
+#pragma unroll
+                        for (int d = 0; d < ADX; ++d)
+                            if (PROBE < 2) ldmatrix_x4(fa[s][pr][d], p0 + ks * 2 * PLANE + (pr * PW + dg * ADX + d) * 16);
+                    wgmma_fence();
+#pragma unroll
+                    for (int pr = 0; pr < TR + 2; ++pr)
+#pragma unroll
+                        for (int d = 0; d < ADX; ++d)
+#pragma unroll
+                            for (int r = 0; r < TR; ++r) {
+                                const int dy = pr - r;
+                                if (dy < 0 || dy > 2) continue;
+                                const int tap = dy * 3 + dg * ADX + d;
+                                u64 db = wdesc + (u64)((tap * (CIN / 8) + q * CH + ks * 2) * (W_PLANE / 16));
+                                wgmma_rs(acc[r], fa[s][pr][d], db, 1);
+                            }
+                    wgmma_commit();
+                }
+            stage ^= 1;
+#else
             fence_proxy_async();
             wg_barrier(wg);
             P = sB + stage * BUF_BYTES;
-#if ARF
-            // Every A fragment of the chunk first (registers an MMA in flight reads are never rewritten: the group
-            // is waited for before the next chunk's loads), then one fence, then the MMAs. ldmatrix.x4: lanes
-            // 8 m .. 8 m + 7 address pixels 16 warp + 8 (m % 2) + [0, 8) of plane 2 ks + m / 2, so the four
-            // registers are the m16n8k16 A fragment (pixels x channels).
-            unsigned fa[TR + 2][3][KCH / 16][4];
-            {
-                const int m = lane >> 3;
-                const unsigned p0 = smem_u32(P) + (m >> 1) * PLANE + (warp * 16 + (m & 1) * 8 + (lane & 7)) * 16;
-#pragma unroll
-                for (int pr = 0; pr < TR + 2; ++pr)
-#pragma unroll
-                    for (int dx = 0; dx < 3; ++dx)
-#pragma unroll
-                        for (int ks = 0; ks < KCH / 16; ++ks)
-                            ldmatrix_x4(fa[pr][dx][ks], p0 + ks * 2 * PLANE + (pr * PW + dx) * 16);
-            }
-            wgmma_fence();
-#pragma unroll
-            for (int pr = 0; pr < TR + 2; ++pr)
-#pragma unroll
-                for (int dx = 0; dx < 3; ++dx)
-#pragma unroll
-                    for (int ks = 0; ks < KCH / 16; ++ks)
-#pragma unroll
-                        for (int r = 0; r < TR; ++r) {
-                            const int dy = pr - r;
-                            if (dy < 0 || dy > 2) continue;
-                            const int tap = dy * 3 + dx;
-                            u64 db = wdesc + (u64)((tap * (CIN / 8) + q * CH + ks * 2) * (W_PLANE / 16));
-                            wgmma_rs(acc[r], fa[pr][dx][ks], db, 1);
-                        }
-            wgmma_commit();
-            wgmma_wait_all();
-#else
             const u64 pdesc = smem_desc(smem_u32(P), PLANE, 128);
             wgmma_fence();
 #pragma unroll
@@ -111,12 +143,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
             // the previous tile's output staging, finished before that tile's closing barrier) takes the next
             // chunk, this tile's or the next tile's first.
             wgmma_wait_one();
-#endif
             wg_barrier(wg);
             const int tn = q + 1 < NCH ? t : t + nworkers;
             if (tn < ntiles) load_chunk(stage ^ 1, tn, (q + 1) % NCH);
             cp_async_commit();
             stage ^= 1;
+#endif
         }
         wgmma_wait_all();
 

@@ -90,8 +90,10 @@ pub struct Wg {
     /// `conv_wgmma_wide` keeps the weights in registers (wgmma's A from registers) instead of shared memory.
     pub wide_regs: bool,
     /// `conv_wgmma_k` loads each patch row's A fragments into registers once for the output rows that read it,
-    /// instead of every MMA reading its A from shared memory.
-    pub a_regs: bool,
+    /// instead of every MMA reading its A from shared memory (0). They load in steps while the previous steps'
+    /// MMAs run: 1, a 16-channel slice at all three tap columns (two register sets); 2, at one tap column (three
+    /// smaller sets).
+    pub a_regs: u32,
 }
 
 impl std::fmt::Display for Tile {
@@ -99,7 +101,7 @@ impl std::fmt::Display for Tile {
         if let Some(wg) = self.wgmma {
             write!(f, "wgmma_g{}_r{}", wg.groups, wg.rows)?;
             if wg.chunk > 0 {
-                write!(f, "_k{}{}", wg.chunk, if wg.a_regs { "a" } else { "" })?;
+                write!(f, "_k{}{}", wg.chunk, a_suffix(wg.a_regs))?;
             }
             if wg.wide > 0 {
                 write!(f, "_w{}{}", wg.wide, if wg.wide_regs { "r" } else { "" })?;
@@ -113,6 +115,15 @@ impl std::fmt::Display for Tile {
             write!(f, "_th")?;
         }
         Ok(())
+    }
+}
+
+/// The name suffix of a chunked tile's A operand (see [`Wg::a_regs`]).
+fn a_suffix(a_regs: u32) -> &'static str {
+    match a_regs {
+        0 => "",
+        1 => "a",
+        _ => "t",
     }
 }
 
@@ -132,7 +143,7 @@ pub fn tile_for_sm(sm: u32) -> Tile {
             kc: 64,
             stages: 4,
             halo: true,
-            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false, a_regs: false }),
+            wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false, a_regs: 0 }),
             tc_head: true,
         },
         _ => Tile { bm: 64, warps_m: 4, warps_n: 2, kc: 64, stages: 4, halo: true, wgmma: None, tc_head: false },
@@ -147,7 +158,7 @@ pub fn tile_for_sm(sm: u32) -> Tile {
 pub fn tile_for(sm: u32, dense: bool) -> Tile {
     let t = tile_for_sm(sm);
     if dense && sm >= 90 {
-        let wg = Wg { groups: 2, rows: 3, chunk: 32, wide: 128, wide_regs: false, a_regs: true };
+        let wg = Wg { groups: 2, rows: 3, chunk: 32, wide: 128, wide_regs: false, a_regs: 1 };
         return Tile { wgmma: Some(wg), tc_head: false, ..t };
     }
     t
@@ -306,7 +317,10 @@ impl Kernel {
         // The chunked kernel takes the convs wider than 64 input channels and, with A from registers, every other
         // 3x3 conv the wide kernel does not (RRDB's 64 -> 32 dense convs: N = 32 is where A's reads dominate).
         let chunked = |wg: Wg| -> Option<Kernel> {
-            if wg.chunk == 0 || cin % wg.chunk != 0 || (cin <= 64 && !wg.a_regs) || (sm, ksize, tail) != (90, 3, false)
+            if wg.chunk == 0
+                || cin % wg.chunk != 0
+                || (cin <= 64 && wg.a_regs == 0)
+                || (sm, ksize, tail) != (90, 3, false)
             {
                 return None;
             }
@@ -318,7 +332,7 @@ impl Kernel {
             let bn = [bn, 32].into_iter().find(|&b| matches!(b, 32 | 64) && bn % b == 0 && fits(b))?;
             Some(Kernel::WgmmaK { wg, bn, cin })
         };
-        if let Some(k) = tile.wgmma.filter(|w| w.a_regs).and_then(chunked) {
+        if let Some(k) = tile.wgmma.filter(|w| w.a_regs > 0).and_then(chunked) {
             return Some(k);
         }
         if let Some(wg) = tile.wgmma {
@@ -401,7 +415,7 @@ impl Kernel {
                 format!("conv3x3_wgmma_g{}_r{}_cin{cin}_bn{bn}_{epi}", wg.groups, wg.rows)
             }
             Kernel::WgmmaK { wg, bn, cin } => {
-                let a = if wg.a_regs { "a" } else { "" };
+                let a = a_suffix(wg.a_regs);
                 format!("conv3x3_wgmmak_g{}_r{}_k{}{a}_cin{cin}_bn{bn}_nhwc", wg.groups, wg.rows, wg.chunk)
             }
             Kernel::WgmmaWide { groups, npx, regs } => {
@@ -485,7 +499,7 @@ impl Kernel {
                     wg.groups,
                     wg.rows,
                     wg.chunk,
-                    wg.a_regs as u32
+                    wg.a_regs
                 );
                 WGMMA_K
             }

@@ -28,44 +28,39 @@ pub fn sweep_tiles() -> Vec<Tile> {
     }
     let base = Tile { wgmma: None, tc_head: false, ..tile_for_sm(90) };
     for (groups, rows) in [(1, 2), (1, 4), (2, 1), (2, 2), (3, 1)] {
-        let wg = Wg { groups, rows, chunk: 0, wide: 0, wide_regs: false, a_regs: false };
+        let wg = Wg { groups, rows, chunk: 0, wide: 0, wide_regs: false, a_regs: 0 };
         if wgmma_smem(wg, 64, 64) <= MAX_SMEM {
             v.push(Tile { wgmma: Some(wg), ..base });
         }
     }
     // The table's shape with RRDB's wide convs on conv_wgmma_k (not measured yet: the sweep times them first).
     for (groups, rows, chunk) in [(2, 1, 32), (2, 1, 64), (3, 1, 32)] {
-        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0, wide_regs: false, a_regs: false }), ..base });
+        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk, wide: 0, wide_regs: false, a_regs: 0 }), ..base });
     }
-    // RRDB's dense convs with A from registers, each patch row's fragments serving the rows that read it, alone
-    // and with the 64 -> 64 convs on conv_wgmma_wide (3 rows: a 270p conv is 720 tiles, 2.7 waves of 264
-    // warpgroups; 4 rows: 2.06 waves).
-    for (groups, rows, wide) in [(2, 2, 0), (2, 4, 0), (3, 2, 0), (2, 2, 128), (2, 3, 128), (2, 4, 128)] {
-        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk: 32, wide, wide_regs: false, a_regs: true }), ..base });
+    // RRDB's dense convs with A from registers, each patch row's fragments serving the rows that read it, the
+    // 64 -> 64 convs on conv_wgmma_wide: fragments loaded a 16-channel slice at a time (1) or a tap column at a
+    // time (2, fewer registers: room for four rows, or three warpgroups). 3 rows: a 270p conv is 720 tiles, 2.7
+    // waves of 264 warpgroups; 4 rows: 2.06 waves.
+    for (groups, rows, a_regs) in [(2, 2, 1), (2, 3, 1), (2, 2, 2), (2, 3, 2), (2, 4, 2), (3, 2, 2)] {
+        v.push(Tile { wgmma: Some(Wg { groups, rows, chunk: 32, wide: 128, wide_regs: false, a_regs }), ..base });
     }
     // The table's shape with the 64 -> 64 layers on conv_wgmma_wide (not measured yet), and other widths.
     for (groups, wide) in [(2, 128), (1, 256), (2, 64), (3, 64)] {
         if wgmma_wide_smem(groups, wide, false) <= MAX_SMEM {
-            v.push(Tile {
-                wgmma: Some(Wg { groups, rows: 2, chunk: 0, wide, wide_regs: false, a_regs: false }),
-                ..base
-            });
+            v.push(Tile { wgmma: Some(Wg { groups, rows: 2, chunk: 0, wide, wide_regs: false, a_regs: 0 }), ..base });
         }
     }
     // The weights in registers: two warpgroups of 254 registers a thread (64-pixel rows; at 128 ptxas spills).
-    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 64, wide_regs: true, a_regs: false }), ..base });
+    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 64, wide_regs: true, a_regs: 0 }), ..base });
     // Both for RRDB: its wide dense convs chunked, its 64 -> 64 convs on conv_wgmma_wide.
-    v.push(Tile {
-        wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128, wide_regs: false, a_regs: false }),
-        ..base
-    });
+    v.push(Tile { wgmma: Some(Wg { groups: 2, rows: 1, chunk: 32, wide: 128, wide_regs: false, a_regs: 0 }), ..base });
     // The head on tensor cores, with conv_wgmma and with the wide convs (the sm_90 table).
     v.push(Tile {
-        wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0, wide_regs: false, a_regs: false }),
+        wgmma: Some(Wg { groups: 2, rows: 2, chunk: 0, wide: 0, wide_regs: false, a_regs: 0 }),
         tc_head: true,
         ..base
     });
-    let wide = Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false, a_regs: false };
+    let wide = Wg { groups: 2, rows: 2, chunk: 0, wide: 128, wide_regs: false, a_regs: 0 };
     v.push(Tile { wgmma: Some(wide), tc_head: true, ..base });
     v
 }

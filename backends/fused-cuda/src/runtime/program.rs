@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::graph::Network;
 use crate::kernels::{Kernel, Tile};
 use crate::nvrtc::Nvrtc;
-use crate::pack::{pack_conv, pack_head};
+use crate::pack::{kernel_weights, pack_conv, pack_head};
 
 /// Device-resident weights of one step.
 pub(crate) struct StepWeights {
@@ -74,9 +74,8 @@ impl Program {
                 }
                 Step::Conv { layer, .. } => {
                     let p = pack_conv(&net.layers[*layer]);
-                    let bits: Vec<u16> = p.weight.iter().map(|h| h.to_bits()).collect();
                     Some(StepWeights {
-                        wt: DeviceBuffer::from_slice(&bits)?,
+                        wt: DeviceBuffer::from_slice(&kernel_weights(&s.kernel(), &p))?,
                         bias: DeviceBuffer::from_slice(&p.bias)?,
                         slope: DeviceBuffer::from_slice(&p.slope)?,
                     })

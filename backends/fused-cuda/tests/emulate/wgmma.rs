@@ -3,6 +3,9 @@
 
 use half::f16;
 
+use videoforge_backend_fused_cuda::kernels::{Kernel, Wg};
+use videoforge_backend_fused_cuda::pack::kernel_weights;
+
 use crate::tail::unshuffle;
 use crate::{check, h, Problem, Reg};
 
@@ -220,11 +223,11 @@ fn emulate_wgmma(pr: &Problem, groups: usize, rows: usize, bn: usize, resident: 
     out
 }
 
-/// `conv_wgmma_k.cu`, transcribed: resident weights for all input channels, each tile's patch streamed in
+/// `conv_wgmma_k.cu`, transcribed: resident weights for all input channels (copied from `kernel_weights`), each tile's patch streamed in
 /// `chunk`-channel pieces through two buffers per warpgroup (the next piece, or the next tile's first, copied
-/// after the current piece's MMAs are issued), the accumulators carried across a tile's pieces. With `arf` (ARF 1),
-/// A from registers: each patch row's fragment at each tap column loaded once (`ldmatrix.x4`) for every output
-/// row that reads it.
+/// after the current piece's MMAs are issued), the accumulators carried across a tile's pieces. With `arf` (ARF 1
+/// or 2), A from registers: each patch row's fragment at each tap column loaded once (`ldmatrix.x4`) for every
+/// output row that reads it, in steps of all three tap columns (1) or one (2), the next piece copied first.
 #[allow(clippy::too_many_arguments)]
 fn emulate_wgmma_k(
     pr: &Problem,
@@ -233,7 +236,7 @@ fn emulate_wgmma_k(
     chunk: usize,
     bn: usize,
     resident: usize,
-    arf: bool,
+    arf: u32,
 ) -> Vec<f32> {
     let (cin, cout_pad) = (pr.p.cin, pr.p.cout_pad);
     let (tw, pw, ch_n, nch) = (64, 66, chunk / 8, cin / chunk);
@@ -243,13 +246,19 @@ fn emulate_wgmma_k(
     let w_bytes = 9 * (cin / 8) * w_plane;
     let tiles_x = pr.w.div_ceil(tw);
     let ntiles = tiles_x * pr.h.div_ceil(rows);
+    let wg =
+        Wg { groups: groups as u32, rows: rows as u32, chunk: chunk as u32, wide: 0, wide_regs: false, a_regs: arf };
+    let image = kernel_weights(&Kernel::WgmmaK { wg, bn: bn as u32, cin: cin as u32 }, &pr.p);
     let mut out = vec![f32::NAN; pr.h * pr.w * pr.p.cout];
     for by in 0..cout_pad / bn {
         let n0 = by * bn;
         let blocks = ntiles.div_ceil(groups).min(resident);
         for bx in 0..blocks {
             let mut smem = vec![0xAAu8; w_bytes + groups * 2 * buf_bytes];
-            wg_load_weights(pr, &mut smem, n0, bn);
+            // The CTA's block of the stored weights, copied as it is.
+            for (i, &v) in image[by * w_bytes / 2..(by + 1) * w_bytes / 2].iter().enumerate() {
+                put16(&mut smem, i * 2, v);
+            }
             let wdesc = smem_desc(0, w_plane, 128);
             let nworkers = blocks * groups;
             for wg in 0..groups {
@@ -267,7 +276,13 @@ fn emulate_wgmma_k(
                     let mut p = sb;
                     for q in 0..nch {
                         p = sb + stage * buf_bytes;
-                        if arf {
+                        let tn = if q + 1 < nch { t } else { t + nworkers };
+                        // With A from registers the next chunk is copied into the other buffer before this one's
+                        // fragments load; else after this one's MMAs.
+                        if arf > 0 && tn < ntiles {
+                            load_chunk(&mut smem, stage ^ 1, tn, (q + 1) % nch);
+                        }
+                        if arf > 0 {
                             // ldmatrix.x4: lane i's register j is row i / 4 (whose address lane 8 j + i / 4 gives:
                             // pixel 16 warp + 8 (j % 2) + i / 4 of plane 2 ks + j / 2), columns 2 (i % 4) and + 1.
                             let frag = |smem: &[u8], prow: usize, dx: usize, ks: usize| -> Vec<[Reg; 4]> {
@@ -284,23 +299,29 @@ fn emulate_wgmma_k(
                                     })
                                     .collect()
                             };
-                            for prow in 0..rows + 2 {
-                                for dx in 0..3 {
-                                    for ks in 0..chunk / 16 {
-                                        let fa = frag(&smem, prow, dx, ks);
-                                        for (r, acc_r) in acc.iter_mut().enumerate() {
-                                            let Some(dy) = prow.checked_sub(r).filter(|&d| d <= 2) else { continue };
-                                            let tap = dy * 3 + dx;
-                                            let db =
-                                                wdesc + ((tap * (cin / 8) + q * ch_n + ks * 2) * (w_plane / 16)) as u64;
-                                            wgmma_rs(acc_r, &fa, &smem, db, bn, true);
+                            // Steps of `adx` tap columns of one 16-channel slice.
+                            let adx = if arf == 2 { 1 } else { 3 };
+                            for ks in 0..chunk / 16 {
+                                for dg in 0..3 / adx {
+                                    for prow in 0..rows + 2 {
+                                        for dx in dg * adx..(dg + 1) * adx {
+                                            let fa = frag(&smem, prow, dx, ks);
+                                            for (r, acc_r) in acc.iter_mut().enumerate() {
+                                                let Some(dy) = prow.checked_sub(r).filter(|&d| d <= 2) else {
+                                                    continue;
+                                                };
+                                                let tap = dy * 3 + dx;
+                                                let db = wdesc
+                                                    + ((tap * (cin / 8) + q * ch_n + ks * 2) * (w_plane / 16)) as u64;
+                                                wgmma_rs(acc_r, &fa, &smem, db, bn, true);
+                                            }
                                         }
                                     }
                                 }
                             }
                         }
                         let pdesc = smem_desc(p, plane, 128);
-                        for (r, acc_r) in acc.iter_mut().enumerate().filter(|_| !arf) {
+                        for (r, acc_r) in acc.iter_mut().enumerate().filter(|_| arf == 0) {
                             for tap in 0..9 {
                                 for ks in 0..chunk / 16 {
                                     let da = pdesc + (((r + tap / 3) * pw + tap % 3) + ks * 2 * (plane / 16)) as u64;
@@ -309,8 +330,7 @@ fn emulate_wgmma_k(
                                 }
                             }
                         }
-                        let tn = if q + 1 < nch { t } else { t + nworkers };
-                        if tn < ntiles {
+                        if arf == 0 && tn < ntiles {
                             load_chunk(&mut smem, stage ^ 1, tn, (q + 1) % nch);
                         }
                         stage ^= 1;
@@ -430,17 +450,42 @@ fn wgmma_kernel_indexing_reproduces_the_conv() {
     // conv_wgmma_k: RRDB's widest dense conv (192 -> 32) in six 32-channel pieces; 96 -> 64 in two N blocks of
     // 32 with 2-row tiles; an upsampled 128-channel input in two 64-channel pieces.
     let pr = Problem::new(3, 70, 0, 192, 32);
-    check(&pr, emulate_wgmma_k(&pr, 2, 1, 32, 32, 2, false), "wgmma_k 192 -> 32, k32");
+    check(&pr, emulate_wgmma_k(&pr, 2, 1, 32, 32, 2, 0), "wgmma_k 192 -> 32, k32");
     let pr = Problem::new(3, 66, 0, 96, 64);
-    check(&pr, emulate_wgmma_k(&pr, 2, 2, 32, 32, 1, false), "wgmma_k 96 -> 64, k32, r2");
+    check(&pr, emulate_wgmma_k(&pr, 2, 2, 32, 32, 1, 0), "wgmma_k 96 -> 64, k32, r2");
     let pr = Problem::new(4, 70, 1, 128, 32);
-    check(&pr, emulate_wgmma_k(&pr, 3, 1, 64, 32, 2, false), "wgmma_k 128 -> 32, k64, upsampled");
+    check(&pr, emulate_wgmma_k(&pr, 3, 1, 64, 32, 2, 0), "wgmma_k 128 -> 32, k64, upsampled");
     // A from registers: four-row tiles over 7 rows (a partial tile), 96 -> 32 in three pieces; 2-row tiles of
-    // 128 -> 64 in two N blocks, upsampled.
+    // 128 -> 64 in two N blocks, upsampled; three-row tiles of 192 -> 32 loaded a tap column at a time; three
+    // warpgroups of 2-row tiles of 64 -> 32.
     let pr = Problem::new(7, 70, 0, 96, 32);
-    check(&pr, emulate_wgmma_k(&pr, 2, 4, 32, 32, 2, true), "wgmma_k 96 -> 32, k32, r4, A from registers");
+    check(&pr, emulate_wgmma_k(&pr, 2, 4, 32, 32, 2, 1), "wgmma_k 96 -> 32, k32, r4, A from registers");
     let pr = Problem::new(4, 66, 1, 128, 64);
-    check(&pr, emulate_wgmma_k(&pr, 2, 2, 32, 32, 1, true), "wgmma_k 128 -> 64, k32, r2, A from registers");
+    check(&pr, emulate_wgmma_k(&pr, 2, 2, 32, 32, 1, 1), "wgmma_k 128 -> 64, k32, r2, A from registers");
+    let pr = Problem::new(8, 70, 0, 192, 32);
+    check(&pr, emulate_wgmma_k(&pr, 2, 3, 32, 32, 1, 2), "wgmma_k 192 -> 32, k32, r3, A a tap column at a time");
+    let pr = Problem::new(6, 130, 1, 64, 32);
+    check(&pr, emulate_wgmma_k(&pr, 3, 2, 32, 32, 1, 2), "wgmma_k 64 -> 32, g3, r2, A a tap column at a time");
+}
+
+#[test]
+fn stored_wgmma_k_weights_are_the_shared_memory_layout() {
+    // Each BN block of conv_wgmma_k's stored weights is what conv_wgmma's transposing loader builds in shared
+    // memory for that block (192 -> 64 in two blocks of 32; 96 -> 32 in one).
+    for (cin, cout, bn) in [(192, 64, 32), (96, 32, 32), (128, 64, 64)] {
+        let pr = Problem::new(1, 1, 0, cin, cout);
+        let wg = Wg { groups: 2, rows: 3, chunk: 32, wide: 0, wide_regs: false, a_regs: 1 };
+        let image = kernel_weights(&Kernel::WgmmaK { wg, bn: bn as u32, cin: cin as u32 }, &pr.p);
+        assert_eq!(image.len(), pr.p.weight.len());
+        let w_bytes = 9 * (cin / 8) * bn * 16;
+        for by in 0..cout / bn {
+            let mut smem = vec![0u8; w_bytes];
+            wg_load_weights(&pr, &mut smem, by * bn, bn);
+            let block: Vec<u8> =
+                image[by * w_bytes / 2..(by + 1) * w_bytes / 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+            assert!(block == smem, "{cin} -> {cout}, block {by} of {bn}");
+        }
+    }
 }
 
 #[test]
