@@ -123,7 +123,8 @@ fn probe_table(nvrtc: &Nvrtc, ctx: &Context, s: StreamRef, tiles: &[Tile]) -> Re
             for (h, wd) in sizes {
                 let x = DeviceBuffer::from_slice(&f16_bits(&seeded(h * wd * cin, 5, 2.0)))?;
                 let y = DeviceBuffer::new(h * wd * cout * 2)?;
-                let ms = time_launches(&f, &k, &args(&w, x.ptr, y.ptr, h, wd, cin, cout), s, resident)?;
+                let (a, _map) = tma_args(&k, args(&w, x.ptr, y.ptr, h, wd, cin, cout), cin)?;
+                let ms = time_launches(&f, &k, &a, s, resident)?;
                 let tflops = 2.0 * (h * wd * cin * cout * 9) as f64 / (ms as f64 * 1e-3) / 1e12;
                 row += &format!(" {ms:.3} | {:.0}% |", 100.0 * tflops / PEAK_TFLOPS);
             }
@@ -142,16 +143,33 @@ fn check(f: &Function, k: &Kernel, w: &Weights, s: StreamRef, resident: u32, cin
     let x: Vec<f32> = seeded(h * wd * cin, 9, 2.0).iter().map(|&v| f16::from_f32(v).to_f32()).collect();
     let din = DeviceBuffer::from_slice(&f16_bits(&x))?;
     let dout = DeviceBuffer::new(h * wd * cout * 2)?;
-    launch(f, k, &args(w, din.ptr, dout.ptr, h, wd, cin, cout), s, resident)?;
-    let mut got = vec![0u8; h * wd * cout * 2];
-    driver::download(s, &mut got, dout.ptr)?;
     let want = conv_packed_cpu(&p, &x, h, wd);
-    let err = got
-        .chunks_exact(2)
-        .zip(&want)
-        .map(|(b, &r)| (f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32() - r).abs())
-        .fold(0.0, f32::max);
+    // A kernel that copies its input with TMA is checked that way and with cp.async (its path for upsampled
+    // inputs); the larger error counts.
+    let (with_tma, _map) = tma_args(k, args(w, din.ptr, dout.ptr, h, wd, cin, cout), cin)?;
+    let mut err = 0.0f32;
+    for a in [with_tma, ConvArgs { tmap: 0, ..with_tma }] {
+        driver::upload(s, dout.ptr, &vec![0xFFu8; h * wd * cout * 2])?;
+        launch(f, k, &a, s, resident)?;
+        let mut got = vec![0u8; h * wd * cout * 2];
+        driver::download(s, &mut got, dout.ptr)?;
+        err = got
+            .chunks_exact(2)
+            .zip(&want)
+            .map(|(b, &r)| (f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32() - r).abs())
+            .fold(err, f32::max);
+    }
     Ok(err)
+}
+
+/// `a` with the TMA descriptor of its input (`a.input`: `cin` channels, `a.w` x `a.h`) when `k` copies its input
+/// with TMA, and the buffer holding it (kept alive while `a` is used).
+fn tma_args(k: &Kernel, mut a: ConvArgs, cin: usize) -> Res<(ConvArgs, Option<DeviceBuffer>)> {
+    let Some(boxd) = k.tma_box() else { return Ok((a, None)) };
+    let map = driver::nhwc_tensor_map(a.input, cin, a.w as usize, a.h as usize, cin, boxd)?;
+    let buf = DeviceBuffer::from_slice(&[map])?;
+    a.tmap = buf.ptr;
+    Ok((a, Some(buf)))
 }
 
 /// Times each tile's kernel for a `cin -> cout` layer at `sizes` after checking it against the CPU, prints the
@@ -196,7 +214,7 @@ fn layer_table(
             let err = check(&f, &k, &w, s, resident, cin, cout)?;
             let mut cells = format!("| {t} | {} | {:.1} | {err:.2e} |", k.entry(), k.smem(0) as f64 / 1024.0);
             for (i, (&(h, wd), (x, y))) in sizes.iter().zip(&bufs).enumerate() {
-                let a = args(&w, x.ptr, y.ptr, h, wd, cin, cout);
+                let (a, _map) = tma_args(&k, args(&w, x.ptr, y.ptr, h, wd, cin, cout), cin)?;
                 let ms = time_launches(&f, &k, &a, s, resident)?;
                 let tflops = 2.0 * (h * wd * cin * cout * 9) as f64 / (ms as f64 * 1e-3) / 1e12;
                 if i == 0 {
@@ -326,7 +344,8 @@ fn main() -> Res<()> {
                 let tflops = 2.0 * net.macs_per_pixel() * (h * wd) as f64 / (ms as f64 * 1e-3) / 1e12;
                 cells += &format!(" {ms:.3} | {:.1} | {tflops:.0} |", 1000.0 / ms);
                 if (h, wd) == sizes[0] {
-                    breakdowns.push(format!("| {t} | {} |", breakdown(&mut e, (h, wd), x.ptr, y.ptr, s)?));
+                    let (cells, kernels) = breakdown(&mut e, (h, wd), x.ptr, y.ptr, s)?;
+                    breakdowns.push((format!("| {t} | {cells} |"), format!("- {t}: {kernels}")));
                 }
             }
             Ok(cells)
@@ -339,8 +358,12 @@ fn main() -> Res<()> {
     if !breakdowns.is_empty() {
         println!("\n## Where a {}p frame goes: each step of the frame replayed alone, ms\n", sizes[0].0);
         println!("| tile | head | body convs (count: mean) | tail conv | resize | sum |\n|---|---|---|---|---|---|");
-        for b in breakdowns {
-            println!("{b}");
+        for b in &breakdowns {
+            println!("{}", b.0);
+        }
+        println!("\nBy kernel (steps: total ms):\n");
+        for b in &breakdowns {
+            println!("{}", b.1);
         }
     }
     Ok(())
@@ -348,10 +371,19 @@ fn main() -> Res<()> {
 
 /// A frame's steps timed one by one (`Engine::step_times`, over the input `x` and output `y` the whole-model timing
 /// used), grouped: head, the body convs (count and mean), the tail conv, the final resize, and their sum, as table
-/// cells.
-fn breakdown(e: &mut Engine, (h, wd): (usize, usize), x: u64, y: u64, s: StreamRef) -> Res<String> {
+/// cells; and by kernel variant, largest total first.
+fn breakdown(e: &mut Engine, (h, wd): (usize, usize), x: u64, y: u64, s: StreamRef) -> Res<(String, String)> {
     let steps =
         e.step_times(h, wd, Memory::Device { ptr: x, pitch: 0 }, MemoryMut::Device { ptr: y, pitch: 0 }, s, 10)?;
+    let mut by_kernel: Vec<(String, usize, f32)> = Vec::new();
+    for (k, ms) in &steps {
+        match by_kernel.iter_mut().find(|b| b.0 == k.name()) {
+            Some(b) => (b.1, b.2) = (b.1 + 1, b.2 + ms),
+            None => by_kernel.push((k.name(), 1, *ms)),
+        }
+    }
+    by_kernel.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let kernels: Vec<String> = by_kernel.iter().map(|(n, c, ms)| format!("{n} {c}: {ms:.3}")).collect();
     let (mut head, mut tail, mut resize, mut body, mut convs) = (0.0, 0.0, 0.0, 0.0, 0);
     for (k, ms) in &steps {
         match k {
@@ -365,8 +397,9 @@ fn breakdown(e: &mut Engine, (h, wd): (usize, usize), x: u64, y: u64, s: StreamR
         }
     }
     let mean = if convs > 0 { body / convs as f32 } else { 0.0 };
-    Ok(format!(
+    let cells = format!(
         "{head:.3} | {body:.3} ({convs}: {mean:.3}) | {tail:.3} | {resize:.3} | {:.3}",
         head + body + tail + resize
-    ))
+    );
+    Ok((cells, kernels.join(", ")))
 }

@@ -13,6 +13,8 @@ struct ConvArgs {
     int shuffle, crd, base, bilinear, base_factor, img_h, img_w, clip, out_f16;
     float clip_lo, clip_hi;
     long long out_pitch;
+    // conv_wgmma_k: the input slice's TMA descriptor in global memory (0: copied with cp.async).
+    u64 tmap;
 };
 
 __device__ __forceinline__ float epilogue(const ConvArgs& a, float v, int m, int n) {

@@ -14,7 +14,20 @@
 
 #define CH (KCH / 8)
 #define NCH (CIN / KCH)
+// With A from registers a chunk is stored pixel by pixel, as TMA boxes of KCH channels x 66 pixels (one a patch
+// row) land: ROW_BYTES a pixel, patch rows ROW_PX = 72 pixels apart, the 16-byte chunks swizzled (`swizzle_rows`),
+// so the 8 pixels an ldmatrix phase reads fall in distinct banks; with rows a multiple of 8 pixels apart, the
+// swizzle of pixel pix + pr ROW_PX + dx depends on the thread and dx only. The chunk arrives as TR + 2 tensor
+// copies (`a.tmap`), or, for an upsampled input TMA cannot read, as cp.async copies in the same layout. (In 8-channel
+// planes, as the MMAs reading A through a descriptor need, each 16-byte copy of a pixel went to another plane, and
+// ncu counted twice the L2 sectors the copies needed.)
+#define ROW_BYTES (KCH * 2)
+#define ROW_PX 72
+#if ARF
+#define BUF_BYTES (((TR + 2) * ROW_PX * ROW_BYTES + 1023) / 1024 * 1024)
+#else
 #define BUF_BYTES (CH * PLANE)
+#endif
 // PROBE (measurement only, never in a product variant): 1 skips the global -> shared copies, 2 also the ldmatrix
 // loads (zeros feed the MMAs), so the sweep can time what the MMAs alone, and with the fragment loads, cost.
 #ifndef PROBE
@@ -27,10 +40,14 @@
 #endif
 
 extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArgs a) {
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    // Everything from a 1024-aligned base (the swizzle is a function of the address; the host asks for 1 KB more).
+    unsigned char* smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
     unsigned char* sW = smem;
     const int tid = threadIdx.x, wg = tid >> 7, wt = tid & 127, warp = wt >> 5, lane = tid & 31;
     unsigned char* sB = smem + W_BYTES + wg * 2 * BUF_BYTES;
+    // The two chunk buffers' mbarriers, after every warpgroup's buffers (TMA only).
+    const unsigned bar0 = smem_u32(smem + W_BYTES + NWG * 2 * BUF_BYTES) + wg * 16;
     const int n0 = blockIdx.y * BN;
     const int tiles_x = (a.w + TW - 1) / TW, tiles_y = (a.h + TR - 1) / TR;
     const int ntiles = tiles_x * tiles_y;
@@ -45,10 +62,34 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
 
     // Chunk q of tile t: input channels q * KCH + [0, KCH) of its patch.
     auto load_chunk = [&](int stage, int t, int q) {
-#if PROBE == 0
+#if PROBE == 0 && ARF
+        if (a.tmap) {
+            if (wt == 0) {
+                // The buffer's generic reads and writes (ordered by the caller's barrier) before the async write.
+                fence_proxy_async();
+                mbar_expect_tx(bar0 + stage * 8, PPIX * ROW_BYTES);
+                const int ty0 = (t / tiles_x) * TR - 1, tx0 = (t % tiles_x) * TW - 1;
+#pragma unroll
+                for (int py = 0; py < TR + 2; ++py)
+                    tma_load_3d(smem_u32(sB + stage * BUF_BYTES) + py * ROW_PX * ROW_BYTES, a.tmap, q * KCH, tx0,
+                                ty0 + py, bar0 + stage * 8);
+            }
+        } else {
+            wg_load_planes<CH, ROW_PX>(smem_u32(sB + stage * BUF_BYTES), a, t, tiles_x, q * KCH, wt);
+        }
+#elif PROBE == 0
         wg_load_planes<CH>(smem_u32(sB + stage * BUF_BYTES), a, t, tiles_x, q * KCH, wt);
 #endif
     };
+#if ARF
+    if (a.tmap && wt == 0) {
+        mbar_init(bar0);
+        mbar_init(bar0 + 8);
+        mbar_init_fence();
+    }
+    // Parity of each buffer's next TMA completion (bit = stage).
+    unsigned phase = 0;
+#endif
 
     float bias[BN / 8][2], slope[BN / 8][2];
     wg_load_bias(a, n0, lane, bias, slope);
@@ -78,8 +119,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
 #endif
 #pragma unroll
         for (int q = 0; q < NCH; ++q) {
-            cp_async_wait<0>();
 #if ARF
+            if (a.tmap && PROBE == 0) {
+                mbar_wait(bar0 + stage * 8, (phase >> stage) & 1);
+                phase ^= 1u << stage;
+            } else {
+                cp_async_wait<0>();
+            }
             wg_barrier(wg);
             P = sB + stage * BUF_BYTES;
             // The other buffer's last readers (the previous chunk's ldmatrix, or the previous tile's output
@@ -90,10 +136,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
                 if (tn < ntiles) load_chunk(stage ^ 1, tn, (q + 1) % NCH);
                 cp_async_commit();
             }
-            // ldmatrix.x4: lanes 8 m .. 8 m + 7 address pixels 16 warp + 8 (m % 2) + [0, 8) of plane 2 ks + m / 2,
-            // so the four registers are the m16n8k16 A fragment (pixels x channels).
+            // ldmatrix.x4: lanes 8 m .. 8 m + 7 address pixels 16 warp + 8 (m % 2) + [0, 8), channels
+            // 8 (2 ks + m / 2) + [0, 8), so the four registers are the m16n8k16 A fragment (pixels x channels).
+            // Patch pixel i = pix + pr ROW_PX + dx has chunk c at swizzle_rows(i * ROW_BYTES + 16 c), whose
+            // swizzle term depends only on (lane % 8 + dx) % 8.
             const int m = lane >> 3;
-            const unsigned p0 = smem_u32(P) + (m >> 1) * PLANE + (warp * 16 + (m & 1) * 8 + (lane & 7)) * 16;
+            const unsigned p0 = smem_u32(P) + (warp * 16 + (m & 1) * 8 + (lane & 7)) * ROW_BYTES;
+            unsigned swz[3];
+#pragma unroll
+            for (int dx = 0; dx < 3; ++dx) swz[dx] = ((((lane & 7) + dx) * ROW_BYTES >> 7) & (CH - 1)) << 4;
 #pragma unroll
             for (int ks = 0; ks < KCH / 16; ++ks)
 #pragma unroll
@@ -104,8 +155,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
 #pragma unroll
                     for (int pr = 0; pr < TR + 2; ++pr)
 #pragma unroll
-                        for (int d = 0; d < ADX; ++d)
-                            if (PROBE < 2) ldmatrix_x4(fa[s][pr][d], p0 + ks * 2 * PLANE + (pr * PW + dg * ADX + d) * 16);
+                        for (int d = 0; d < ADX; ++d) {
+                            const int dx = dg * ADX + d;
+                            const unsigned at =
+                                p0 + (pr * ROW_PX + dx) * ROW_BYTES + (((2 * ks + (m >> 1)) << 4) ^ swz[dx]);
+                            if (PROBE < 2) ldmatrix_x4(fa[s][pr][d], at);
+                        }
                     wgmma_fence();
 #pragma unroll
                     for (int pr = 0; pr < TR + 2; ++pr)
@@ -123,6 +178,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) conv_wgmma_k(const ConvArg
                 }
             stage ^= 1;
 #else
+            cp_async_wait<0>();
             fence_proxy_async();
             wg_barrier(wg);
             P = sB + stage * BUF_BYTES;

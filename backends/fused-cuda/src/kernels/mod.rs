@@ -151,14 +151,14 @@ pub fn tile_for_sm(sm: u32) -> Tile {
 }
 
 /// The tuned configuration for a network on an SM: `dense` networks (convs of more than 64 input channels, RRDBNet's
-/// dense blocks) take, on Hopper, their 3x3 convs other than 64 -> 64 on `conv_wgmma_k` with A from registers (two
-/// warpgroups of 3-row tiles: on the H200 its 192 -> 32 conv ran at 41 % of the FP16 rate with 4-row tiles against
-/// 26 % for A from shared memory, and 3 rows cut a 270p conv into 2.7 waves of tiles where 4 rows leave 2.06) and
-/// the 64 -> 64 ones on `conv_wgmma_wide` (bench/RESULTS.md); every other network takes [`tile_for_sm`].
+/// dense blocks) take, on Hopper, their 3x3 convs other than 64 -> 64 on `conv_wgmma_k` with A from registers and
+/// the patch chunks copied with TMA (two warpgroups of 2-row tiles: the fastest whole realesrgan-x4plus on the
+/// H200, 3-row tiles winning each dense conv alone but not the model) and the 64 -> 64 ones on `conv_wgmma_wide`
+/// (bench/RESULTS.md); every other network takes [`tile_for_sm`].
 pub fn tile_for(sm: u32, dense: bool) -> Tile {
     let t = tile_for_sm(sm);
     if dense && sm >= 90 {
-        let wg = Wg { groups: 2, rows: 3, chunk: 32, wide: 128, wide_regs: false, a_regs: 1 };
+        let wg = Wg { groups: 2, rows: 2, chunk: 32, wide: 128, wide_regs: false, a_regs: 1 };
         return Tile { wgmma: Some(wg), tc_head: false, ..t };
     }
     t
@@ -175,10 +175,21 @@ pub fn wgmma_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
     9 * (cin / 8) * bn * 16 + wg.groups * 2 * wg_buffer(wg.rows, cin / 8)
 }
 
+/// Bytes of one `conv_wgmma_k` patch chunk buffer: 8-channel planes, or with A from registers pixel rows of the
+/// chunk's channels, patch rows 72 pixels apart, 1024-aligned (see `conv_wgmma_k.cu`).
+fn wgmma_k_buffer(wg: Wg) -> u32 {
+    if wg.a_regs > 0 {
+        ((wg.rows + 2) * 72 * wg.chunk * 2).div_ceil(1024) * 1024
+    } else {
+        wg_buffer(wg.rows, wg.chunk / 8)
+    }
+}
+
 /// Dynamic shared memory of a chunked wgmma variant: resident weights and two `chunk`-channel patch buffers per
-/// warpgroup (see `conv_wgmma_k.cu`).
+/// warpgroup (see `conv_wgmma_k.cu`); with A from registers also 1 KB to align them and their two mbarriers.
 pub fn wgmma_k_smem(wg: Wg, cin: u32, bn: u32) -> u32 {
-    9 * (cin / 8) * bn * 16 + wg.groups * 2 * wg_buffer(wg.rows, wg.chunk / 8)
+    let tma = if wg.a_regs > 0 { 1024 + 16 * wg.groups } else { 0 };
+    9 * (cin / 8) * bn * 16 + wg.groups * 2 * wgmma_k_buffer(wg) + tma
 }
 
 /// Dynamic shared memory of a `conv_wgmma_wide` variant: resident 64 -> 64 weights (unless they are in registers)
@@ -326,8 +337,7 @@ impl Kernel {
             }
             // Two CTAs along N when all 64 output channels' weights would not leave room for the patch chunks.
             let fits = |bn: u32| {
-                wgmma_k_smem(wg, cin, bn) <= max_smem(sm)
-                    && wg.rows * 64 * (bn * 2 + 16) <= wg_buffer(wg.rows, wg.chunk / 8)
+                wgmma_k_smem(wg, cin, bn) <= max_smem(sm) && wg.rows * 64 * (bn * 2 + 16) <= wgmma_k_buffer(wg)
             };
             let bn = [bn, 32].into_iter().find(|&b| matches!(b, 32 | 64) && bn % b == 0 && fits(b))?;
             Some(Kernel::WgmmaK { wg, bn, cin })
@@ -376,6 +386,15 @@ impl Kernel {
             Kernel::Head { mma: true, .. } => ((h * w.div_ceil(16)).div_ceil(16) as u32, 1),
             Kernel::Head { .. } => ((h * w).div_ceil(256) as u32, 1),
             Kernel::Downscale { .. } => ((h * w).div_ceil(256) as u32, 1),
+        }
+    }
+
+    /// The box [channels, pixels, rows] a kernel copies its input patches in with TMA (`conv_wgmma_k` with A from
+    /// registers: one patch row of a chunk), which `driver::nhwc_tensor_map` describes; None for the others.
+    pub fn tma_box(&self) -> Option<[u32; 3]> {
+        match self {
+            Kernel::WgmmaK { wg, .. } if wg.a_regs > 0 => Some([wg.chunk, 66, 1]),
+            _ => None,
         }
     }
 

@@ -151,11 +151,50 @@ __device__ __forceinline__ void wg_load_weights(unsigned char* sW, const ConvArg
     }
 }
 
+// The byte offset of a 16-byte chunk in pixel rows of 16 NP bytes (NP = 2, 4 or 8) as TMA's 32-, 64- or 128-byte
+// swizzle places it: the chunk index XOR address bits 7.. (offsets from a 1024-aligned base), so the 8 pixels an
+// ldmatrix phase reads (consecutive rows, the same chunk) fall in distinct banks.
+template <int NP>
+__device__ __forceinline__ unsigned swizzle_rows(unsigned off) {
+    return off ^ (((off >> 7) & (NP - 1)) << 4);
+}
+
+// mbarrier and TMA (sm_90): a warpgroup's patch chunks arrive as one tensor copy each, counted in bytes.
+__device__ __forceinline__ void mbar_init(unsigned bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() {
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    unsigned done = 0;
+    while (!done) {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    }
+}
+// Box {c, x, y} of the tensor map at global address `map` into shared memory at dst, completing on `bar`.
+__device__ __forceinline__ void tma_load_3d(unsigned dst, u64 map, int c, int x, int y, unsigned bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+        "[%5];\n" ::"r"(dst),
+        "l"(map), "r"(c), "r"(x), "r"(y), "r"(bar)
+        : "memory");
+}
+
 // Copies the 8-channel planes [0, NP) (input channels c0 + 8 p) of tile t's (TR + 2) x 66 patch to dst with
 // cp.async, zeros outside the image: thread wt always moves plane wt % NP of every (128 / NP)-th pixel, so a patch
 // row costs a few instructions a 16-byte copy (ncu: generic per-chunk index arithmetic was 40 % of all
-// instructions).
-template <int NP>
+// instructions). Without ROW_PX, in planes for the MMAs that read A through a descriptor; with it, pixel by pixel
+// as TMA boxes land (16 NP bytes a pixel, patch rows ROW_PX pixels apart, 16-byte chunks swizzled:
+// `swizzle_rows`; dst 1024-aligned).
+template <int NP, int ROW_PX = 0>
 __device__ __forceinline__ void wg_load_planes(unsigned dst, const ConvArgs& a, int t, int tiles_x, int c0, int wt) {
     const int ty0 = (t / tiles_x) * TR - 1, tx0 = (t % tiles_x) * TW - 1;
     const int ch = wt % NP, px0 = wt / NP;
@@ -172,7 +211,9 @@ __device__ __forceinline__ void wg_load_planes(unsigned dst, const ConvArgs& a, 
         for (int px = px0; px < PW; px += 128 / NP) {
             const int xx = tx0 + px;
             const bool ok = row_ok && xx >= 0 && xx < a.w;
-            cp_async16(d0 + (py * PW + px) * 16, ok ? row + (long long)(xx >> a.up_shift) * a.in_stride : in,
+            const unsigned at = ROW_PX ? dst + swizzle_rows<NP>((py * ROW_PX + px) * NP * 16 + ch * 16)
+                                       : d0 + (py * PW + px) * 16;
+            cp_async16(at, ok ? row + (long long)(xx >> a.up_shift) * a.in_stride : in,
                        ok ? 16 : 0);
         }
     }

@@ -57,6 +57,8 @@ pub struct ConvArgs {
     pub clip_lo: f32,
     pub clip_hi: f32,
     pub out_pitch: i64,
+    /// `conv_wgmma_k`: the device address of the input slice's TMA descriptor (`driver::nhwc_tensor_map`), or 0.
+    pub tmap: u64,
 }
 
 /// `struct HeadArgs` in `head.cu`.
@@ -101,9 +103,10 @@ mod tests {
 
     #[test]
     fn layouts_match_the_cuda_structs() {
-        // 8 pointers, 28 four-byte fields, one i64: no padding anywhere.
-        assert_eq!(std::mem::size_of::<ConvArgs>(), 8 * 8 + 28 * 4 + 8);
+        // 8 pointers, 28 four-byte fields, one i64, one pointer: no padding anywhere.
+        assert_eq!(std::mem::size_of::<ConvArgs>(), 8 * 8 + 28 * 4 + 8 + 8);
         assert_eq!(std::mem::offset_of!(ConvArgs, out_pitch), 176);
+        assert_eq!(std::mem::offset_of!(ConvArgs, tmap), 184);
         assert_eq!(std::mem::size_of::<HeadArgs>(), 64);
         assert_eq!(std::mem::offset_of!(DownArgs, src_pitch), 56);
         assert_eq!(std::mem::size_of::<IoTable>(), 32);

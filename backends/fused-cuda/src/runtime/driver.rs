@@ -139,6 +139,52 @@ impl Drop for DeviceBuffer {
     }
 }
 
+/// A TMA descriptor (`CUtensorMap`, 128 bytes) for boxes of an NHWC f16 activation slice: `channels` channels from
+/// `ptr` (16-byte aligned), `w` x `h` pixels `stride` elements apart; a box is `boxd` = [channels, pixels, rows]
+/// (its channels 32, 64 or 128 bytes: each box pixel lands as one row of that many bytes, its 16-byte chunks
+/// swizzled by the row's shared-memory address bits 7..9, as `conv_wgmma_k.cu` reads them); outside the image,
+/// zeros.
+pub fn nhwc_tensor_map(
+    ptr: u64,
+    channels: usize,
+    w: usize,
+    h: usize,
+    stride: usize,
+    boxd: [u32; 3],
+) -> Result<[u64; 16]> {
+    use sys::CUtensorMapSwizzle as Sw;
+    let swizzle = match boxd[0] * 2 {
+        32 => Sw::CU_TENSOR_MAP_SWIZZLE_32B,
+        64 => Sw::CU_TENSOR_MAP_SWIZZLE_64B,
+        128 => Sw::CU_TENSOR_MAP_SWIZZLE_128B,
+        b => return Err(Error::BadTensor(format!("a TMA box row of {b} bytes (32, 64 or 128 expected)"))),
+    };
+    let dims = [channels as u64, w as u64, h as u64];
+    let strides = [(stride * 2) as u64, (stride * 2 * w) as u64];
+    let elem = [1u32; 3];
+    let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+    // SAFETY: every pointer is to a local array of the rank's length (strides: rank - 1); the map is written by
+    // the call, which reads no device memory.
+    check("cuTensorMapEncodeTiled", unsafe {
+        sys::cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+            3,
+            ptr as *mut c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxd.as_ptr(),
+            elem.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            swizzle,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    })?;
+    // SAFETY: initialised by the successful call above (and zeroed before it).
+    Ok(unsafe { map.assume_init() }.opaque)
+}
+
 /// A loaded CUBIN and its one entry point.
 pub struct Function {
     module: sys::CUmodule,

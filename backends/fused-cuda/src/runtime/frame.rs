@@ -2,7 +2,7 @@
 //! and the frame's launches captured into one CUDA graph.
 
 use super::args::{ConvArgs, DownArgs, HeadArgs};
-use super::driver::{DeviceBuffer, Graph, StreamRef};
+use super::driver::{self, DeviceBuffer, Graph, StreamRef};
 use super::plan::Step;
 use super::program::Program;
 use crate::error::Result;
@@ -11,6 +11,9 @@ use crate::graph::{BaseMode, Input, Network, Output, ShuffleMode};
 pub(crate) struct Frame {
     pub graph: Graph,
     bufs: Vec<DeviceBuffer>,
+    /// The TMA descriptors of the steps that copy their input with TMA, and each step's descriptor address (0:
+    /// none).
+    tmaps: (Option<DeviceBuffer>, Vec<u64>),
     inter: Option<DeviceBuffer>,
     h: usize,
     w: usize,
@@ -32,9 +35,10 @@ impl Frame {
             Some(_) => Some(DeviceBuffer::new(3 * ph * pw * 2)?),
             None => None,
         };
+        let tmaps = tensor_maps(e, &bufs, h, w)?;
         let stream = e.own.handle();
-        let graph = Graph::capture(stream, || launch_steps(e, &bufs, inter.as_ref(), h, w, stream, None))?;
-        Ok(Frame { graph, bufs, inter, h, w, host_in: None, host_out: None })
+        let graph = Graph::capture(stream, || launch_steps(e, &bufs, &tmaps.1, inter.as_ref(), h, w, stream, None))?;
+        Ok(Frame { graph, bufs, tmaps, inter, h, w, host_in: None, host_out: None })
     }
 
     /// Each step of the frame captured on its own (over the same buffers and IO table), to time the steps apart.
@@ -43,7 +47,7 @@ impl Frame {
         (0..e.steps.len())
             .map(|i| {
                 Graph::capture(stream, || {
-                    launch_steps(e, &self.bufs, self.inter.as_ref(), self.h, self.w, stream, Some(i))
+                    launch_steps(e, &self.bufs, &self.tmaps.1, self.inter.as_ref(), self.h, self.w, stream, Some(i))
                 })
             })
             .collect()
@@ -67,10 +71,43 @@ impl Frame {
     }
 }
 
+/// The TMA descriptors of the conv steps whose kernel copies its input with TMA (`Kernel::tma_box`) and reads it
+/// at its own size (TMA cannot upsample), uploaded together, and each step's descriptor address (0: none).
+fn tensor_maps(e: &Program, bufs: &[DeviceBuffer], h: usize, w: usize) -> Result<(Option<DeviceBuffer>, Vec<u64>)> {
+    let net = &e.net;
+    let mut maps = Vec::new();
+    let mut at = Vec::new();
+    for s in &e.steps {
+        let Step::Conv { layer, kernel } = s else {
+            at.push(None);
+            continue;
+        };
+        let l = &net.layers[*layer];
+        match (kernel.tma_box(), &l.input) {
+            (Some(boxd), Input::Act { slice, upsample: 1 }) => {
+                let stride = net.buffers[slice.buffer].channels;
+                let ptr = bufs[slice.buffer].ptr + (slice.offset * 2) as u64;
+                maps.push(driver::nhwc_tensor_map(ptr, l.cin, w * l.factor, h * l.factor, stride, boxd)?);
+                at.push(Some(maps.len() - 1));
+            }
+            _ => at.push(None),
+        }
+    }
+    if maps.is_empty() {
+        return Ok((None, vec![0; at.len()]));
+    }
+    // 128 bytes each, from a 256-aligned allocation: every descriptor 128-aligned.
+    let buf = DeviceBuffer::from_slice(&maps)?;
+    let ptrs = at.iter().map(|i| i.map_or(0, |i| buf.ptr + 128 * i as u64)).collect();
+    Ok((Some(buf), ptrs))
+}
+
 /// Queues the frame's launches on `stream` (captured into its graph), or only step `only`'s (the per-step timing).
+#[allow(clippy::too_many_arguments)]
 fn launch_steps(
     e: &Program,
     bufs: &[DeviceBuffer],
+    tmaps: &[u64],
     inter: Option<&DeviceBuffer>,
     h: usize,
     w: usize,
@@ -127,6 +164,7 @@ fn launch_steps(
                     in_stride: net.buffers[slice.buffer].channels as i32,
                     in_off: slice.offset as i32,
                     nres: l.residuals.len() as i32,
+                    tmap: tmaps[i],
                     ..ConvArgs::default()
                 };
                 if let Some(r) = l.residuals.first() {

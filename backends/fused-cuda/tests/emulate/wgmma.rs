@@ -92,22 +92,47 @@ pub(crate) fn wg_load_weights(pr: &Problem, smem: &mut [u8], n0: usize, bn: usiz
 }
 
 /// `wg_load_planes<np>` of `wgmma_common.cu`, transcribed: planes [0, np) (input channels c0 + 8 p) of tile t's
-/// (rows + 2) x 66 patch into `dst`, one plane `plane` bytes.
+/// (rows + 2) x 66 patch into `dst`, in planes of `(rows + 2) · 66 · 16 + 16` bytes.
 #[allow(clippy::too_many_arguments)]
 fn wg_load_planes(pr: &Problem, smem: &mut [u8], dst: usize, np: usize, rows: usize, t: usize, c0: usize) {
+    wg_load_patch(pr, smem, dst, np, rows, t, c0, false);
+}
+
+/// `swizzle_rows<np>` of `wgmma_common.cu`: a 16-byte chunk's offset in pixel rows of 16 np bytes.
+pub(crate) fn swizzle_rows(np: usize, off: usize) -> usize {
+    off ^ (((off >> 7) & (np - 1)) << 4)
+}
+
+/// `wg_load_planes<np, row_px>`, transcribed: with `pixel_rows` (ROW_PX 72), plane p of patch pixel (py, px)
+/// lands at `dst + swizzle_rows((72 py + px) · 16 np + 16 p)` (as `conv_wgmma_k`'s TMA boxes land), else in planes.
+#[allow(clippy::too_many_arguments)]
+fn wg_load_patch(
+    pr: &Problem,
+    smem: &mut [u8],
+    dst: usize,
+    np: usize,
+    rows: usize,
+    t: usize,
+    c0: usize,
+    pixel_rows: bool,
+) {
     let (tw, pw) = (64, 66);
     let plane = (rows + 2) * pw * 16 + 16;
     let tiles_x = pr.w.div_ceil(tw);
     let (ty0, tx0) = (((t / tiles_x) * rows) as isize - 1, ((t % tiles_x) * tw) as isize - 1);
     for wt in 0..128 {
         let (ch, px0) = (wt % np, wt / np);
-        let d0 = dst + ch * plane;
         for py in 0..rows + 2 {
             for px in (px0..pw).step_by(128 / np) {
                 let mut tmp = [0u16; 8];
                 pr.copy_pixel(&mut tmp, 0, ty0 + py as isize, tx0 + px as isize, c0 + ch * 8);
+                let at = if pixel_rows {
+                    dst + swizzle_rows(np, (py * 72 + px) * np * 16 + ch * 16)
+                } else {
+                    dst + ch * plane + (py * pw + px) * 16
+                };
                 for (e, v) in tmp.into_iter().enumerate() {
-                    put16(smem, d0 + (py * pw + px) * 16 + e * 2, v);
+                    put16(smem, at + e * 2, v);
                 }
             }
         }
@@ -241,7 +266,9 @@ fn emulate_wgmma_k(
     let (cin, cout_pad) = (pr.p.cin, pr.p.cout_pad);
     let (tw, pw, ch_n, nch) = (64, 66, chunk / 8, cin / chunk);
     let plane = (rows + 2) * pw * 16 + 16;
-    let buf_bytes = ch_n * plane;
+    // With A from registers: swizzled pixel rows of the chunk's channels, each buffer 1024-aligned.
+    let row_bytes = chunk * 2;
+    let buf_bytes = if arf > 0 { ((rows + 2) * 72 * row_bytes).div_ceil(1024) * 1024 } else { ch_n * plane };
     let w_plane = bn * 16;
     let w_bytes = 9 * (cin / 8) * w_plane;
     let tiles_x = pr.w.div_ceil(tw);
@@ -264,7 +291,7 @@ fn emulate_wgmma_k(
             for wg in 0..groups {
                 let sb = w_bytes + wg * 2 * buf_bytes;
                 let load_chunk = |smem: &mut Vec<u8>, stage: usize, t: usize, q: usize| {
-                    wg_load_planes(pr, smem, sb + stage * buf_bytes, ch_n, rows, t, q * chunk)
+                    wg_load_patch(pr, smem, sb + stage * buf_bytes, ch_n, rows, t, q * chunk, arf > 0)
                 };
                 let mut t = bx * groups + wg;
                 if t < ntiles {
@@ -284,7 +311,8 @@ fn emulate_wgmma_k(
                         }
                         if arf > 0 {
                             // ldmatrix.x4: lane i's register j is row i / 4 (whose address lane 8 j + i / 4 gives:
-                            // pixel 16 warp + 8 (j % 2) + i / 4 of plane 2 ks + j / 2), columns 2 (i % 4) and + 1.
+                            // pixel 16 warp + 8 (j % 2) + i / 4, channels 8 (2 ks + j / 2) + [0, 8), swizzled as
+                            // the kernel's per-thread table does), columns 2 (i % 4) and + 1.
                             let frag = |smem: &[u8], prow: usize, dx: usize, ks: usize| -> Vec<[Reg; 4]> {
                                 (0..128)
                                     .map(|t| {
@@ -292,8 +320,10 @@ fn emulate_wgmma_k(
                                         std::array::from_fn(|j| {
                                             let l = 8 * j + lane / 4;
                                             let m = l >> 3;
-                                            let p0 = p + (m >> 1) * plane + (warp * 16 + (m & 1) * 8 + (l & 7)) * 16;
-                                            let at = p0 + ks * 2 * plane + (prow * pw + dx) * 16 + (lane % 4) * 4;
+                                            let p0 = p + (warp * 16 + (m & 1) * 8 + (l & 7)) * row_bytes;
+                                            let swz = (((((l & 7) + dx) * row_bytes) >> 7) & (ch_n - 1)) << 4;
+                                            let c = (2 * ks + (m >> 1)) << 4;
+                                            let at = p0 + (prow * 72 + dx) * row_bytes + (c ^ swz) + (lane % 4) * 4;
                                             (get16(smem, at), get16(smem, at + 2))
                                         })
                                     })
@@ -466,6 +496,23 @@ fn wgmma_kernel_indexing_reproduces_the_conv() {
     check(&pr, emulate_wgmma_k(&pr, 2, 3, 32, 32, 1, 2), "wgmma_k 192 -> 32, k32, r3, A a tap column at a time");
     let pr = Problem::new(6, 130, 1, 64, 32);
     check(&pr, emulate_wgmma_k(&pr, 3, 2, 32, 32, 1, 2), "wgmma_k 64 -> 32, g3, r2, A a tap column at a time");
+}
+
+#[test]
+fn swizzled_pixel_rows_give_conflict_free_ldmatrix_phases() {
+    // An ldmatrix phase reads one 16-byte chunk of 8 consecutive patch pixels (the first a multiple of 8, then the
+    // tap column's shift, the patch row's 72 pixels): all 8 must fall in distinct 16-byte bank groups.
+    for np in [2, 4, 8] {
+        for (pr, dx, c) in (0..6).flat_map(|pr| (0..3).flat_map(move |dx| (0..np).map(move |c| (pr, dx, c)))) {
+            for base in [0, 8, 16, 56] {
+                let mut groups: Vec<usize> =
+                    (0..8).map(|i| swizzle_rows(np, (base + i + pr * 72 + dx) * np * 16 + c * 16) / 16 % 8).collect();
+                groups.sort();
+                groups.dedup();
+                assert_eq!(groups.len(), 8, "np {np}, row {pr}, dx {dx}, chunk {c}");
+            }
+        }
+    }
 }
 
 #[test]
