@@ -57,7 +57,7 @@ has tests && timeout 240 "$here/bin/gpu-tests" --ignored --nocapture --test-thre
 has sweep && timeout 240 "$here/bin/sweep" 2>&1 | tee -a "$log"
 # realesrgan-x4plus: its dense convs on conv_wgmma_k, A from registers a slice (k32a, the table's tile first) or a tap
 # column (k32t) at a time
-dense=${DENSE:-wgmma_g2_r2_k32a_w128,wgmma_g2_r3_k32a_w128,wgmma_g2_r2_k32t_w128,wgmma_g2_r3_k32t_w128}
+dense=${DENSE:-wgmma_g2_r3_k32a_w128,wgmma_g2_r3_k32t_w128,wgmma_g2_r2_k32a_w128,wgmma_g2_r2_k32t_w128}
 if has x4plus && [[ -f .deps/models/realesrgan-x4plus-fp16.onnx ]]; then
   timeout 300 "$here/bin/sweep" .deps/models/realesrgan-x4plus-fp16.onnx --only "$dense" 2>&1 | tee -a "$log"
 fi

@@ -152,13 +152,12 @@ pub fn tile_for_sm(sm: u32) -> Tile {
 
 /// The tuned configuration for a network on an SM: `dense` networks (convs of more than 64 input channels, RRDBNet's
 /// dense blocks) take, on Hopper, their 3x3 convs other than 64 -> 64 on `conv_wgmma_k` with A from registers and
-/// the patch chunks copied with TMA (two warpgroups of 2-row tiles: the fastest whole realesrgan-x4plus on the
-/// H200, 3-row tiles winning each dense conv alone but not the model) and the 64 -> 64 ones on `conv_wgmma_wide`
-/// (bench/RESULTS.md); every other network takes [`tile_for_sm`].
+/// the patch chunks copied with TMA (two warpgroups of 3-row tiles: the fastest whole realesrgan-x4plus on the
+/// H200) and the 64 -> 64 ones on `conv_wgmma_wide` (bench/RESULTS.md); every other network takes [`tile_for_sm`].
 pub fn tile_for(sm: u32, dense: bool) -> Tile {
     let t = tile_for_sm(sm);
     if dense && sm >= 90 {
-        let wg = Wg { groups: 2, rows: 2, chunk: 32, wide: 128, wide_regs: false, a_regs: 1 };
+        let wg = Wg { groups: 2, rows: 3, chunk: 32, wide: 128, wide_regs: false, a_regs: 1 };
         return Tile { wgmma: Some(wg), tc_head: false, ..t };
     }
     t
@@ -372,9 +371,12 @@ impl Kernel {
                 let tiles = (w.div_ceil(16) * h.div_ceil(tile.bm as usize / 16)) as u32;
                 (tiles.min(resident.max(1)), cout_pad as u32 / bn)
             }
+            // Persistent CTAs: every N block's at once (one wave: both halves of a 64-channel output read the same
+            // patches while they are in L2, and no second wave repeats the first one's ramp and tail).
             Kernel::Wgmma { wg, bn, .. } | Kernel::WgmmaK { wg, bn, .. } => {
                 let tiles = (w.div_ceil(64) * h.div_ceil(wg.rows as usize)) as u32;
-                (tiles.div_ceil(wg.groups).min(resident.max(1)), cout_pad as u32 / bn)
+                let ny = cout_pad as u32 / bn;
+                (tiles.div_ceil(wg.groups).min((resident / ny).max(1)), ny)
             }
             // Every resident warpgroup takes one strip segment (the kernel sizes them from the grid), at least one
             // output row each.

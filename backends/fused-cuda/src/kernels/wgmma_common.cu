@@ -251,41 +251,68 @@ __device__ __forceinline__ void wg_store_pairs(const ConvArgs& a, float (&acc)[T
     }
 }
 
-// The NHWC epilogue of a finished tile. Without residuals: bias and activation from registers, f16 into the spent
-// buffer P (every warp's MMAs are done with it after the barrier), then whole 16-byte chunks to global (a tile row
-// is one contiguous run when the output slice is the whole buffer). With residuals: wg_store_pairs. The caller
+// 16 bytes from global memory (a residual input: written by earlier kernels, so not through the read-only path).
+__device__ __forceinline__ void ld_global_v4(unsigned (&d)[4], const half_t* src) {
+    asm volatile("ld.global.v4.b32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "l"(src)
+                 : "memory");
+}
+
+// v = v * scale + (res ? the 8 halves at res + i : 0), in place.
+__device__ __forceinline__ void add_residual8(float (&v)[8], float scale, const half_t* res, long long i) {
+    unsigned r[4] = {0, 0, 0, 0};
+    if (res) ld_global_v4(r, res + i);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] = v[e] * scale + h2f((half_t)(r[e / 2] >> (16 * (e % 2))));
+}
+
+// The NHWC epilogue of a finished tile: bias and activation from registers, f16 into the spent buffer P (every
+// warp's MMAs are done with it after the barrier), then whole 16-byte chunks to global (a tile row is one contiguous
+// run when the output slice is the whole buffer), each scaled and added to its residuals' 16 bytes on the way.
+// (Per-pair stores with 4-byte residual loads cost RRDB's residual convs twice their time without them.) The caller
 // closes with a warpgroup barrier before P is written again.
 __device__ __forceinline__ void wg_epilogue_nhwc(const ConvArgs& a, float (&acc)[TR][NACC],
                                                  const float (&bias)[BN / 8][2], const float (&slope)[BN / 8][2],
                                                  unsigned char* P, int ty0, int tx0, int n0, int wg, int wt, int warp,
                                                  int lane) {
-    if (a.nres == 0) {
-        wg_barrier(wg);
+    wg_barrier(wg);
 #pragma unroll
-        for (int r = 0; r < TR; ++r)
+    for (int r = 0; r < TR; ++r)
 #pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-                const int px = r * TW + warp * 16 + (lane >> 2) + hf * 8;
+        for (int hf = 0; hf < 2; ++hf) {
+            const int px = r * TW + warp * 16 + (lane >> 2) + hf * 8;
 #pragma unroll
-                for (int j = 0; j < BN / 8; ++j) {
-                    float v0 = acc[r][j * 4 + hf * 2] + bias[j][0];
-                    float v1 = acc[r][j * 4 + hf * 2 + 1] + bias[j][1];
-                    if (v0 < 0.0f) v0 *= slope[j][0];
-                    if (v1 < 0.0f) v1 *= slope[j][1];
-                    *(unsigned*)(P + px * SROW + (j * 8 + (lane & 3) * 2) * 2) = pack_h2(v0, v1);
-                }
-            }
-        wg_barrier(wg);
-#pragma unroll
-        for (int c = wt; c < TR * TW * (BN / 8); c += 128) {
-            const int px = c / (BN / 8), ch = c % (BN / 8);
-            const int y = ty0 + px / TW, x = tx0 + px % TW, n = n0 + ch * 8;
-            if (y < a.h && x < a.w && n < a.cout) {
-                const unsigned* s4 = (const unsigned*)(P + px * SROW + ch * 16);
-                st_global_v4((half_t*)a.out + ((long long)y * a.w + x) * a.out_stride + a.out_off + n, s4);
+            for (int j = 0; j < BN / 8; ++j) {
+                float v0 = acc[r][j * 4 + hf * 2] + bias[j][0];
+                float v1 = acc[r][j * 4 + hf * 2 + 1] + bias[j][1];
+                if (v0 < 0.0f) v0 *= slope[j][0];
+                if (v1 < 0.0f) v1 *= slope[j][1];
+                *(unsigned*)(P + px * SROW + (j * 8 + (lane & 3) * 2) * 2) = pack_h2(v0, v1);
             }
         }
-    } else {
-        wg_store_pairs(a, acc, ty0, tx0, n0, warp, lane);
+    wg_barrier(wg);
+#pragma unroll
+    for (int c = wt; c < TR * TW * (BN / 8); c += 128) {
+        const int px = c / (BN / 8), ch = c % (BN / 8);
+        const int y = ty0 + px / TW, x = tx0 + px % TW, n = n0 + ch * 8;
+        if (y < a.h && x < a.w && n < a.cout) {
+            const unsigned* s4 = (const unsigned*)(P + px * SROW + ch * 16);
+            half_t* dst = (half_t*)a.out + ((long long)y * a.w + x) * a.out_stride + a.out_off + n;
+            if (a.nres == 0) {
+                st_global_v4(dst, s4);
+            } else {
+                const long long m = (long long)y * a.w + x;
+                float v[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) v[e] = h2f((half_t)(s4[e / 2] >> (16 * (e % 2))));
+                add_residual8(v, a.scale0, (const half_t*)a.res0, m * a.res0_stride + a.res0_off + n);
+                if (a.nres > 1)
+                    add_residual8(v, a.scale1, (const half_t*)a.res1, m * a.res1_stride + a.res1_off + n);
+                const unsigned o[4] = {pack_h2(v[0], v[1]), pack_h2(v[2], v[3]), pack_h2(v[4], v[5]),
+                                       pack_h2(v[6], v[7])};
+                st_global_v4(dst, o);
+            }
+        }
     }
 }
