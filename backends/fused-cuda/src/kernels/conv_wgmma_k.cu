@@ -1,9 +1,9 @@
 // NHWC f16 3x3 conv for Hopper (sm_90a) with more input channels than conv_wgmma's whole-patch buffers hold
-// (RRDB's dense blocks: 96 to 192 channels in, 32 or 64 out). The same warpgroup MMAs and shared-memory layouts as
+// (RRDB's dense blocks: 96 to 192 channels in, 32 or 64 out). The same warpgroup MMAs and weight layout as
 // conv_wgmma.cu; the weights (all CIN, BN output channels) stay resident, copied in as they are stored, but each
 // tile's patch streams through two KCH-channel buffers per warpgroup: while chunk q's MMAs run, chunk q + 1 (or the
 // next tile's first) is copied. The accumulators stay in the tensor pipe across a tile's chunks; the epilogue
-// follows the last one (staged 16-byte stores without residuals, conv_common.cu's per-pair epilogue with them).
+// follows the last one (wgmma_common.cu's: staged 16-byte stores, residuals added on the way).
 // With ARF 1 or 2, A comes from registers: each patch row's 64 x 16 fragment at each tap column is loaded once
 // (ldmatrix) for the up to three output rows that read it, so with TR rows an MMA reads its A from shared memory
 // (TR + 2) / (3 TR) times as often; N is only 32 here, so A is two thirds of an MMA's shared-memory reads. A chunk
