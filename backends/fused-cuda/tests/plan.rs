@@ -32,3 +32,20 @@ fn shipped_models_plan_onto_compiled_variants_on_every_sm() {
         }
     }
 }
+
+#[test]
+fn persistent_wgmma_grids_hold_every_n_block_in_one_wave() {
+    use videoforge_backend_fused_cuda::kernels::{Kernel, Wg};
+    // RRDB's 192 -> 64 conv on its sm_90 row: two N blocks of 32 channels share the 132 resident CTAs, so both run
+    // at once; 192 -> 32 takes them all; a tiny input one CTA a block.
+    let wg = Wg { groups: 2, rows: 3, chunk: 32, wide: 128, wide_regs: false, a_regs: 1 };
+    let k = Kernel::WgmmaK { wg, bn: 32, cin: 192 };
+    assert_eq!(k.grid(270, 480, 64, 132), (66, 2));
+    assert_eq!(k.grid(270, 480, 32, 132), (132, 1));
+    assert_eq!(k.grid(3, 5, 64, 132), (1, 2));
+    // With A from registers it copies its patch rows with TMA (a box of one chunk's channels x 66 pixels x 1 row);
+    // from shared memory it does not.
+    assert_eq!(k.tma_box(), Some([32, 66, 1]));
+    let planes = Kernel::WgmmaK { wg: Wg { a_regs: 0, ..wg }, bn: 32, cin: 192 };
+    assert_eq!(planes.tma_box(), None);
+}
