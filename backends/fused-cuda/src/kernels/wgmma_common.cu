@@ -259,23 +259,36 @@ __device__ __forceinline__ void ld_global_v4(unsigned (&d)[4], const half_t* src
                  : "memory");
 }
 
+// The 8 halves of 16 bytes as floats.
+__device__ __forceinline__ void unpack_h8(float (&v)[8], const unsigned* u) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] = h2f((half_t)(u[e / 2] >> (16 * (e % 2))));
+}
+
 // v = v * scale + (res ? the 8 halves at res + i : 0), in place.
 __device__ __forceinline__ void add_residual8(float (&v)[8], float scale, const half_t* res, long long i) {
     unsigned r[4] = {0, 0, 0, 0};
     if (res) ld_global_v4(r, res + i);
+    float rv[8];
+    unpack_h8(rv, r);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = v[e] * scale + h2f((half_t)(r[e / 2] >> (16 * (e % 2))));
+    for (int e = 0; e < 8; ++e) v[e] = v[e] * scale + rv[e];
 }
 
 // The NHWC epilogue of a finished tile: bias and activation from registers, f16 into the spent buffer P (every
 // warp's MMAs are done with it after the barrier), then whole 16-byte chunks to global (a tile row is one contiguous
 // run when the output slice is the whole buffer), each scaled and added to its residuals' 16 bytes on the way.
-// (Per-pair stores with 4-byte residual loads cost RRDB's residual convs twice their time without them.) The caller
-// closes with a warpgroup barrier before P is written again.
+// (Per-pair stores with 4-byte residual loads cost RRDB's residual convs twice their time without them; they
+// remain for residual slices only 2-channel aligned, which the plan allows.) The caller closes with a warpgroup
+// barrier before P is written again.
 __device__ __forceinline__ void wg_epilogue_nhwc(const ConvArgs& a, float (&acc)[TR][NACC],
                                                  const float (&bias)[BN / 8][2], const float (&slope)[BN / 8][2],
                                                  unsigned char* P, int ty0, int tx0, int n0, int wg, int wt, int warp,
                                                  int lane) {
+    if ((a.res0_off | a.res0_stride | a.res1_off | a.res1_stride) % 8 != 0) {
+        wg_store_pairs(a, acc, ty0, tx0, n0, warp, lane);
+        return;
+    }
     wg_barrier(wg);
 #pragma unroll
     for (int r = 0; r < TR; ++r)
@@ -304,8 +317,7 @@ __device__ __forceinline__ void wg_epilogue_nhwc(const ConvArgs& a, float (&acc)
             } else {
                 const long long m = (long long)y * a.w + x;
                 float v[8];
-#pragma unroll
-                for (int e = 0; e < 8; ++e) v[e] = h2f((half_t)(s4[e / 2] >> (16 * (e % 2))));
+                unpack_h8(v, s4);
                 add_residual8(v, a.scale0, (const half_t*)a.res0, m * a.res0_stride + a.res0_off + n);
                 if (a.nres > 1)
                     add_residual8(v, a.scale1, (const half_t*)a.res1, m * a.res1_stride + a.res1_off + n);
