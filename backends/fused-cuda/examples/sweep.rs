@@ -13,7 +13,7 @@ use videoforge_backend_fused_cuda::graph::{self, Act, Input, Layer, Output, Slic
 use videoforge_backend_fused_cuda::kernels::variants::sweep_tiles;
 use videoforge_backend_fused_cuda::kernels::{tile_for, Kernel, Tile};
 use videoforge_backend_fused_cuda::nvrtc::Nvrtc;
-use videoforge_backend_fused_cuda::pack::{conv_packed_cpu, kernel_weights, pack_conv};
+use videoforge_backend_fused_cuda::pack::{conv_packed_cpu, kernel_weights, pack_conv, PackedConv};
 use videoforge_backend_fused_cuda::runtime::args::ConvArgs;
 use videoforge_backend_fused_cuda::runtime::driver::{self, Context, DeviceBuffer, Function, Stream, StreamRef};
 use videoforge_backend_fused_cuda::runtime::{Engine, Memory, MemoryMut};
@@ -83,6 +83,15 @@ fn launch(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef, resident: u32) -
     Ok(())
 }
 
+/// A packed conv's weights on the device as kernel `k` reads them.
+fn weights(k: &Kernel, p: &PackedConv) -> Res<Weights> {
+    Ok(Weights {
+        wt: DeviceBuffer::from_slice(&kernel_weights(k, p))?,
+        bias: DeviceBuffer::from_slice(&p.bias)?,
+        slope: DeviceBuffer::from_slice(&p.slope)?,
+    })
+}
+
 /// Mean ms of 20 launches after 3 to warm up.
 fn time_launches(f: &Function, k: &Kernel, a: &ConvArgs, s: StreamRef, resident: u32) -> Res<f32> {
     for _ in 0..3 {
@@ -109,11 +118,7 @@ fn probe_table(nvrtc: &Nvrtc, ctx: &Context, s: StreamRef, tiles: &[Tile]) -> Re
     println!("| tile | probe | 540p ms | % of 750 | 270p ms | % of 750 |\n|---|---|---|---|---|---|");
     for &t in tiles.iter().filter(|t| t.wgmma.is_some_and(|w| w.chunk > 0 && w.a_regs > 0)) {
         let Some(k) = Kernel::for_layer(sm, t, cin as u32, cout as u32, 3, false, false) else { continue };
-        let w = Weights {
-            wt: DeviceBuffer::from_slice(&kernel_weights(&k, &p))?,
-            bias: DeviceBuffer::from_slice(&p.bias)?,
-            slope: DeviceBuffer::from_slice(&p.slope)?,
-        };
+        let w = weights(&k, &p)?;
         for (probe, what) in [(0, "none"), (1, "1: no global copies"), (2, "2: no copies, no ldmatrix")] {
             let src = format!("#define PROBE {probe}\n{}", k.source());
             let cubin = nvrtc.compile(&k.name(), sm, &src, &Nvrtc::options(sm, k.arch_specific()))?;
@@ -204,12 +209,7 @@ fn layer_table(
         let row = (|| -> Res<String> {
             let cubin = cache.cubin(&k, sm, false)?;
             let f = Function::load(&cubin, k.entry(), k.smem(0))?;
-            // The weights as this kernel reads them.
-            let w = Weights {
-                wt: DeviceBuffer::from_slice(&kernel_weights(&k, &p))?,
-                bias: DeviceBuffer::from_slice(&p.bias)?,
-                slope: DeviceBuffer::from_slice(&p.slope)?,
-            };
+            let w = weights(&k, &p)?;
             let resident = f.max_active_per_sm(k.threads(), k.smem(0))? * ctx.sms;
             let err = check(&f, &k, &w, s, resident, cin, cout)?;
             let mut cells = format!("| {t} | {} | {:.1} | {err:.2e} |", k.entry(), k.smem(0) as f64 / 1024.0);
